@@ -1,0 +1,65 @@
+/* The bus: topics with keyed partitions, consumer groups and committed offsets. The embedded
+ * in-memory bus (bus_memory.c) and the Kafka bus implement the same operations, so the runner
+ * does not know which it drives. Semantics follow Kafka: a partition is an ordered log, a
+ * group's position advances on poll, its committed offset only on commit. */
+#ifndef OF_BUS_H
+#define OF_BUS_H
+
+#include "event.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct of_bus of_bus;
+typedef struct of_consumer of_consumer;
+
+/* Called once per produced event when the bus has it durably (or failed to): err is 0 or a
+ * negative errno-like code with errstr. May run on any thread, also inside produce(). */
+typedef void (*of_delivery_cb)(void *opaque, int err, const char *errstr);
+
+typedef struct of_bus_ops {
+    const char *name; /* "memory", "kafka" */
+    /* Creates the topic when missing (partitions >= 1). An existing topic is left as it is. */
+    int (*ensure_topic)(of_bus *bus, const char *topic, int partitions, int replication,
+                        char *errstr, size_t errstr_size);
+    /* Hands a copy of ev (key, payload, headers; its topic/partition/offset are ignored) to the
+     * bus for `topic`; the partition is chosen from the key (murmur2 as Kafka, or round-robin
+     * when keyless). Returns 0 when accepted (cb follows), -1 with errstr when refused at once
+     * (cb is then not called). */
+    int (*produce)(of_bus *bus, const char *topic, const of_event *ev, of_delivery_cb cb,
+                   void *opaque, char *errstr, size_t errstr_size);
+    /* Joins `group` on these topics. */
+    of_consumer *(*subscribe)(of_bus *bus, const char *group, const char *const *topics,
+                              size_t n_topics, char *errstr, size_t errstr_size);
+    /* Next event at the group's position: 1 with *out (caller owns it, topic/partition/offset
+     * set), 0 on timeout or while paused, -1 on error. */
+    int (*poll)(of_consumer *c, of_event **out, int timeout_ms);
+    /* Commits `next_offset` (the offset of the next event to read) for a partition. */
+    int (*commit)(of_consumer *c, const char *topic, int32_t partition, int64_t next_offset);
+    /* Stop / restart handing out events (backpressure, open breaker). */
+    void (*pause)(of_consumer *c);
+    void (*resume)(of_consumer *c);
+    /* Wakes a poll() blocked in another thread. */
+    void (*wakeup)(of_consumer *c);
+    void (*consumer_close)(of_consumer *c);
+    void (*destroy)(of_bus *bus);
+} of_bus_ops;
+
+struct of_bus {
+    const of_bus_ops *ops;
+};
+
+/* The embedded bus. */
+of_bus *of_membus_new(void);
+/* 1 when every group has committed every event of every partition of its topics, i.e. nothing
+ * is left to process; waits up to timeout_ms for that. */
+int of_membus_wait_idle(of_bus *bus, int timeout_ms);
+/* Reads a topic's events in partition then offset order without a group (tests, `orderflow
+ * test`): calls fn for each; stops when fn returns non-zero. Returns the count visited. */
+size_t of_membus_read_topic(of_bus *bus, const char *topic,
+                            int (*fn)(const of_event *ev, void *opaque), void *opaque);
+
+/* Kafka's default partitioner hash, so both buses place a key on the same partition. */
+uint32_t of_murmur2(const void *key, size_t len);
+
+#endif

@@ -1,0 +1,102 @@
+/* Pipeline files: the model, and the one validation path shared by `orderflow lint`,
+ * `orderflow test` and `orderflowd` (which refuses to start on any error). */
+#ifndef OF_PIPELINE_H
+#define OF_PIPELINE_H
+
+#include "diag.h"
+#include "options.h"
+#include "plugin.h"
+#include "yamltree.h"
+
+#include <stdint.h>
+
+typedef struct of_topic_def {
+    char *name;
+    int partitions;  /* default 3 */
+    int replication; /* default 1 */
+    int external;    /* produced outside the pipeline (HTTP intake, another pipeline) */
+    int line, column;
+} of_topic_def;
+
+typedef struct of_retry_policy {
+    int max_attempts;        /* total tries including the first; default 5, 1..1000 */
+    int64_t initial_backoff_ms; /* default 100ms */
+    int64_t max_backoff_ms;     /* default 30s */
+    double multiplier;          /* default 2.0, >= 1 */
+    double jitter;              /* default 0.2, 0..1: +/- fraction of the delay */
+} of_retry_policy;
+
+typedef struct of_output_map {
+    char *output; /* the plugin's output name */
+    char *topic;  /* the topic it goes to */
+} of_output_map;
+
+typedef struct of_stage_def {
+    char *name;
+    char *plugin_name;
+    const of_plugin *plugin; /* resolved in the registry; NULL if not found (an error) */
+    char **inputs;
+    size_t n_inputs;
+    of_output_map *outputs;
+    size_t n_outputs;
+    int concurrency;      /* worker threads; default 1, 1..256 */
+    int max_in_flight;    /* events dispatched but not finished; default 1000 */
+    char *consumer_group; /* default orderflow.<pipeline>.<stage> */
+    char *dead_letter;    /* default <first input>.dlq */
+    of_retry_policy retry;
+    of_config *config;    /* validated against the plugin's table; NULL if invalid */
+    int line, column;
+} of_stage_def;
+
+typedef struct of_test_header {
+    char *name;
+    char *value;
+} of_test_header;
+
+/* A declared test: events into a topic, events expected on topics. */
+typedef struct of_test_event {
+    char *topic;
+    char *key;       /* NULL: keyless */
+    char *value;     /* payload text: JSON text when written as YAML mapping/sequence */
+    int value_is_json;
+    of_test_header *headers;
+    size_t n_headers;
+    int line, column;
+} of_test_event;
+
+typedef struct of_test_def {
+    char *name;
+    of_test_event *inputs;
+    size_t n_inputs;
+    of_test_event *expect;  /* expected events, per topic in this order */
+    size_t n_expect;
+    char **expect_empty;    /* topics that must receive nothing */
+    size_t n_expect_empty;
+    int line, column;
+} of_test_def;
+
+typedef struct of_pipeline {
+    char *file;
+    char *name;
+    char *description;
+    of_topic_def *topics; /* declared topics plus implied dead-letter topics */
+    size_t n_topics;
+    of_stage_def *stages;
+    size_t n_stages;
+    of_test_def *tests;
+    size_t n_tests;
+} of_pipeline;
+
+/* Loads and validates a pipeline file. Every problem goes to diag; returns the pipeline when it
+ * has no errors (warnings allowed), NULL otherwise. `registry` resolves plugins and validates
+ * each stage's config: against its option table; a NULL registry skips those checks (used only
+ * by unit tests of the YAML layer). */
+of_pipeline *of_pipeline_load(const char *path, const of_plugin_registry *registry, of_diag *diag);
+/* The same from an already parsed document (the caller keeps the document). */
+of_pipeline *of_pipeline_from_ydoc(const of_ydoc *doc, const of_plugin_registry *registry,
+                                   of_diag *diag);
+void of_pipeline_free(of_pipeline *p);
+
+const of_topic_def *of_pipeline_topic(const of_pipeline *p, const char *name);
+
+#endif

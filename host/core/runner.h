@@ -1,0 +1,62 @@
+/* The stage runner: runs the stages of pipelines on a bus. Per stage, one consumer thread reads
+ * the input topics as the stage's consumer group and hands each event to one of `concurrency`
+ * worker threads chosen by the event key's hash, so one key's events are processed in order.
+ * A worker calls process(), retries RETRY in place with the stage's backoff, sends REJECT (or
+ * retries exhausted) to the dead-letter topic with headers saying why, publishes what an OK
+ * emitted on the mapped topics, and marks the input done once every publication is
+ * acknowledged. Offsets are committed per partition up to the lowest event not yet done:
+ * at-least-once, never at-most-once. When a stage's in-flight events reach max_in_flight, its
+ * consumer is paused. */
+#ifndef OF_RUNNER_H
+#define OF_RUNNER_H
+
+#include "bus.h"
+#include "metrics.h"
+#include "pipeline.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct of_runner of_runner;
+
+/* Dead-letter headers added to an event sent to a dead-letter topic. */
+#define OF_DLQ_H_TOPIC "of_dlq_topic"
+#define OF_DLQ_H_PARTITION "of_dlq_partition"
+#define OF_DLQ_H_OFFSET "of_dlq_offset"
+#define OF_DLQ_H_STAGE "of_dlq_stage"
+#define OF_DLQ_H_PIPELINE "of_dlq_pipeline"
+#define OF_DLQ_H_ATTEMPTS "of_dlq_attempts"
+#define OF_DLQ_H_ERROR "of_dlq_error"
+#define OF_DLQ_H_STATUS "of_dlq_status" /* "rejected" or "retries-exhausted" */
+
+/* The runner borrows bus and metrics; both must outlive it. */
+of_runner *of_runner_new(of_bus *bus, of_metrics *metrics);
+/* Creates the pipeline's topics on the bus and initialises every stage (in file order). On
+ * failure the stages already initialised are shut down in reverse order, nothing of this
+ * pipeline remains, and errstr names the stage and the plugin's reason. The pipeline must
+ * outlive the runner. */
+int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size);
+/* Starts the consumer and worker threads of every added stage. */
+int of_runner_start(of_runner *r, char *errstr, size_t errstr_size);
+/* Stops taking new events, lets every dispatched event finish (retries included) up to
+ * timeout_ms, commits, calls each stage's shutdown in reverse order and joins the threads.
+ * Returns the number of events abandoned uncommitted (0 on a clean drain). */
+size_t of_runner_drain(of_runner *r, int64_t timeout_ms);
+void of_runner_free(of_runner *r); /* drains with a zero timeout if still running */
+
+/* Per-stage counts, for tests and later for /metrics. */
+typedef struct of_stage_stats {
+    uint64_t received, processed_ok, emitted, retried, rejected, dead_lettered, in_flight;
+} of_stage_stats;
+int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
+                          of_stage_stats *out);
+
+/* Computes the delay before try number `attempt` (2 = first retry): initial * multiplier^(n-2)
+ * capped at max, then +/- jitter fraction using `rnd` in [0,1). */
+int64_t of_backoff_delay_ms(const of_retry_policy *p, int attempt, double rnd);
+
+/* Per-thread xorshift random numbers (seeded from the clock and the thread): jitter, ids. */
+uint64_t of_rand_u64(void);
+double of_rand_unit(void); /* [0,1) */
+
+#endif

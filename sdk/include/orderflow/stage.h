@@ -1,0 +1,193 @@
+/*
+ * orderflow stage SDK: the public ABI a stage plugin is written against.
+ *
+ * A stage is a shared object that exports exactly one symbol, `orderflow_stage_entry`, which
+ * returns a pointer to a constant descriptor (use OF_STAGE_DEFINE). The host dlopen()s the file,
+ * checks the descriptor's ABI version and build signature before it calls anything else, then
+ * validates the stage's `config:` against the descriptor's option table and calls `init` with a
+ * table of host functions (see host_api.h). A plugin links against nothing of the host: every
+ * service it uses reaches it through that table.
+ *
+ * Compatibility rules:
+ *  - OF_ABI_MAJOR changes when an existing field or function changes meaning or layout; the
+ *    host refuses a plugin built for another major.
+ *  - OF_ABI_MINOR grows when fields are appended to the descriptor or functions to the host
+ *    table. Structures carry their own size so that either side can tell what the other has.
+ */
+#ifndef ORDERFLOW_STAGE_H
+#define ORDERFLOW_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OF_ABI_MAJOR 1
+#define OF_ABI_MINOR 0
+
+/* Name of the one symbol the loader looks up. */
+#define OF_STAGE_ENTRY_SYMBOL "orderflow_stage_entry"
+
+/* SDK feature flags recorded in the build signature. A host refuses a plugin that was built
+ * with a feature flag it does not have (the layout of shared structures would differ). */
+#define OF_FEATURE_BASE 0x1u
+#define OF_SDK_FEATURES (OF_FEATURE_BASE)
+
+/* Build signature: facts about the compiler and SDK the plugin was built with that must match
+ * the host's, in the spirit of NGINX's module signature. Filled by OF_BUILD_SIGNATURE_INIT in the
+ * plugin's own translation unit so that sizeof() is the plugin compiler's answer. */
+typedef struct of_build_signature {
+    uint8_t pointer_size; /* sizeof(void *) */
+    uint8_t time_t_size;  /* sizeof(time_t) */
+    uint8_t size_t_size;  /* sizeof(size_t) */
+    uint8_t big_endian;   /* 1 when built for a big-endian target */
+    uint32_t features;    /* OF_SDK_FEATURES of the SDK headers used */
+} of_build_signature;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define OF_BIG_ENDIAN_ 1
+#else
+#define OF_BIG_ENDIAN_ 0
+#endif
+
+#define OF_BUILD_SIGNATURE_INIT                                                                    \
+    {                                                                                              \
+        (uint8_t) sizeof(void *), (uint8_t)sizeof(time_t), (uint8_t)sizeof(size_t),                \
+            OF_BIG_ENDIAN_, OF_SDK_FEATURES                                                        \
+    }
+
+/* ---------------------------------------------------------------------------------------------
+ * Options: a stage declares its typed configuration in a table; the host validates a stage's
+ * `config:` against it (types, bounds, enums, required keys, unknown keys) before `init`, fills
+ * in defaults, and prints the table in `orderflow plugins`.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum of_option_type {
+    OF_OPT_STRING = 1,
+    OF_OPT_INT = 2,      /* int64; "42", "-7" */
+    OF_OPT_BOOL = 3,     /* true/false, yes/no, on/off */
+    OF_OPT_DOUBLE = 4,   /* "0.25", "1e3" */
+    OF_OPT_DURATION = 5, /* "250ms", "1.5s", "2m", "1h"; read as milliseconds; a bare number is
+                            refused (no silent unit) */
+    OF_OPT_SIZE = 6,     /* "512", "64KiB", "10MB", "1GiB"; read as bytes */
+    OF_OPT_ENUM = 7,     /* one of enum_values */
+    OF_OPT_LIST = 8      /* a YAML sequence of strings (or a comma-separated string) */
+} of_option_type;
+
+enum {
+    OF_OPT_REQUIRED = 1u << 0, /* must be given in config: (a default makes no sense then) */
+    OF_OPT_SECRET = 1u << 1,   /* never printed, never logged */
+    OF_OPT_HAS_MIN = 1u << 2,  /* min applies (int, double, duration in ms, size in bytes, list
+                                  length) */
+    OF_OPT_HAS_MAX = 1u << 3   /* max applies, same units */
+};
+
+/* One option. A table is an array terminated by an entry whose name is NULL. Every pointer is
+ * owned by the plugin and must stay valid while the plugin is loaded (string literals do). */
+typedef struct of_option {
+    const char *name;                /* [a-z0-9_]+, unique in the table */
+    of_option_type type;             /* */
+    const char *default_value;       /* textual default, parsed like a config value; NULL: none */
+    const char *description;         /* one line, shown by `orderflow plugins` */
+    uint32_t flags;                  /* OF_OPT_* */
+    double min;                      /* with OF_OPT_HAS_MIN */
+    double max;                      /* with OF_OPT_HAS_MAX */
+    const char *const *enum_values;  /* OF_OPT_ENUM: NULL-terminated list of allowed values */
+} of_option;
+
+/* ---------------------------------------------------------------------------------------------
+ * Opaque handles. All are owned by the host; a plugin never frees them.
+ * ------------------------------------------------------------------------------------------- */
+
+/* One configured stage (a plugin instance in a pipeline). Valid from init until shutdown
+ * returns. */
+typedef struct of_stage of_stage;
+
+/* A stage's validated configuration. Valid during init only: copy what you keep. */
+typedef struct of_config of_config;
+
+/* One call of process(): the input event and what the stage emits in answer. Valid during that
+ * call only; the host may reuse it for the next event. */
+typedef struct of_call of_call;
+
+struct of_host_api;
+
+/* What process() returns. */
+typedef enum of_status {
+    OF_OK = 0,     /* done: what was emitted is published, the input is acknowledged */
+    OF_RETRY = 1,  /* transient failure: what was emitted is discarded and the event is offered
+                      again after the stage's backoff, up to retry.max_attempts */
+    OF_REJECT = 2  /* permanent failure: what was emitted is discarded and the event goes to the
+                      stage's dead-letter topic with the reason set by api->set_reason */
+} of_status;
+
+/* init: called once per configured stage before any event.
+ *   stage   - the host's handle for this stage; keep it for logging and metrics.
+ *   api     - the host function table; valid until the plugin is unloaded. Check api->size or
+ *             OF_API_HAS before calling a function added after ABI 1.0.
+ *   config  - validated options with defaults applied; valid only during this call.
+ *   instance- out: the plugin's own state, handed back to process and shutdown. May be NULL.
+ *   errstr  - on failure, write a NUL-terminated reason of at most errstr_size bytes.
+ * Return 0 on success. On failure, do not leave anything allocated: the host will not call
+ * shutdown for this stage, and it shuts down the stages already initialised, in reverse order. */
+typedef int (*of_init_fn)(of_stage *stage, const struct of_host_api *api, const of_config *config,
+                          void **instance, char *errstr, size_t errstr_size);
+
+/* process: one input event. Called from the stage's worker threads: calls for events of the
+ * same key never overlap and arrive in the key's order, but calls for different keys run
+ * concurrently, so shared state in `instance` needs its own locking. */
+typedef of_status (*of_process_fn)(void *instance, of_call *call);
+
+/* shutdown: the last call for a stage; after in-flight events have drained. Free `instance`. */
+typedef void (*of_shutdown_fn)(void *instance);
+
+/* The descriptor a plugin returns from its entry symbol. Constant, owned by the plugin, valid
+ * while the plugin is loaded. Fields are only ever appended; struct_size tells the host which
+ * ones this plugin has. */
+typedef struct of_stage_descriptor {
+    uint32_t abi_major;           /* OF_ABI_MAJOR at build time */
+    uint32_t abi_minor;           /* OF_ABI_MINOR at build time */
+    uint32_t struct_size;         /* sizeof(of_stage_descriptor) at build time */
+    of_build_signature signature; /* OF_BUILD_SIGNATURE_INIT */
+    const char *name;             /* unique plugin name, [a-z0-9][a-z0-9_-]*, at most 63 chars */
+    const char *version;          /* the plugin's own version, e.g. "1.2.0" */
+    const char *description;      /* one line */
+    const of_option *options;     /* option table, NULL-name terminated; NULL for none */
+    const char *const *outputs;   /* NULL-terminated names of the outputs it emits on; each
+                                     must be mapped to a topic in the pipeline */
+    of_init_fn init;              /* may be NULL: no state */
+    of_process_fn process;        /* required */
+    of_shutdown_fn shutdown;      /* may be NULL */
+    void *reserved[8];            /* spare slots for growth within ABI 1; must be NULL */
+} of_stage_descriptor;
+
+#define OF_DESCRIPTOR_HEADER                                                                       \
+    .abi_major = OF_ABI_MAJOR, .abi_minor = OF_ABI_MINOR,                                          \
+    .struct_size = (uint32_t)sizeof(of_stage_descriptor), .signature = OF_BUILD_SIGNATURE_INIT
+
+#if defined(__GNUC__)
+#define OF_EXPORT __attribute__((visibility("default")))
+#else
+#define OF_EXPORT
+#endif
+
+typedef const of_stage_descriptor *(*of_stage_entry_fn)(void);
+
+/* Defines the entry symbol returning `desc` (an of_stage_descriptor with static storage). */
+#define OF_STAGE_DEFINE(desc)                                                                      \
+    OF_EXPORT const of_stage_descriptor *orderflow_stage_entry(void);                              \
+    OF_EXPORT const of_stage_descriptor *orderflow_stage_entry(void)                               \
+    {                                                                                              \
+        return &(desc);                                                                            \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+
+#include <orderflow/host_api.h>
+
+#endif /* ORDERFLOW_STAGE_H */
