@@ -6,6 +6,8 @@
 # draws it, runs its declared tests through the embedded bus and real stage runner, then starts
 # orderflowd on it and stops it with SIGTERM.
 set -euo pipefail
+# Plugin files and folders writable by group or others are refused by the loader.
+umask 022
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 

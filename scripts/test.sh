@@ -3,6 +3,8 @@
 # tests under AddressSanitizer + UndefinedBehaviorSanitizer, and the example stage built out of
 # tree against the installed SDK (a ctest of its own in both builds).
 set -euo pipefail
+# Plugin files and folders writable by group or others are refused by the loader.
+umask 022
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 jobs=$(nproc)
