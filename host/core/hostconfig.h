@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum of_bus_kind { OF_BUS_MEMORY = 0 } of_bus_kind;
 
@@ -14,7 +15,7 @@ typedef struct of_host_config {
     char *file;
     char **plugin_dirs; /* relative paths are resolved against the config file's folder */
     size_t n_plugin_dirs;
-    char **pipelines;   /* pipeline files (globs expanded, relative to the config's folder) */
+    char **pipelines; /* pipeline files (globs expanded, relative to the config's folder) */
     size_t n_pipelines;
     of_bus_kind bus;
     of_log_level_t log_level;

@@ -78,7 +78,8 @@ void of_option_describe_type(const of_option *opt, char *buf, size_t size);
 /* Helpers shared by the configuration validators. */
 /* Levenshtein edit distance (byte-wise); SIZE_MAX for strings longer than 256 bytes. */
 size_t of_levenshtein(const char *a, const char *b);
-/* The candidate closest to `word` when its edit distance is at most 2, else NULL. */
+/* The candidate closest to `word` when its edit distance is at most 2 (and smaller than the
+ * length of both strings), else NULL. */
 const char *of_did_you_mean(const char *word, const char *const *candidates, size_t n);
 /* Formats milliseconds as the shortest exact duration ("1m", "1500ms"), bytes as a size
  * ("64KiB", "10MB", "100"). */

@@ -19,7 +19,7 @@ typedef struct of_topic_def {
 } of_topic_def;
 
 typedef struct of_retry_policy {
-    int max_attempts;        /* total tries including the first; default 5, 1..1000 */
+    int max_attempts;           /* total tries including the first; default 5, 1..1000 */
     int64_t initial_backoff_ms; /* default 100ms */
     int64_t max_backoff_ms;     /* default 30s */
     double multiplier;          /* default 2.0, >= 1 */
@@ -44,7 +44,7 @@ typedef struct of_stage_def {
     char *consumer_group; /* default orderflow.<pipeline>.<stage> */
     char *dead_letter;    /* default <first input>.dlq */
     of_retry_policy retry;
-    of_config *config;    /* validated against the plugin's table; NULL if invalid */
+    of_config *config; /* validated against the plugin's table; NULL if invalid */
     int line, column;
 } of_stage_def;
 
@@ -53,11 +53,30 @@ typedef struct of_test_header {
     char *value;
 } of_test_header;
 
-/* A declared test: events into a topic, events expected on topics. */
+/* A declared test: events into a topic, events expected on topics. The YAML schema:
+ *
+ *   tests:
+ *     - name: routes urgent messages      # required, unique in the file
+ *       input:                            # one block {topic, events} ...
+ *         topic: messages                 #   required, a declared (or implied dead-letter) topic
+ *         events:                         #   required, non-empty
+ *           - key: m-1                    #   optional: keyless when absent or null
+ *             value: {text: urgent}       #   mapping/sequence: compact JSON, key order kept
+ *             headers: {source: web}      #   optional name -> string
+ *       inputs: [{topic, events}, ...]    # ... or several blocks (exactly one of input/inputs)
+ *       expect:                           # optional list of {topic, events} blocks
+ *         - topic: messages.urgent
+ *           events: [{key: m-1, value: {text: urgent}}]
+ *       expect_empty: [messages.dlq]      # optional list of topics that must get nothing
+ *
+ * The blocks are flattened: `inputs` and `expect` hold every event of every block in file order,
+ * each with its block's topic. A scalar value is kept as written (value_is_json is 1 when it
+ * parses as a JSON object or array); an input event without value has an empty payload; an
+ * expected event without value has value NULL (any payload matches). */
 typedef struct of_test_event {
     char *topic;
-    char *key;       /* NULL: keyless */
-    char *value;     /* payload text: JSON text when written as YAML mapping/sequence */
+    char *key;   /* NULL: keyless */
+    char *value; /* payload text: JSON text when written as YAML mapping/sequence */
     int value_is_json;
     of_test_header *headers;
     size_t n_headers;
@@ -68,9 +87,9 @@ typedef struct of_test_def {
     char *name;
     of_test_event *inputs;
     size_t n_inputs;
-    of_test_event *expect;  /* expected events, per topic in this order */
+    of_test_event *expect; /* expected events, per topic in this order */
     size_t n_expect;
-    char **expect_empty;    /* topics that must receive nothing */
+    char **expect_empty; /* topics that must receive nothing */
     size_t n_expect_empty;
     int line, column;
 } of_test_def;

@@ -25,12 +25,12 @@ typedef struct of_ypair {
 
 struct of_ynode {
     of_ynode_kind kind;
-    int line, column;   /* 1-based start position */
+    int line, column; /* 1-based start position */
     /* scalar */
-    char *str;          /* NUL-terminated value after interpolation; owned */
+    char *str; /* NUL-terminated value after interpolation; owned */
     size_t len;
-    int quoted;         /* 1 when written quoted or as a block: never null/bool/number */
-    int is_null;        /* plain `~`, `null` or empty */
+    int quoted;  /* 1 when written quoted or as a block: never null/bool/number */
+    int is_null; /* plain `~`, `null` or empty */
     /* seq: items; map: pairs in document order */
     of_ynode **items;
     size_t n_items;
@@ -54,5 +54,16 @@ void of_ydoc_free(of_ydoc *doc);
 /* Lookup helpers: NULL when absent or not a map. */
 of_ynode *of_ymap_get(const of_ynode *map, const char *key);
 const char *of_ykind_name(of_ynode_kind kind); /* "scalar", "sequence", "mapping" */
+
+/* Helpers for schema validators. */
+/* Reports every key of `map` that is not in `allowed` (NULL-terminated) at the key's position:
+ * "unknown key 'k' in WHERE (did you mean 'x'?); allowed: a, b, c". Returns the count. */
+size_t of_ymap_check_keys(const of_ynode *map, const char *const *allowed, const char *where,
+                          const char *file, of_diag *diag);
+/* Describes a node for "got ..." in messages: "a sequence", "a mapping", "null" or the quoted
+ * scalar (shortened). */
+void of_ynode_describe(const of_ynode *n, char *buf, size_t size);
+/* 1 when n is a scalar that is not null. */
+int of_yis_string(const of_ynode *n);
 
 #endif
