@@ -7,14 +7,19 @@
 #include <string.h>
 
 /* Names come from YAML, so they are escaped for each output language. */
-static void dot_str(const char *s)
+static void dot_esc(const char *s)
 {
-    putchar('"');
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
             putchar('\\');
         putchar(*s);
     }
+}
+
+static void dot_str(const char *s)
+{
+    putchar('"');
+    dot_esc(s);
     putchar('"');
 }
 
@@ -57,11 +62,11 @@ static void print_dot(const of_pipeline *p)
     }
     for (size_t i = 0; i < p->n_stages; i++) {
         const of_stage_def *s = &p->stages[i];
-        char label[512];
-        snprintf(label, sizeof(label), "%s\n(%s x%d)", s->name, s->plugin_name, s->concurrency);
-        printf("  s%zu [shape=box, style=rounded, label=", i);
-        dot_str(label);
-        printf("];\n");
+        printf("  s%zu [shape=box, style=rounded, label=\"", i);
+        dot_esc(s->name);
+        printf("\\n(");
+        dot_esc(s->plugin_name);
+        printf(" x%d)\"];\n", s->concurrency);
         for (size_t k = 0; k < s->n_inputs; k++)
             printf("  t%zu -> s%zu;\n", topic_index(p, s->inputs[k]), i);
         for (size_t k = 0; k < s->n_outputs; k++) {
