@@ -32,14 +32,15 @@ typedef struct of_bus_ops {
     of_consumer *(*subscribe)(of_bus *bus, const char *group, const char *const *topics,
                               size_t n_topics, char *errstr, size_t errstr_size);
     /* Next event at the group's position: 1 with *out (caller owns it, topic/partition/offset
-     * set), 0 on timeout or while paused, -1 on error. */
+     * set), 0 on timeout or while paused, -1 on error. timeout_ms 0 does not block; < 0 blocks
+     * until an event, a resume or wakeup(). */
     int (*poll)(of_consumer *c, of_event **out, int timeout_ms);
     /* Commits `next_offset` (the offset of the next event to read) for a partition. */
     int (*commit)(of_consumer *c, const char *topic, int32_t partition, int64_t next_offset);
     /* Stop / restart handing out events (backpressure, open breaker). */
     void (*pause)(of_consumer *c);
     void (*resume)(of_consumer *c);
-    /* Wakes a poll() blocked in another thread. */
+    /* Wakes a poll() blocked in another thread (or makes the next poll() return 0 at once). */
     void (*wakeup)(of_consumer *c);
     void (*consumer_close)(of_consumer *c);
     void (*destroy)(of_bus *bus);
@@ -49,13 +50,21 @@ struct of_bus {
     const of_bus_ops *ops;
 };
 
-/* The embedded bus. */
+/* The embedded bus. One consumer per group (a second subscribe to a group with a live consumer
+ * is refused); a new group starts at the earliest event kept. A partition's events are freed
+ * once every group that subscribed to its topic has committed past them; topics no group reads
+ * keep everything. Its destroy also frees consumers left open. */
 of_bus *of_membus_new(void);
+/* retain != 0: never free committed events, so of_membus_read_topic also sees everything that
+ * went through topics a stage consumes (`orderflow test` expectations on intermediate topics).
+ * Default 0: trim, so a long-running embedded bus stays bounded. */
+void of_membus_set_retain(of_bus *bus, int retain);
 /* 1 when every group has committed every event of every partition of its topics, i.e. nothing
  * is left to process; waits up to timeout_ms for that. */
 int of_membus_wait_idle(of_bus *bus, int timeout_ms);
 /* Reads a topic's events in partition then offset order without a group (tests, `orderflow
- * test`): calls fn for each; stops when fn returns non-zero. Returns the count visited. */
+ * test`): calls fn for each; stops when fn returns non-zero. Returns the count visited. fn runs
+ * under the bus's lock: it must not call the bus. */
 size_t of_membus_read_topic(of_bus *bus, const char *topic,
                             int (*fn)(const of_event *ev, void *opaque), void *opaque);
 

@@ -19,6 +19,8 @@ int of_offtrack_done(of_offset_tracker *t, int64_t offset);
 /* The offset to commit: the lowest pending one, or the last dispatched + 1 when none is
  * pending; -1 before anything was dispatched. */
 int64_t of_offtrack_committable(const of_offset_tracker *t);
+/* The last dispatched offset, -1 before any. */
+int64_t of_offtrack_last(const of_offset_tracker *t);
 /* Dispatched offsets not yet done. */
 size_t of_offtrack_pending(const of_offset_tracker *t);
 

@@ -19,15 +19,7 @@
 
 typedef struct of_runner of_runner;
 
-/* Dead-letter headers added to an event sent to a dead-letter topic. */
-#define OF_DLQ_H_TOPIC "of_dlq_topic"
-#define OF_DLQ_H_PARTITION "of_dlq_partition"
-#define OF_DLQ_H_OFFSET "of_dlq_offset"
-#define OF_DLQ_H_STAGE "of_dlq_stage"
-#define OF_DLQ_H_PIPELINE "of_dlq_pipeline"
-#define OF_DLQ_H_ATTEMPTS "of_dlq_attempts"
-#define OF_DLQ_H_ERROR "of_dlq_error"
-#define OF_DLQ_H_STATUS "of_dlq_status" /* "rejected" or "retries-exhausted" */
+/* The dead-letter headers (OF_DLQ_H_*) are part of the SDK: orderflow/stage.h. */
 
 /* The runner borrows bus and metrics; both must outlive it. */
 of_runner *of_runner_new(of_bus *bus, of_metrics *metrics);

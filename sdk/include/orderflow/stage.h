@@ -124,6 +124,17 @@ typedef enum of_status {
                       stage's dead-letter topic with the reason set by api->set_reason */
 } of_status;
 
+/* Headers the host adds to an event it sends to a stage's dead-letter topic (besides the
+ * event's own key, payload and headers), so the event can be inspected and replayed. */
+#define OF_DLQ_H_TOPIC     "of_dlq_topic"     /* where it was read */
+#define OF_DLQ_H_PARTITION "of_dlq_partition" /* decimal */
+#define OF_DLQ_H_OFFSET    "of_dlq_offset"    /* decimal */
+#define OF_DLQ_H_PIPELINE  "of_dlq_pipeline"
+#define OF_DLQ_H_STAGE     "of_dlq_stage"
+#define OF_DLQ_H_ATTEMPTS  "of_dlq_attempts" /* tries made, decimal */
+#define OF_DLQ_H_ERROR     "of_dlq_error"    /* the reason given with set_reason */
+#define OF_DLQ_H_STATUS    "of_dlq_status"   /* "rejected" or "retries-exhausted" */
+
 /* init: called once per configured stage before any event.
  *   stage   - the host's handle for this stage; keep it for logging and metrics.
  *   api     - the host function table; valid until the plugin is unloaded. Check api->size or

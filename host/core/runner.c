@@ -1,0 +1,990 @@
+/* The stage runner. Per stage: one consumer thread polls the stage's input topics as its
+ * consumer group and dispatches each event to one of `concurrency` worker threads, chosen by
+ * the key's murmur2 hash (keyless events: by partition), each worker with a FIFO queue, so one
+ * key's events are processed one at a time and in order. A worker runs process(), retries in
+ * place with the stage's backoff, dead-letters rejected and exhausted events, publishes what an
+ * OK emitted and then marks the input done in the partition's offset tracker, committing up to
+ * the lowest offset not yet done.
+ *
+ * Locks: a stage's `mu` guards its offset trackers, in-flight count and pause state, and is
+ * taken before the bus's own lock (commit, pause, resume); a worker's `mu` guards its queue; the
+ * runner's `mu` counts running workers for the drain. The bus never calls back into the runner
+ * while holding its lock. */
+#include "runner.h"
+
+#include "log.h"
+#include "offset_tracker.h"
+#include "stage_runtime.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define POLL_TIMEOUT_MS       200
+#define DEFAULT_MAX_IN_FLIGHT 1000
+#define DEFAULT_PARTITIONS    3
+
+typedef struct qitem {
+    of_event *ev;
+    struct qitem *next;
+} qitem;
+
+typedef struct worker {
+    struct of_stage_rt *rt;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC: also the backoff sleep */
+    qitem *head, *tail;
+    int stop; /* no more events will be queued: exit once the queue is empty */
+} worker;
+
+typedef struct part_track {
+    char *topic;
+    int32_t partition;
+    of_offset_tracker *tracker;
+    int64_t committed; /* last committed next_offset, -1 before the first commit */
+} part_track;
+
+struct of_stage_rt {
+    of_runner *runner;
+    of_stage *st;
+    of_consumer *consumer; /* NULL for a stage without inputs */
+    pthread_t consumer_thread;
+    int consumer_started;
+    worker *workers;
+    int n_workers;
+    pthread_mutex_t mu;
+    part_track *parts;
+    size_t n_parts;
+    uint64_t in_flight; /* under mu */
+    int paused;         /* under mu */
+    int max_in_flight;
+    _Atomic int stopping; /* the consumer thread must stop */
+    _Atomic int abandon;  /* the drain's deadline passed: give up what is not finished */
+};
+
+struct of_runner {
+    of_bus *bus;
+    of_metrics *metrics;
+    of_stage **stages; /* every stage, pipelines in the order added, stages in file order */
+    size_t n_stages, cap_stages;
+    int started, drained;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    int workers_running;
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------------------------- */
+
+static void seterr(char *errstr, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *errstr, size_t size, const char *fmt, ...)
+{
+    if (!errstr || !size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, size, fmt, ap);
+    va_end(ap);
+}
+
+static int cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return -1;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? 0 : -1;
+}
+
+static struct timespec mono_after_ms(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ms < 0)
+        ms = 0;
+    if (ms > (int64_t)365 * 24 * 3600 * 1000)
+        ms = (int64_t)365 * 24 * 3600 * 1000;
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+static const char *stage_name(const of_stage *st)
+{
+    return st->def->name;
+}
+
+static void stat_add(_Atomic uint64_t *stat, struct of_counter *c, uint64_t n)
+{
+    atomic_fetch_add(stat, n);
+    if (c)
+        of_counter_add_(c, (double)n);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Offsets and in-flight accounting
+ * ------------------------------------------------------------------------------------------- */
+
+static part_track *find_part(struct of_stage_rt *rt, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < rt->n_parts; i++)
+        if (rt->parts[i].partition == partition && strcmp(rt->parts[i].topic, topic) == 0)
+            return &rt->parts[i];
+    return NULL;
+}
+
+static part_track *find_or_add_part(struct of_stage_rt *rt, const char *topic, int32_t partition)
+{
+    part_track *p = find_part(rt, topic, partition);
+    if (p)
+        return p;
+    part_track *n = realloc(rt->parts, (rt->n_parts + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    rt->parts = n;
+    p = &rt->parts[rt->n_parts];
+    p->topic = strdup(topic);
+    p->tracker = of_offtrack_new();
+    if (!p->topic || !p->tracker) {
+        free(p->topic);
+        of_offtrack_free(p->tracker);
+        return NULL;
+    }
+    p->partition = partition;
+    p->committed = -1;
+    rt->n_parts++;
+    return p;
+}
+
+/* Under rt->mu: one event less in flight; resumes a consumer paused for backpressure. */
+static void in_flight_dec_locked(struct of_stage_rt *rt)
+{
+    if (rt->in_flight > 0)
+        rt->in_flight--;
+    atomic_fetch_sub(&rt->st->stats.in_flight, 1);
+    if (rt->paused && rt->in_flight < (uint64_t)rt->max_in_flight) {
+        rt->paused = 0;
+        if (rt->consumer)
+            rt->runner->bus->ops->resume(rt->consumer);
+    }
+}
+
+/* The event is finished (processed, published, or dead-lettered): mark its offset done and
+ * commit the partition up to the lowest offset still pending. */
+static void finish_event(struct of_stage_rt *rt, const of_event *ev)
+{
+    of_stage *st = rt->st;
+    pthread_mutex_lock(&rt->mu);
+    part_track *p = find_part(rt, ev->topic, ev->partition);
+    if (p && of_offtrack_done(p->tracker, ev->offset) == 0) {
+        int64_t next = of_offtrack_committable(p->tracker);
+        if (next > p->committed) {
+            if (rt->runner->bus->ops->commit(rt->consumer, p->topic, p->partition, next) == 0)
+                p->committed = next;
+            else
+                of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                       "commit of %s[%" PRId32 "] at %" PRId64 " failed; retried with the next",
+                       p->topic, p->partition, next);
+        }
+    }
+    in_flight_dec_locked(rt);
+    pthread_mutex_unlock(&rt->mu);
+}
+
+/* Gives an event up without committing it (the drain timed out). */
+static void abandon_event(struct of_stage_rt *rt, const of_event *ev)
+{
+    of_stage *st = rt->st;
+    of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+           "drain timed out: event %s[%" PRId32 "]@%" PRId64 " abandoned uncommitted", ev->topic,
+           ev->partition, ev->offset);
+    pthread_mutex_lock(&rt->mu);
+    in_flight_dec_locked(rt);
+    pthread_mutex_unlock(&rt->mu);
+    stat_add(&st->stats.abandoned, st->m_abandoned, 1);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Publishing
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct delivery {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending;
+    int failed;
+    char err[256];
+} delivery;
+
+static void delivery_cb(void *opaque, int err, const char *errstr)
+{
+    delivery *d = opaque;
+    pthread_mutex_lock(&d->mu);
+    if (err && !d->failed) {
+        d->failed = 1;
+        snprintf(d->err, sizeof(d->err), "%s", errstr ? errstr : "delivery failed");
+    }
+    d->pending--;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static int delivery_init(delivery *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (pthread_mutex_init(&d->mu, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(&d->cv, NULL) != 0) {
+        pthread_mutex_destroy(&d->mu);
+        return -1;
+    }
+    return 0;
+}
+
+static void delivery_produce(of_bus *bus, delivery *d, const char *topic, const of_event *ev)
+{
+    char err[256] = "";
+    pthread_mutex_lock(&d->mu);
+    d->pending++;
+    pthread_mutex_unlock(&d->mu);
+    if (bus->ops->produce(bus, topic, ev, delivery_cb, d, err, sizeof(err)) != 0) {
+        pthread_mutex_lock(&d->mu);
+        d->pending--;
+        if (!d->failed) {
+            d->failed = 1;
+            snprintf(d->err, sizeof(d->err), "%s", err[0] ? err : "produce refused");
+        }
+        pthread_mutex_unlock(&d->mu);
+    }
+}
+
+/* Waits for every callback; 0 when all were delivered, else -1 with the first error. */
+static int delivery_wait(delivery *d, char *errstr, size_t errstr_size)
+{
+    pthread_mutex_lock(&d->mu);
+    while (d->pending > 0)
+        pthread_cond_wait(&d->cv, &d->mu);
+    int failed = d->failed;
+    if (failed)
+        seterr(errstr, errstr_size, "%s", d->err);
+    pthread_mutex_unlock(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    return failed ? -1 : 0;
+}
+
+static int publish_emitted(struct of_stage_rt *rt, const of_call *call, char *errstr,
+                           size_t errstr_size)
+{
+    delivery d;
+    if (delivery_init(&d) != 0) {
+        seterr(errstr, errstr_size, "out of resources");
+        return -1;
+    }
+    for (size_t i = 0; i < call->n_emitted; i++)
+        delivery_produce(rt->runner->bus, &d, call->emitted[i].topic, call->emitted[i].event);
+    return delivery_wait(&d, errstr, errstr_size);
+}
+
+static int publish_one(struct of_stage_rt *rt, const char *topic, const of_event *ev, char *errstr,
+                       size_t errstr_size)
+{
+    delivery d;
+    if (delivery_init(&d) != 0) {
+        seterr(errstr, errstr_size, "out of resources");
+        return -1;
+    }
+    delivery_produce(rt->runner->bus, &d, topic, ev);
+    return delivery_wait(&d, errstr, errstr_size);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Workers
+ * ------------------------------------------------------------------------------------------- */
+
+/* Sleeps ms unless the drain gives up first; 0 after the sleep, -1 when abandoned. */
+static int sleep_unless_abandoned(worker *w, int64_t ms)
+{
+    struct timespec until = mono_after_ms(ms);
+    pthread_mutex_lock(&w->mu);
+    while (!atomic_load(&w->rt->abandon)) {
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    int abandoned = atomic_load(&w->rt->abandon);
+    pthread_mutex_unlock(&w->mu);
+    return abandoned ? -1 : 0;
+}
+
+static of_event *make_dead_letter(const of_stage *st, const of_event *ev, int attempts,
+                                  const char *reason, const char *status)
+{
+    of_event *dl = of_event_clone(ev);
+    if (!dl)
+        return NULL;
+    char part[16], off[24], tries[16];
+    snprintf(part, sizeof(part), "%" PRId32, ev->partition);
+    snprintf(off, sizeof(off), "%" PRId64, ev->offset);
+    snprintf(tries, sizeof(tries), "%d", attempts);
+    const char *topic = ev->topic ? ev->topic : "";
+    const char *pairs[][2] = {
+        {OF_DLQ_H_TOPIC, topic},
+        {OF_DLQ_H_PARTITION, part},
+        {OF_DLQ_H_OFFSET, off},
+        {OF_DLQ_H_STAGE, stage_name(st)},
+        {OF_DLQ_H_PIPELINE, st->pipeline_name ? st->pipeline_name : ""},
+        {OF_DLQ_H_ATTEMPTS, tries},
+        {OF_DLQ_H_ERROR, reason},
+        {OF_DLQ_H_STATUS, status},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        if (of_event_set_header(dl, pairs[i][0], pairs[i][1], strlen(pairs[i][1])) != 0) {
+            of_event_free(dl);
+            return NULL;
+        }
+    }
+    return dl;
+}
+
+/* Sends the input to the stage's dead-letter topic and finishes it. A failed publication is
+ * tried again (the event must not be committed unpublished) until the drain gives up. */
+static void dead_letter(worker *w, const of_event *ev, int attempts, const char *reason,
+                        const char *status)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+           "event %s[%" PRId32 "]@%" PRId64 " to dead-letter topic '%s' after %d %s (%s): %s",
+           ev->topic, ev->partition, ev->offset, st->dead_letter ? st->dead_letter : "(none)",
+           attempts, attempts == 1 ? "try" : "tries", status, reason);
+    for (int64_t pause_ms = 100;;) {
+        char err[256] = "no dead-letter topic";
+        of_event *dl = st->dead_letter ? make_dead_letter(st, ev, attempts, reason, status) : NULL;
+        int rc = -1;
+        if (dl) {
+            rc = publish_one(rt, st->dead_letter, dl, err, sizeof(err));
+            of_event_free(dl);
+        } else if (st->dead_letter) {
+            snprintf(err, sizeof(err), "out of memory");
+        }
+        if (rc == 0)
+            break;
+        of_log(OF_LVL_ERROR, st->pipeline_name, stage_name(st),
+               "publishing to dead-letter topic '%s' failed: %s; trying again",
+               st->dead_letter ? st->dead_letter : "(none)", err);
+        if (sleep_unless_abandoned(w, pause_ms) != 0) {
+            abandon_event(rt, ev);
+            return;
+        }
+        if (pause_ms < 5000)
+            pause_ms *= 2;
+    }
+    stat_add(&st->stats.dead_lettered, st->m_dead_lettered, 1);
+    finish_event(rt, ev);
+}
+
+static void handle_event(worker *w, const of_event *ev)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    const of_retry_policy *policy = &st->def->retry;
+    int max_attempts = policy->max_attempts >= 1 ? policy->max_attempts : 1;
+    char reason[OF_REASON_MAX];
+    of_call call;
+
+    for (int attempt = 1;; attempt++) {
+        of_call_init(&call, st, ev, attempt);
+        of_status s = st->desc->process(st->instance, &call);
+        if (s == OF_OK) {
+            char err[256];
+            if (publish_emitted(rt, &call, err, sizeof(err)) == 0) {
+                stat_add(&st->stats.emitted, st->m_emitted, call.n_emitted);
+                stat_add(&st->stats.processed_ok, st->m_processed_ok, 1);
+                of_call_reset(&call);
+                finish_event(rt, ev);
+                return;
+            }
+            snprintf(reason, sizeof(reason), "publishing the emitted events failed: %s", err);
+            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st), "%s", reason);
+        } else if (s == OF_RETRY) {
+            snprintf(reason, sizeof(reason), "%s",
+                     call.has_reason ? call.reason : "retried without a reason");
+        } else {
+            if (s == OF_REJECT)
+                snprintf(reason, sizeof(reason), "%s",
+                         call.has_reason ? call.reason : "rejected without a reason");
+            else
+                snprintf(reason, sizeof(reason), "process() returned an invalid status %d", (int)s);
+            of_call_reset(&call);
+            stat_add(&st->stats.rejected, st->m_rejected, 1);
+            dead_letter(w, ev, attempt, reason, "rejected");
+            return;
+        }
+        of_call_reset(&call); /* what a failed try emitted is discarded */
+        if (attempt >= max_attempts) {
+            dead_letter(w, ev, attempt, reason, "retries-exhausted");
+            return;
+        }
+        stat_add(&st->stats.retried, st->m_retried, 1);
+        int64_t delay = of_backoff_delay_ms(policy, attempt + 1, of_rand_unit());
+        if (of_log_enabled(OF_LVL_DEBUG))
+            of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+                   "event %s[%" PRId32 "]@%" PRId64 ": try %d failed (%s); next in %" PRId64 " ms",
+                   ev->topic, ev->partition, ev->offset, attempt, reason, delay);
+        if (sleep_unless_abandoned(w, delay) != 0) {
+            abandon_event(rt, ev);
+            return;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    struct of_stage_rt *rt = w->rt;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->head && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        qitem *it = w->head;
+        if (it) {
+            w->head = it->next;
+            if (!w->head)
+                w->tail = NULL;
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (!it)
+            break;
+        of_event *ev = it->ev;
+        free(it);
+        if (atomic_load(&rt->abandon))
+            abandon_event(rt, ev);
+        else
+            handle_event(w, ev);
+        of_event_free(ev);
+    }
+    of_runner *r = rt->runner;
+    pthread_mutex_lock(&r->mu);
+    r->workers_running--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The consumer
+ * ------------------------------------------------------------------------------------------- */
+
+static int worker_for(const struct of_stage_rt *rt, const of_event *ev)
+{
+    uint32_t h = ev->key ? (of_murmur2(ev->key, ev->key_len) & 0x7fffffffu)
+                         : (uint32_t)(ev->partition < 0 ? 0 : ev->partition);
+    return (int)(h % (uint32_t)rt->n_workers);
+}
+
+/* Hands a polled event to its worker; takes ownership of ev. */
+static void dispatch(struct of_stage_rt *rt, of_event *ev)
+{
+    of_stage *st = rt->st;
+    qitem *it = malloc(sizeof(*it));
+    for (;;) {
+        pthread_mutex_lock(&rt->mu);
+        part_track *p = it ? find_or_add_part(rt, ev->topic, ev->partition) : NULL;
+        if (p && ev->offset <= of_offtrack_last(p->tracker)) {
+            pthread_mutex_unlock(&rt->mu);
+            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                   "event %s[%" PRId32 "]@%" PRId64 " was already dispatched; skipped", ev->topic,
+                   ev->partition, ev->offset);
+            free(it);
+            of_event_free(ev);
+            return;
+        }
+        if (p && of_offtrack_dispatch(p->tracker, ev->offset) == 0) {
+            rt->in_flight++;
+            atomic_fetch_add(&st->stats.in_flight, 1);
+            if (!rt->paused && rt->in_flight >= (uint64_t)rt->max_in_flight) {
+                rt->paused = 1;
+                rt->runner->bus->ops->pause(rt->consumer);
+            }
+            pthread_mutex_unlock(&rt->mu);
+            break;
+        }
+        pthread_mutex_unlock(&rt->mu);
+        /* Out of memory: hold on to the event (it must not be skipped) and try again. */
+        of_log(OF_LVL_ERROR, st->pipeline_name, stage_name(st),
+               "out of memory dispatching an event; trying again");
+        if (atomic_load(&rt->stopping)) {
+            free(it);
+            of_event_free(ev);
+            return;
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        if (!it)
+            it = malloc(sizeof(*it));
+    }
+    stat_add(&st->stats.received, st->m_received, 1);
+    it->ev = ev;
+    it->next = NULL;
+    worker *w = &rt->workers[worker_for(rt, ev)];
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = it;
+    else
+        w->head = it;
+    w->tail = it;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *consumer_main(void *arg)
+{
+    struct of_stage_rt *rt = arg;
+    of_stage *st = rt->st;
+    const of_bus_ops *ops = rt->runner->bus->ops;
+    int errors = 0;
+    while (!atomic_load(&rt->stopping)) {
+        of_event *ev = NULL;
+        int rc = ops->poll(rt->consumer, &ev, POLL_TIMEOUT_MS);
+        if (rc < 0) {
+            if (errors++ % 100 == 0)
+                of_log(OF_LVL_ERROR, st->pipeline_name, stage_name(st),
+                       "polling the input topics failed; trying again");
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (rc == 0 || !ev)
+            continue;
+        if (atomic_load(&rt->stopping)) {
+            /* Not dispatched, not committed: read again after a restart. */
+            of_event_free(ev);
+            break;
+        }
+        dispatch(rt, ev);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Runner
+ * ------------------------------------------------------------------------------------------- */
+
+of_runner *of_runner_new(of_bus *bus, of_metrics *metrics)
+{
+    if (!bus)
+        return NULL;
+    of_runner *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->bus = bus;
+    r->metrics = metrics;
+    if (pthread_mutex_init(&r->mu, NULL) != 0) {
+        free(r);
+        return NULL;
+    }
+    if (cond_init_monotonic(&r->cv) != 0) {
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void shutdown_stage(of_stage *st)
+{
+    if (st->initialized && st->desc->shutdown)
+        st->desc->shutdown(st->instance);
+    st->initialized = 0;
+    st->instance = NULL;
+}
+
+static void stage_free(of_stage *st)
+{
+    if (!st)
+        return;
+    of_stage_cleanup(st);
+    free(st);
+}
+
+static int ensure(of_runner *r, const char *topic, int partitions, int replication, char *errstr,
+                  size_t errstr_size)
+{
+    char why[256] = "";
+    if (r->bus->ops->ensure_topic(r->bus, topic, partitions, replication, why, sizeof(why)) != 0) {
+        seterr(errstr, errstr_size, "topic '%s': %s", topic, why);
+        return -1;
+    }
+    return 0;
+}
+
+int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size)
+{
+    if (!r || !p || !p->name) {
+        seterr(errstr, errstr_size, "add_pipeline: no pipeline");
+        return -1;
+    }
+    if (r->started || r->drained) {
+        seterr(errstr, errstr_size, "pipeline '%s': the runner is already started", p->name);
+        return -1;
+    }
+    for (size_t i = 0; i < p->n_topics; i++) {
+        const of_topic_def *t = &p->topics[i];
+        if (ensure(r, t->name, t->partitions > 0 ? t->partitions : DEFAULT_PARTITIONS,
+                   t->replication > 0 ? t->replication : 1, errstr, errstr_size) != 0)
+            return -1;
+    }
+    /* Topics a hand-built pipeline uses without declaring them; declared ones are kept. */
+    for (size_t i = 0; i < p->n_stages; i++) {
+        const of_stage_def *d = &p->stages[i];
+        for (size_t j = 0; j < d->n_inputs; j++)
+            if (ensure(r, d->inputs[j], DEFAULT_PARTITIONS, 1, errstr, errstr_size) != 0)
+                return -1;
+        for (size_t j = 0; j < d->n_outputs; j++)
+            if (d->outputs[j].topic &&
+                ensure(r, d->outputs[j].topic, DEFAULT_PARTITIONS, 1, errstr, errstr_size) != 0)
+                return -1;
+        if (d->dead_letter && ensure(r, d->dead_letter, 1, 1, errstr, errstr_size) != 0)
+            return -1;
+    }
+
+    of_stage **made = calloc(p->n_stages ? p->n_stages : 1, sizeof(*made));
+    if (!made) {
+        seterr(errstr, errstr_size, "pipeline '%s': out of memory", p->name);
+        return -1;
+    }
+    size_t n_made = 0;
+    for (size_t i = 0; i < p->n_stages; i++) {
+        const of_stage_def *d = &p->stages[i];
+        const char *plugin = d->plugin_name ? d->plugin_name : "?";
+        if (!d->plugin || !d->plugin->desc || !d->plugin->desc->process) {
+            seterr(errstr, errstr_size, "stage '%s' (plugin %s): the plugin is not loaded", d->name,
+                   plugin);
+            goto rollback;
+        }
+        of_stage *st = calloc(1, sizeof(*st));
+        if (!st || of_stage_setup(st, p->name, d, d->plugin->desc, r->metrics) != 0) {
+            free(st);
+            seterr(errstr, errstr_size, "stage '%s' (plugin %s): out of memory", d->name, plugin);
+            goto rollback;
+        }
+        st->runner = r;
+        if (st->dead_letter && ensure(r, st->dead_letter, 1, 1, errstr, errstr_size) != 0) {
+            stage_free(st);
+            goto rollback;
+        }
+        if (st->desc->init) {
+            char why[512] = "";
+            void *instance = NULL;
+            int rc = st->desc->init(st, of_host_api_get(), d->config, &instance, why, sizeof(why));
+            why[sizeof(why) - 1] = '\0';
+            if (rc != 0) {
+                seterr(errstr, errstr_size, "stage '%s' (plugin %s): init failed: %s", d->name,
+                       plugin, why[0] ? why : "no reason given");
+                stage_free(st);
+                goto rollback;
+            }
+            st->instance = instance;
+        }
+        st->initialized = 1;
+        made[n_made++] = st;
+    }
+    if (r->n_stages + n_made > r->cap_stages) {
+        size_t cap = r->cap_stages ? r->cap_stages : 8;
+        while (cap < r->n_stages + n_made)
+            cap *= 2;
+        of_stage **n = realloc(r->stages, cap * sizeof(*n));
+        if (!n) {
+            seterr(errstr, errstr_size, "pipeline '%s': out of memory", p->name);
+            goto rollback;
+        }
+        r->stages = n;
+        r->cap_stages = cap;
+    }
+    for (size_t i = 0; i < n_made; i++)
+        r->stages[r->n_stages++] = made[i];
+    free(made);
+    return 0;
+rollback:
+    for (size_t i = n_made; i > 0; i--) {
+        shutdown_stage(made[i - 1]);
+        stage_free(made[i - 1]);
+    }
+    free(made);
+    return -1;
+}
+
+static void rt_free(struct of_stage_rt *rt)
+{
+    if (!rt)
+        return;
+    for (int i = 0; i < rt->n_workers; i++) {
+        worker *w = &rt->workers[i];
+        for (qitem *it = w->head; it;) {
+            qitem *next = it->next;
+            of_event_free(it->ev);
+            free(it);
+            it = next;
+        }
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+    }
+    free(rt->workers);
+    for (size_t i = 0; i < rt->n_parts; i++) {
+        free(rt->parts[i].topic);
+        of_offtrack_free(rt->parts[i].tracker);
+    }
+    free(rt->parts);
+    pthread_mutex_destroy(&rt->mu);
+    free(rt);
+}
+
+/* Creates the runtime of a stage and starts its threads. */
+static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_size)
+{
+    const of_stage_def *d = st->def;
+    struct of_stage_rt *rt = calloc(1, sizeof(*rt));
+    if (!rt || pthread_mutex_init(&rt->mu, NULL) != 0) {
+        free(rt);
+        seterr(errstr, errstr_size, "stage '%s': out of memory", d->name);
+        return -1;
+    }
+    rt->runner = r;
+    rt->st = st;
+    rt->max_in_flight = d->max_in_flight > 0 ? d->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
+    int n = d->concurrency > 0 ? d->concurrency : 1;
+    rt->workers = calloc((size_t)n, sizeof(*rt->workers));
+    if (!rt->workers) {
+        rt_free(rt);
+        seterr(errstr, errstr_size, "stage '%s': out of memory", d->name);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        worker *w = &rt->workers[i];
+        w->rt = rt;
+        if (pthread_mutex_init(&w->mu, NULL) != 0)
+            break;
+        if (cond_init_monotonic(&w->cv) != 0) {
+            pthread_mutex_destroy(&w->mu);
+            break;
+        }
+        rt->n_workers++;
+    }
+    st->rt = rt;
+    if (rt->n_workers < n) {
+        seterr(errstr, errstr_size, "stage '%s': out of resources", d->name);
+        return -1;
+    }
+    if (d->n_inputs > 0) {
+        char group_buf[512];
+        const char *group = d->consumer_group;
+        if (!group) {
+            snprintf(group_buf, sizeof(group_buf), "orderflow.%s.%s", st->pipeline_name, d->name);
+            group = group_buf;
+        }
+        char why[256] = "";
+        rt->consumer = r->bus->ops->subscribe(r->bus, group, (const char *const *)d->inputs,
+                                              d->n_inputs, why, sizeof(why));
+        if (!rt->consumer) {
+            seterr(errstr, errstr_size, "stage '%s': subscribing failed: %s", d->name, why);
+            return -1;
+        }
+    }
+    for (int i = 0; i < rt->n_workers; i++) {
+        worker *w = &rt->workers[i];
+        pthread_mutex_lock(&r->mu);
+        r->workers_running++;
+        pthread_mutex_unlock(&r->mu);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            pthread_mutex_lock(&r->mu);
+            r->workers_running--;
+            pthread_mutex_unlock(&r->mu);
+            seterr(errstr, errstr_size, "stage '%s': cannot start a worker thread", d->name);
+            return -1;
+        }
+        w->started = 1;
+    }
+    if (rt->consumer) {
+        if (pthread_create(&rt->consumer_thread, NULL, consumer_main, rt) != 0) {
+            seterr(errstr, errstr_size, "stage '%s': cannot start the consumer thread", d->name);
+            return -1;
+        }
+        rt->consumer_started = 1;
+    }
+    return 0;
+}
+
+/* Stops and joins every thread; gives up unfinished events at the deadline. Returns the
+ * number of events abandoned. Consumers are closed, runtimes freed. */
+static size_t stop_all(of_runner *r, int64_t timeout_ms)
+{
+    struct timespec deadline = mono_after_ms(timeout_ms);
+    const of_bus_ops *ops = r->bus->ops;
+    for (size_t i = 0; i < r->n_stages; i++) {
+        struct of_stage_rt *rt = r->stages[i]->rt;
+        if (!rt)
+            continue;
+        atomic_store(&rt->stopping, 1);
+        if (rt->consumer)
+            ops->wakeup(rt->consumer);
+    }
+    for (size_t i = 0; i < r->n_stages; i++) {
+        struct of_stage_rt *rt = r->stages[i]->rt;
+        if (rt && rt->consumer_started) {
+            pthread_join(rt->consumer_thread, NULL);
+            rt->consumer_started = 0;
+        }
+    }
+    /* No more events are dispatched: workers finish their queues, then exit. */
+    for (size_t i = 0; i < r->n_stages; i++) {
+        struct of_stage_rt *rt = r->stages[i]->rt;
+        for (int j = 0; rt && j < rt->n_workers; j++) {
+            pthread_mutex_lock(&rt->workers[j].mu);
+            rt->workers[j].stop = 1;
+            pthread_cond_broadcast(&rt->workers[j].cv);
+            pthread_mutex_unlock(&rt->workers[j].mu);
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    int timed_out = 0;
+    while (r->workers_running > 0 && !timed_out)
+        timed_out = pthread_cond_timedwait(&r->cv, &r->mu, &deadline) == ETIMEDOUT;
+    int still_running = r->workers_running;
+    pthread_mutex_unlock(&r->mu);
+    /* Workers still running with nothing in flight are only on their way out. */
+    uint64_t unfinished = 0;
+    for (size_t i = 0; still_running > 0 && i < r->n_stages; i++) {
+        struct of_stage_rt *rt = r->stages[i]->rt;
+        if (!rt)
+            continue;
+        pthread_mutex_lock(&rt->mu);
+        unfinished += rt->in_flight;
+        pthread_mutex_unlock(&rt->mu);
+    }
+    if (unfinished > 0) {
+        of_log(OF_LVL_WARN, NULL, NULL,
+               "drain: %" PRId64 " ms passed with %" PRIu64 " events unfinished; abandoning them",
+               timeout_ms, unfinished);
+        for (size_t i = 0; i < r->n_stages; i++) {
+            struct of_stage_rt *rt = r->stages[i]->rt;
+            if (!rt)
+                continue;
+            atomic_store(&rt->abandon, 1);
+            for (int j = 0; j < rt->n_workers; j++) {
+                pthread_mutex_lock(&rt->workers[j].mu);
+                pthread_cond_broadcast(&rt->workers[j].cv);
+                pthread_mutex_unlock(&rt->workers[j].mu);
+            }
+        }
+    }
+    /* A process() call in progress still has to return; the rest stops at once. */
+    size_t abandoned = 0;
+    for (size_t i = 0; i < r->n_stages; i++) {
+        of_stage *st = r->stages[i];
+        struct of_stage_rt *rt = st->rt;
+        if (!rt)
+            continue;
+        for (int j = 0; j < rt->n_workers; j++) {
+            if (rt->workers[j].started) {
+                pthread_join(rt->workers[j].thread, NULL);
+                rt->workers[j].started = 0;
+            }
+        }
+        if (rt->consumer) {
+            ops->consumer_close(rt->consumer);
+            rt->consumer = NULL;
+        }
+        abandoned += (size_t)rt->in_flight; /* nothing should be left; counted if so */
+        rt_free(rt);
+        st->rt = NULL;
+    }
+    for (size_t i = 0; i < r->n_stages; i++)
+        abandoned += (size_t)atomic_load(&r->stages[i]->stats.abandoned);
+    return abandoned;
+}
+
+int of_runner_start(of_runner *r, char *errstr, size_t errstr_size)
+{
+    if (!r) {
+        seterr(errstr, errstr_size, "no runner");
+        return -1;
+    }
+    if (r->started || r->drained) {
+        seterr(errstr, errstr_size, "the runner was already started");
+        return -1;
+    }
+    for (size_t i = 0; i < r->n_stages; i++) {
+        if (stage_start(r, r->stages[i], errstr, errstr_size) != 0) {
+            of_log(OF_LVL_ERROR, r->stages[i]->pipeline_name, r->stages[i]->def->name,
+                   "cannot start: %s", errstr ? errstr : "");
+            stop_all(r, 0);
+            return -1;
+        }
+    }
+    r->started = 1;
+    return 0;
+}
+
+size_t of_runner_drain(of_runner *r, int64_t timeout_ms)
+{
+    if (!r || r->drained)
+        return 0;
+    size_t abandoned = 0;
+    if (r->started)
+        abandoned = stop_all(r, timeout_ms);
+    for (size_t i = r->n_stages; i > 0; i--)
+        shutdown_stage(r->stages[i - 1]);
+    r->started = 0;
+    r->drained = 1;
+    return abandoned;
+}
+
+void of_runner_free(of_runner *r)
+{
+    if (!r)
+        return;
+    of_runner_drain(r, 0);
+    for (size_t i = 0; i < r->n_stages; i++)
+        stage_free(r->stages[i]);
+    free(r->stages);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
+                          of_stage_stats *out)
+{
+    if (!r || !pipeline || !stage || !out)
+        return -1;
+    for (size_t i = 0; i < r->n_stages; i++) {
+        of_stage *st = r->stages[i];
+        if (strcmp(st->pipeline_name, pipeline) != 0 || strcmp(st->def->name, stage) != 0)
+            continue;
+        out->received = atomic_load(&st->stats.received);
+        out->processed_ok = atomic_load(&st->stats.processed_ok);
+        out->emitted = atomic_load(&st->stats.emitted);
+        out->retried = atomic_load(&st->stats.retried);
+        out->rejected = atomic_load(&st->stats.rejected);
+        out->dead_lettered = atomic_load(&st->stats.dead_lettered);
+        out->in_flight = atomic_load(&st->stats.in_flight);
+        return 0;
+    }
+    return -1;
+}

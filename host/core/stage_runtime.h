@@ -1,0 +1,97 @@
+/* What the host knows about a running stage and about one process() call: the definitions of
+ * the SDK's opaque of_stage and of_call, shared by the runner (runner.c), the host function
+ * table (hostapi.c) and the SDK test harness (through the runner). */
+#ifndef OF_STAGE_RUNTIME_H
+#define OF_STAGE_RUNTIME_H
+
+#include <orderflow/stage.h>
+
+#include "event.h"
+#include "metrics.h"
+#include "pipeline.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* set_reason keeps at most this many bytes (NUL included). */
+#define OF_REASON_MAX 1024
+
+struct of_runner;
+struct of_stage_rt; /* the runner's threads and offsets for a stage (runner.c) */
+
+typedef struct of_stage_counters {
+    _Atomic uint64_t received;      /* events handed to the stage */
+    _Atomic uint64_t processed_ok;  /* inputs finished with OF_OK and every output delivered */
+    _Atomic uint64_t emitted;       /* events published on outputs */
+    _Atomic uint64_t retried;       /* tries after the first (RETRY or failed delivery) */
+    _Atomic uint64_t rejected;      /* OF_REJECT results */
+    _Atomic uint64_t dead_lettered; /* inputs sent to the dead-letter topic */
+    _Atomic uint64_t in_flight;     /* dispatched and not finished */
+    _Atomic uint64_t abandoned;     /* given up uncommitted when a drain timed out */
+} of_stage_counters;
+
+/* The SDK's opaque of_stage. */
+struct of_stage {
+    const char *pipeline_name;       /* borrowed from the pipeline */
+    const of_stage_def *def;         /* borrowed; name, outputs, retry, ... */
+    const of_stage_descriptor *desc; /* the plugin's descriptor */
+    void *instance;                  /* what init returned */
+    int initialized;                 /* init succeeded, shutdown not yet called */
+    of_metrics *metrics;             /* borrowed; NULL: custom metrics unavailable */
+    struct of_runner *runner;        /* back-pointer; NULL outside a runner (unit tests) */
+    struct of_stage_rt *rt;          /* runner-private */
+    char *ce_source;                 /* "orderflow/<pipeline>/<stage>", owned */
+    char *dead_letter;               /* resolved dead-letter topic, owned */
+    of_stage_counters stats;
+    /* The stats above, also registered in the metric registry (NULL without one). */
+    struct of_counter *m_received, *m_processed_ok, *m_emitted, *m_retried, *m_rejected,
+        *m_dead_lettered, *m_abandoned;
+};
+
+/* One event a process() call emitted, buffered until the call returns OF_OK. */
+typedef struct of_emitted {
+    const char *output; /* the output name, borrowed from the stage definition */
+    const char *topic;  /* the topic it maps to, borrowed from the stage definition */
+    of_event *event;    /* owned; key, payload and headers (inherited ones included) */
+} of_emitted;
+
+/* The SDK's opaque of_call. */
+struct of_call {
+    of_stage *stage;
+    const of_event *input;
+    int attempt; /* 1 on the first try */
+    of_emitted *emitted;
+    size_t n_emitted, cap_emitted;
+    int has_reason;
+    char reason[OF_REASON_MAX];
+};
+
+/* The host function table (one static table; size = sizeof(of_host_api)). */
+const of_host_api *of_host_api_get(void);
+
+/* Fills the identity of a stage (pipeline name, definition, descriptor, ce_source, dead-letter
+ * topic) and registers its stat counters when metrics is not NULL. 0 or -1 (no memory). */
+int of_stage_setup(of_stage *st, const char *pipeline_name, const of_stage_def *def,
+                   const of_stage_descriptor *desc, of_metrics *metrics);
+/* Frees what of_stage_setup allocated (not the stage itself). */
+void of_stage_cleanup(of_stage *st);
+/* The topic an output is mapped to in the stage definition, NULL when unmapped. */
+const char *of_stage_output_topic(const of_stage *st, const char *output);
+
+/* Prepares a call for one try of an event. */
+void of_call_init(of_call *call, of_stage *st, const of_event *input, int attempt);
+/* Frees the buffered emitted events and clears the reason (the call can be reused). */
+void of_call_reset(of_call *call);
+/* The reason set_reason recorded, or NULL. */
+const char *of_call_reason(const of_call *call);
+
+/* Helpers shared with the runner. */
+void of_uuid4(char out[37]);                 /* random UUIDv4, lowercase, NUL-terminated */
+void of_rfc3339_now(char *buf, size_t size); /* "2024-05-01T12:00:00.123Z" */
+/* Adds the headers an emitted event inherits from the input (traceparent, tracestate, ce_*),
+ * a fresh ce_id, this stage's ce_source, ce_time now, ce_specversion 1.0 and content-type
+ * application/json, each unless the event already has a header of that name. */
+int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st);
+
+#endif
