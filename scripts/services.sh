@@ -70,13 +70,14 @@ as_root() {
 
 ensure_dir() {
   case $SVC_DIR in
-    '' | / | "$HOME" | "$REPO") die "refusing to use services dir '$SVC_DIR'" ;;
+    '' | / | "${HOME:-/}" | "$REPO") die "refusing to use services dir '$SVC_DIR'" ;;
   esac
   mkdir -p "$SVC_DIR"
   [[ -e $MARKER ]] || printf 'orderflow services state (scripts/services.sh)\n' >"$MARKER"
 }
 
-# Serialise start/stop/install across concurrent invocations.
+# Serialise start/stop/install across concurrent invocations. Daemons are
+# launched with fd 9 closed so that they don't inherit (and hold) the lock.
 take_lock() {
   ensure_dir
   exec 9>"$SVC_DIR/.lock"
@@ -233,7 +234,8 @@ cmd_install() {
 
 installed() {
   command -v java >/dev/null 2>&1 && command -v mariadbd >/dev/null 2>&1 &&
-    command -v mariadb-install-db >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 &&
+    command -v mariadb-install-db >/dev/null 2>&1 && command -v mariadb-admin >/dev/null 2>&1 &&
+    command -v mariadb >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 &&
     command -v redis-cli >/dev/null 2>&1 && [[ -e $(kafka_jars_dir)/.complete ]]
 }
 
@@ -336,7 +338,7 @@ kafka_launch() {
   setsid java $KAFKA_HEAP_OPTS -XX:+UseSerialGC -Xshare:auto -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$KDIR/log4j2.properties" \
     -cp "$jars/*" kafka.Kafka "$KDIR/server.properties" \
-    </dev/null >>"$KDIR/kafka.log" 2>&1 &
+    </dev/null >>"$KDIR/kafka.log" 2>&1 9>&- &
   printf '%s\n' "$!" >"$KDIR/kafka.pid"
   KAFKA_LAUNCHED=1
 }
@@ -434,7 +436,7 @@ mariadb_launch() {
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=1 --innodb-log-file-size=64M \
     --max-connections=500 --skip-name-resolve --skip-log-bin \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-    </dev/null >>"$MDIR/mariadbd.log" 2>&1 &
+    </dev/null >>"$MDIR/mariadbd.log" 2>&1 9>&- &
   printf '%s\n' "$!" >"$MDIR/mariadbd.pid"
   MARIADB_LAUNCHED=1
 }
@@ -449,7 +451,7 @@ mariadb_setup_db() {
   pw=$(sql_str "$MYSQL_PASSWORD")
   db=${MYSQL_DATABASE//\`/\`\`}
   user=$(sql_str "$MYSQL_USER")
-  mariadb_root <<EOF
+  mariadb_root --batch <<EOF
 CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
 CREATE USER IF NOT EXISTS $user@'127.0.0.1' IDENTIFIED BY $pw;
 CREATE USER IF NOT EXISTS $user@'localhost' IDENTIFIED BY $pw;
@@ -531,7 +533,8 @@ redis_launch() {
   rm -f "$RDIR/redis.pid"
   if ! redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RDIR/data" \
     --save '' --appendonly no --daemonize yes --pidfile "$RDIR/redis.pid" \
-    --logfile "$RDIR/redis.log" --protected-mode yes >>"$RDIR/redis.log" 2>&1; then
+    --logfile "$RDIR/redis.log" --protected-mode yes </dev/null >"$RDIR/launch.log" 2>&1 9>&-; then
+    log_tail "$RDIR/launch.log"
     log_tail "$RDIR/redis.log"
     die "redis: redis-server failed to start"
   fi

@@ -10,7 +10,7 @@
 #define OF_CLI_MAX_DIRS 32
 
 typedef struct of_cli {
-    const char *config_path;              /* -c/--config: host config for plugin dirs */
+    const char *config_path;                  /* -c/--config: host config for plugin dirs */
     const char *plugin_dirs[OF_CLI_MAX_DIRS]; /* -P/--plugin-dir, in order */
     size_t n_plugin_dirs;
     int quiet;

@@ -58,8 +58,7 @@ static void lint_host_config(lint_run *run, const char *path)
     if (run->cli->n_plugin_dirs) {
         reg = cli_registry(run);
     } else {
-        of_registry_scan(&own, (const char *const *)hc->plugin_dirs, hc->n_plugin_dirs,
-                         &run->diag);
+        of_registry_scan(&own, (const char *const *)hc->plugin_dirs, hc->n_plugin_dirs, &run->diag);
         reg = &own;
     }
     for (size_t i = 0; i < hc->n_pipelines; i++) {

@@ -76,8 +76,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(const of_cli *, int, char **);
     } commands[] = {
-        {"lint", of_cmd_lint},       {"plugins", of_cmd_plugins}, {"graph", of_cmd_graph},
-        {"test", of_cmd_test},       {"version", of_cmd_version},
+        {"lint", of_cmd_lint}, {"plugins", of_cmd_plugins}, {"graph", of_cmd_graph},
+        {"test", of_cmd_test}, {"version", of_cmd_version},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -10,9 +10,9 @@ typedef enum of_severity { OF_SEV_ERROR = 0, OF_SEV_WARNING = 1 } of_severity;
 
 typedef struct of_diag_entry {
     of_severity severity;
-    char *file; /* owned */
-    int line;   /* 1-based; 0 when the problem has no position (the file as a whole) */
-    int column; /* 1-based; 0 likewise */
+    char *file;    /* owned */
+    int line;      /* 1-based; 0 when the problem has no position (the file as a whole) */
+    int column;    /* 1-based; 0 likewise */
     char *message; /* owned */
 } of_diag_entry;
 

@@ -14,13 +14,13 @@ typedef struct of_event_header {
 } of_event_header;
 
 typedef struct of_event {
-    char *topic;        /* owned; NULL until produced/consumed */
-    int32_t partition;  /* -1 when not yet assigned */
-    int64_t offset;     /* -1 when not yet assigned */
+    char *topic;       /* owned; NULL until produced/consumed */
+    int32_t partition; /* -1 when not yet assigned */
+    int64_t offset;    /* -1 when not yet assigned */
     int64_t timestamp_ms;
-    void *key;          /* owned, NULL when keyless; key_len bytes plus a NUL */
+    void *key; /* owned, NULL when keyless; key_len bytes plus a NUL */
     size_t key_len;
-    void *payload;      /* owned, never NULL; payload_len bytes plus a NUL */
+    void *payload; /* owned, never NULL; payload_len bytes plus a NUL */
     size_t payload_len;
     of_event_header *headers; /* owned */
     size_t n_headers;

@@ -101,8 +101,8 @@ void of_logv(of_log_level_t level, const char *pipeline, const char *stage, cons
         line[pos++] = '\n';
     } else {
         int n = snprintf(line, sizeof(line), "%s %-5s %s%s%s%s%s\n", when, lvl,
-                         pipeline ? pipeline : "", pipeline && stage ? "/" : "",
-                         stage ? stage : "", pipeline || stage ? ": " : "", msg);
+                         pipeline ? pipeline : "", pipeline && stage ? "/" : "", stage ? stage : "",
+                         pipeline || stage ? ": " : "", msg);
         pos = n < 0 ? 0 : (size_t)n;
         if (pos >= sizeof(line)) {
             pos = sizeof(line) - 1;

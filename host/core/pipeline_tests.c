@@ -42,7 +42,8 @@ static int same_key(const char *expected, const of_event *ev)
 {
     if (!expected)
         return ev->key == NULL;
-    return ev->key && ev->key_len == strlen(expected) && memcmp(ev->key, expected, ev->key_len) == 0;
+    return ev->key && ev->key_len == strlen(expected) &&
+           memcmp(ev->key, expected, ev->key_len) == 0;
 }
 
 /* Compares a payload with an expectation: as JSON when the expectation is JSON (so key order and
@@ -100,8 +101,8 @@ static int check_topic(const of_pipeline *p, const of_test_def *t, const char *t
             if (!used[j] && same_key(want->key, got->events[j]))
                 break;
         if (j == got->count) {
-            fprintf(out, "    %s:%d:%d: expected an event on '%s' with key %s, got none\n",
-                    p->file, want->line, want->column, topic, want->key ? want->key : "(none)");
+            fprintf(out, "    %s:%d:%d: expected an event on '%s' with key %s, got none\n", p->file,
+                    want->line, want->column, topic, want->key ? want->key : "(none)");
             problems++;
             continue;
         }

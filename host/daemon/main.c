@@ -56,8 +56,8 @@ static int load_all(daemon_state *st, const char *config_path)
     if (st->cfg) {
         of_registry_scan(&st->reg, (const char *const *)st->cfg->plugin_dirs,
                          st->cfg->n_plugin_dirs, &diag);
-        st->pipelines = calloc(st->cfg->n_pipelines ? st->cfg->n_pipelines : 1,
-                               sizeof(*st->pipelines));
+        st->pipelines =
+            calloc(st->cfg->n_pipelines ? st->cfg->n_pipelines : 1, sizeof(*st->pipelines));
         for (size_t i = 0; st->pipelines && i < st->cfg->n_pipelines; i++) {
             of_pipeline *p = of_pipeline_load(st->cfg->pipelines[i], &st->reg, &diag);
             if (p)
@@ -117,9 +117,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
-        printf("%s: configuration OK (%zu pipeline%s, %zu plugin%s)\n", config_path,
-               st.n_pipelines, st.n_pipelines == 1 ? "" : "s", st.reg.count,
-               st.reg.count == 1 ? "" : "s");
+        printf("%s: configuration OK (%zu pipeline%s, %zu plugin%s)\n", config_path, st.n_pipelines,
+               st.n_pipelines == 1 ? "" : "s", st.reg.count, st.reg.count == 1 ? "" : "s");
         state_free(&st);
         return 0;
     }

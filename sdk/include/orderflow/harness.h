@@ -56,8 +56,7 @@ int of_harness_drain(of_harness *h, int timeout_ms);
 /* Collected events of an output (or OF_HARNESS_DEAD_LETTER), in the order they were published
  * per key. Pointers are owned by the harness and valid until of_harness_free. */
 size_t of_harness_count(const of_harness *h, const char *output);
-const char *of_harness_payload(const of_harness *h, const char *output, size_t index,
-                               size_t *len);
+const char *of_harness_payload(const of_harness *h, const char *output, size_t index, size_t *len);
 const char *of_harness_key(const of_harness *h, const char *output, size_t index, size_t *len);
 const char *of_harness_header(const of_harness *h, const char *output, size_t index,
                               const char *name, size_t *len);

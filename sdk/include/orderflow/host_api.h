@@ -52,11 +52,11 @@ typedef struct of_host_api {
     uint32_t size;      /* sizeof(of_host_api) in the host: which functions exist */
 
     /* ---- memory: the host's allocator, so memory can cross the boundary safely ---- */
-    void *(*alloc)(size_t size);                /* NULL on failure; free with api->free */
-    void *(*calloc)(size_t n, size_t size);     /* zeroed */
-    void *(*realloc)(void *ptr, size_t size);   /* as realloc(3) */
-    void (*free)(void *ptr);                    /* NULL is fine */
-    char *(*strdup)(const char *s);             /* free with api->free */
+    void *(*alloc)(size_t size);              /* NULL on failure; free with api->free */
+    void *(*calloc)(size_t n, size_t size);   /* zeroed */
+    void *(*realloc)(void *ptr, size_t size); /* as realloc(3) */
+    void (*free)(void *ptr);                  /* NULL is fine */
+    char *(*strdup)(const char *s);           /* free with api->free */
 
     /* ---- logging: the host adds time, pipeline and stage; secrets are the caller's duty ---- */
     void (*log)(of_stage *stage, of_log_level level, const char *fmt, ...)
@@ -123,8 +123,8 @@ typedef struct of_host_api {
 
 /* True when the table a host passed has `fn` and it is not NULL. */
 #define OF_API_HAS(api, fn)                                                                        \
-    ((api) != NULL &&                                                                              \
-     offsetof(of_host_api, fn) + sizeof((api)->fn) <= (size_t)(api)->size && (api)->fn != NULL)
+    ((api) != NULL && offsetof(of_host_api, fn) + sizeof((api)->fn) <= (size_t)(api)->size &&      \
+     (api)->fn != NULL)
 
 #ifdef __cplusplus
 }

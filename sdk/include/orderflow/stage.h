@@ -55,8 +55,8 @@ typedef struct of_build_signature {
 
 #define OF_BUILD_SIGNATURE_INIT                                                                    \
     {                                                                                              \
-        (uint8_t) sizeof(void *), (uint8_t)sizeof(time_t), (uint8_t)sizeof(size_t),                \
-            OF_BIG_ENDIAN_, OF_SDK_FEATURES                                                        \
+        (uint8_t)sizeof(void *), (uint8_t)sizeof(time_t), (uint8_t)sizeof(size_t), OF_BIG_ENDIAN_, \
+            OF_SDK_FEATURES                                                                        \
     }
 
 /* ---------------------------------------------------------------------------------------------
@@ -88,14 +88,14 @@ enum {
 /* One option. A table is an array terminated by an entry whose name is NULL. Every pointer is
  * owned by the plugin and must stay valid while the plugin is loaded (string literals do). */
 typedef struct of_option {
-    const char *name;                /* [a-z0-9_]+, unique in the table */
-    of_option_type type;             /* */
-    const char *default_value;       /* textual default, parsed like a config value; NULL: none */
-    const char *description;         /* one line, shown by `orderflow plugins` */
-    uint32_t flags;                  /* OF_OPT_* */
-    double min;                      /* with OF_OPT_HAS_MIN */
-    double max;                      /* with OF_OPT_HAS_MAX */
-    const char *const *enum_values;  /* OF_OPT_ENUM: NULL-terminated list of allowed values */
+    const char *name;               /* [a-z0-9_]+, unique in the table */
+    of_option_type type;            /* */
+    const char *default_value;      /* textual default, parsed like a config value; NULL: none */
+    const char *description;        /* one line, shown by `orderflow plugins` */
+    uint32_t flags;                 /* OF_OPT_* */
+    double min;                     /* with OF_OPT_HAS_MIN */
+    double max;                     /* with OF_OPT_HAS_MAX */
+    const char *const *enum_values; /* OF_OPT_ENUM: NULL-terminated list of allowed values */
 } of_option;
 
 /* ---------------------------------------------------------------------------------------------
@@ -117,11 +117,11 @@ struct of_host_api;
 
 /* What process() returns. */
 typedef enum of_status {
-    OF_OK = 0,     /* done: what was emitted is published, the input is acknowledged */
-    OF_RETRY = 1,  /* transient failure: what was emitted is discarded and the event is offered
-                      again after the stage's backoff, up to retry.max_attempts */
-    OF_REJECT = 2  /* permanent failure: what was emitted is discarded and the event goes to the
-                      stage's dead-letter topic with the reason set by api->set_reason */
+    OF_OK = 0,    /* done: what was emitted is published, the input is acknowledged */
+    OF_RETRY = 1, /* transient failure: what was emitted is discarded and the event is offered
+                     again after the stage's backoff, up to retry.max_attempts */
+    OF_REJECT = 2 /* permanent failure: what was emitted is discarded and the event goes to the
+                     stage's dead-letter topic with the reason set by api->set_reason */
 } of_status;
 
 /* Headers the host adds to an event it sends to a stage's dead-letter topic (besides the
