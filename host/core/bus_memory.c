@@ -7,6 +7,7 @@
  * its topic has committed past it; topics no group reads are kept whole, so tests can read
  * outputs and dead letters with of_membus_read_topic. */
 #include "bus.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -76,18 +77,6 @@ struct membus {
 
 static const of_bus_ops membus_ops;
 
-static void seterr(char *errstr, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *errstr, size_t size, const char *fmt, ...)
-{
-    if (!errstr || !size)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-}
-
 static membus *as_membus(of_bus *bus)
 {
     return bus && bus->ops == &membus_ops ? (membus *)bus : NULL;
@@ -105,17 +94,6 @@ static int push_ptr(void ***arr, size_t *n, size_t *cap, void *p)
     }
     (*arr)[(*n)++] = p;
     return 0;
-}
-
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
 }
 
 /* Waits on the bus condition; returns non-zero once the deadline passed (timeout_ms < 0: no
@@ -158,12 +136,12 @@ static int mb_ensure_topic(of_bus *bus, const char *topic, int partitions, int r
     (void)replication; /* one copy in memory */
     membus *b = as_membus(bus);
     if (!b || !topic || !*topic) {
-        seterr(errstr, errstr_size, "ensure_topic: no topic name");
+        of_seterr(errstr, errstr_size, "ensure_topic: no topic name");
         return -1;
     }
     if (partitions < 1) {
-        seterr(errstr, errstr_size, "topic '%s': partitions must be at least 1 (got %d)", topic,
-               partitions);
+        of_seterr(errstr, errstr_size, "topic '%s': partitions must be at least 1 (got %d)", topic,
+                  partitions);
         return -1;
     }
     pthread_mutex_lock(&b->mu);
@@ -185,18 +163,11 @@ static int mb_ensure_topic(of_bus *bus, const char *topic, int partitions, int r
             free(t->parts);
             free(t);
         }
-        seterr(errstr, errstr_size, "topic '%s': out of memory", topic);
+        of_seterr(errstr, errstr_size, "topic '%s': out of memory", topic);
         return -1;
     }
     pthread_mutex_unlock(&b->mu);
     return 0;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static of_event *copy_for_log(const of_event *ev)
@@ -204,7 +175,7 @@ static of_event *copy_for_log(const of_event *ev)
     of_event *c = of_event_new(ev->key, ev->key_len, ev->payload, ev->payload_len);
     if (!c)
         return NULL;
-    c->timestamp_ms = ev->timestamp_ms > 0 ? ev->timestamp_ms : now_ms();
+    c->timestamp_ms = ev->timestamp_ms > 0 ? ev->timestamp_ms : of_now_ms();
     for (size_t i = 0; i < ev->n_headers; i++) {
         if (of_event_add_header(c, ev->headers[i].name, ev->headers[i].value,
                                 ev->headers[i].value_len) != 0) {
@@ -240,13 +211,13 @@ static int mb_produce(of_bus *bus, const char *topic, const of_event *ev, of_del
 {
     membus *b = as_membus(bus);
     if (!b || !topic || !ev) {
-        seterr(errstr, errstr_size, "produce: bad arguments");
+        of_seterr(errstr, errstr_size, "produce: bad arguments");
         return -1;
     }
     of_event *c = copy_for_log(ev);
     if (!c || of_event_set_topic(c, topic) != 0) {
         of_event_free(c);
-        seterr(errstr, errstr_size, "produce to '%s': out of memory", topic);
+        of_seterr(errstr, errstr_size, "produce to '%s': out of memory", topic);
         return -1;
     }
     pthread_mutex_lock(&b->mu);
@@ -254,7 +225,7 @@ static int mb_produce(of_bus *bus, const char *topic, const of_event *ev, of_del
     if (!t) {
         pthread_mutex_unlock(&b->mu);
         of_event_free(c);
-        seterr(errstr, errstr_size, "produce: unknown topic '%s'", topic);
+        of_seterr(errstr, errstr_size, "produce: unknown topic '%s'", topic);
         return -1;
     }
     int part;
@@ -268,7 +239,7 @@ static int mb_produce(of_bus *bus, const char *topic, const of_event *ev, of_del
     if (part_append(p, c) != 0) {
         pthread_mutex_unlock(&b->mu);
         of_event_free(c);
-        seterr(errstr, errstr_size, "produce to '%s': out of memory", topic);
+        of_seterr(errstr, errstr_size, "produce to '%s': out of memory", topic);
         return -1;
     }
     pthread_cond_broadcast(&b->cv);
@@ -292,27 +263,27 @@ static of_consumer *mb_subscribe(of_bus *bus, const char *group, const char *con
 {
     membus *b = as_membus(bus);
     if (!b || !group || !*group) {
-        seterr(errstr, errstr_size, "subscribe: no group name");
+        of_seterr(errstr, errstr_size, "subscribe: no group name");
         return NULL;
     }
     if (n_topics == 0 || !topics) {
-        seterr(errstr, errstr_size, "group '%s': subscribe needs at least one topic", group);
+        of_seterr(errstr, errstr_size, "group '%s': subscribe needs at least one topic", group);
         return NULL;
     }
     pthread_mutex_lock(&b->mu);
     for (size_t i = 0; i < n_topics; i++) {
         if (!topics[i] || !find_topic(b, topics[i])) {
             pthread_mutex_unlock(&b->mu);
-            seterr(errstr, errstr_size, "group '%s': unknown topic '%s'", group,
-                   topics[i] ? topics[i] : "(null)");
+            of_seterr(errstr, errstr_size, "group '%s': unknown topic '%s'", group,
+                      topics[i] ? topics[i] : "(null)");
             return NULL;
         }
     }
     mb_group *g = find_group(b, group);
     if (g && g->live) {
         pthread_mutex_unlock(&b->mu);
-        seterr(errstr, errstr_size,
-               "group '%s' already has a consumer (the memory bus allows one per group)", group);
+        of_seterr(errstr, errstr_size,
+                  "group '%s' already has a consumer (the memory bus allows one per group)", group);
         return NULL;
     }
     if (!g) {
@@ -379,7 +350,7 @@ nomem_c:
     consumer_free(c);
 nomem:
     pthread_mutex_unlock(&b->mu);
-    seterr(errstr, errstr_size, "group '%s': out of memory", group);
+    of_seterr(errstr, errstr_size, "group '%s': out of memory", group);
     return NULL;
 }
 
@@ -391,7 +362,7 @@ static int mb_poll(of_consumer *c, of_event **out, int timeout_ms)
     membus *b = c->bus;
     struct timespec deadline = {0, 0};
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
+        deadline = of_mono_after_ms(timeout_ms);
     pthread_mutex_lock(&b->mu);
     for (;;) {
         if (c->woken) {
@@ -636,7 +607,7 @@ int of_membus_wait_idle(of_bus *bus, int timeout_ms)
         return 0;
     struct timespec deadline = {0, 0};
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
+        deadline = of_mono_after_ms(timeout_ms);
     pthread_mutex_lock(&b->mu);
     int idle;
     while (!(idle = idle_locked(b))) {

@@ -1,4 +1,5 @@
 #include "event.h"
+#include "timeutil.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +17,6 @@ static void *dup_bytes(const void *src, size_t len)
     return p;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 of_event *of_event_new(const void *key, size_t key_len, const void *payload, size_t payload_len)
 {
     of_event *ev = calloc(1, sizeof(*ev));
@@ -30,7 +24,7 @@ of_event *of_event_new(const void *key, size_t key_len, const void *payload, siz
         return NULL;
     ev->partition = -1;
     ev->offset = -1;
-    ev->timestamp_ms = now_ms();
+    ev->timestamp_ms = of_now_ms();
     if (key) {
         ev->key = dup_bytes(key, key_len);
         if (!ev->key)

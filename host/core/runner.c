@@ -15,6 +15,7 @@
 #include "log.h"
 #include "offset_tracker.h"
 #include "stage_runtime.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -84,46 +85,6 @@ struct of_runner {
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------------------------- */
-
-static void seterr(char *errstr, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *errstr, size_t size, const char *fmt, ...)
-{
-    if (!errstr || !size)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-}
-
-static int cond_init_monotonic(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0)
-        return -1;
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc == 0 ? 0 : -1;
-}
-
-static struct timespec mono_after_ms(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (ms < 0)
-        ms = 0;
-    if (ms > (int64_t)365 * 24 * 3600 * 1000)
-        ms = (int64_t)365 * 24 * 3600 * 1000;
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 static const char *stage_name(const of_stage *st)
 {
@@ -282,7 +243,7 @@ static int delivery_wait(delivery *d, char *errstr, size_t errstr_size)
         pthread_cond_wait(&d->cv, &d->mu);
     int failed = d->failed;
     if (failed)
-        seterr(errstr, errstr_size, "%s", d->err);
+        of_seterr(errstr, errstr_size, "%s", d->err);
     pthread_mutex_unlock(&d->mu);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
@@ -294,7 +255,7 @@ static int publish_emitted(struct of_stage_rt *rt, const of_call *call, char *er
 {
     delivery d;
     if (delivery_init(&d) != 0) {
-        seterr(errstr, errstr_size, "out of resources");
+        of_seterr(errstr, errstr_size, "out of resources");
         return -1;
     }
     for (size_t i = 0; i < call->n_emitted; i++)
@@ -307,7 +268,7 @@ static int publish_one(struct of_stage_rt *rt, const char *topic, const of_event
 {
     delivery d;
     if (delivery_init(&d) != 0) {
-        seterr(errstr, errstr_size, "out of resources");
+        of_seterr(errstr, errstr_size, "out of resources");
         return -1;
     }
     delivery_produce(rt->runner->bus, &d, topic, ev);
@@ -321,7 +282,7 @@ static int publish_one(struct of_stage_rt *rt, const char *topic, const of_event
 /* Sleeps ms unless the drain gives up first; 0 after the sleep, -1 when abandoned. */
 static int sleep_unless_abandoned(worker *w, int64_t ms)
 {
-    struct timespec until = mono_after_ms(ms);
+    struct timespec until = of_mono_after_ms(ms);
     pthread_mutex_lock(&w->mu);
     while (!atomic_load(&w->rt->abandon)) {
         if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
@@ -599,7 +560,7 @@ of_runner *of_runner_new(of_bus *bus, of_metrics *metrics)
         free(r);
         return NULL;
     }
-    if (cond_init_monotonic(&r->cv) != 0) {
+    if (of_cond_init_monotonic(&r->cv) != 0) {
         pthread_mutex_destroy(&r->mu);
         free(r);
         return NULL;
@@ -628,7 +589,7 @@ static int ensure(of_runner *r, const char *topic, int partitions, int replicati
 {
     char why[256] = "";
     if (r->bus->ops->ensure_topic(r->bus, topic, partitions, replication, why, sizeof(why)) != 0) {
-        seterr(errstr, errstr_size, "topic '%s': %s", topic, why);
+        of_seterr(errstr, errstr_size, "topic '%s': %s", topic, why);
         return -1;
     }
     return 0;
@@ -637,11 +598,11 @@ static int ensure(of_runner *r, const char *topic, int partitions, int replicati
 int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size)
 {
     if (!r || !p || !p->name) {
-        seterr(errstr, errstr_size, "add_pipeline: no pipeline");
+        of_seterr(errstr, errstr_size, "add_pipeline: no pipeline");
         return -1;
     }
     if (r->started || r->drained) {
-        seterr(errstr, errstr_size, "pipeline '%s': the runner is already started", p->name);
+        of_seterr(errstr, errstr_size, "pipeline '%s': the runner is already started", p->name);
         return -1;
     }
     for (size_t i = 0; i < p->n_topics; i++) {
@@ -666,7 +627,7 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
 
     of_stage **made = calloc(p->n_stages ? p->n_stages : 1, sizeof(*made));
     if (!made) {
-        seterr(errstr, errstr_size, "pipeline '%s': out of memory", p->name);
+        of_seterr(errstr, errstr_size, "pipeline '%s': out of memory", p->name);
         return -1;
     }
     size_t n_made = 0;
@@ -674,14 +635,15 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
         const of_stage_def *d = &p->stages[i];
         const char *plugin = d->plugin_name ? d->plugin_name : "?";
         if (!d->plugin || !d->plugin->desc || !d->plugin->desc->process) {
-            seterr(errstr, errstr_size, "stage '%s' (plugin %s): the plugin is not loaded", d->name,
-                   plugin);
+            of_seterr(errstr, errstr_size, "stage '%s' (plugin %s): the plugin is not loaded",
+                      d->name, plugin);
             goto rollback;
         }
         of_stage *st = calloc(1, sizeof(*st));
         if (!st || of_stage_setup(st, p->name, d, d->plugin->desc, r->metrics) != 0) {
             free(st);
-            seterr(errstr, errstr_size, "stage '%s' (plugin %s): out of memory", d->name, plugin);
+            of_seterr(errstr, errstr_size, "stage '%s' (plugin %s): out of memory", d->name,
+                      plugin);
             goto rollback;
         }
         st->runner = r;
@@ -695,8 +657,8 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
             int rc = st->desc->init(st, of_host_api_get(), d->config, &instance, why, sizeof(why));
             why[sizeof(why) - 1] = '\0';
             if (rc != 0) {
-                seterr(errstr, errstr_size, "stage '%s' (plugin %s): init failed: %s", d->name,
-                       plugin, why[0] ? why : "no reason given");
+                of_seterr(errstr, errstr_size, "stage '%s' (plugin %s): init failed: %s", d->name,
+                          plugin, why[0] ? why : "no reason given");
                 stage_free(st);
                 goto rollback;
             }
@@ -711,7 +673,7 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
             cap *= 2;
         of_stage **n = realloc(r->stages, cap * sizeof(*n));
         if (!n) {
-            seterr(errstr, errstr_size, "pipeline '%s': out of memory", p->name);
+            of_seterr(errstr, errstr_size, "pipeline '%s': out of memory", p->name);
             goto rollback;
         }
         r->stages = n;
@@ -762,7 +724,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
     struct of_stage_rt *rt = calloc(1, sizeof(*rt));
     if (!rt || pthread_mutex_init(&rt->mu, NULL) != 0) {
         free(rt);
-        seterr(errstr, errstr_size, "stage '%s': out of memory", d->name);
+        of_seterr(errstr, errstr_size, "stage '%s': out of memory", d->name);
         return -1;
     }
     rt->runner = r;
@@ -772,7 +734,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
     rt->workers = calloc((size_t)n, sizeof(*rt->workers));
     if (!rt->workers) {
         rt_free(rt);
-        seterr(errstr, errstr_size, "stage '%s': out of memory", d->name);
+        of_seterr(errstr, errstr_size, "stage '%s': out of memory", d->name);
         return -1;
     }
     for (int i = 0; i < n; i++) {
@@ -780,7 +742,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
         w->rt = rt;
         if (pthread_mutex_init(&w->mu, NULL) != 0)
             break;
-        if (cond_init_monotonic(&w->cv) != 0) {
+        if (of_cond_init_monotonic(&w->cv) != 0) {
             pthread_mutex_destroy(&w->mu);
             break;
         }
@@ -788,7 +750,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
     }
     st->rt = rt;
     if (rt->n_workers < n) {
-        seterr(errstr, errstr_size, "stage '%s': out of resources", d->name);
+        of_seterr(errstr, errstr_size, "stage '%s': out of resources", d->name);
         return -1;
     }
     if (d->n_inputs > 0) {
@@ -802,7 +764,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
         rt->consumer = r->bus->ops->subscribe(r->bus, group, (const char *const *)d->inputs,
                                               d->n_inputs, why, sizeof(why));
         if (!rt->consumer) {
-            seterr(errstr, errstr_size, "stage '%s': subscribing failed: %s", d->name, why);
+            of_seterr(errstr, errstr_size, "stage '%s': subscribing failed: %s", d->name, why);
             return -1;
         }
     }
@@ -815,14 +777,14 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
             pthread_mutex_lock(&r->mu);
             r->workers_running--;
             pthread_mutex_unlock(&r->mu);
-            seterr(errstr, errstr_size, "stage '%s': cannot start a worker thread", d->name);
+            of_seterr(errstr, errstr_size, "stage '%s': cannot start a worker thread", d->name);
             return -1;
         }
         w->started = 1;
     }
     if (rt->consumer) {
         if (pthread_create(&rt->consumer_thread, NULL, consumer_main, rt) != 0) {
-            seterr(errstr, errstr_size, "stage '%s': cannot start the consumer thread", d->name);
+            of_seterr(errstr, errstr_size, "stage '%s': cannot start the consumer thread", d->name);
             return -1;
         }
         rt->consumer_started = 1;
@@ -834,7 +796,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
  * number of events abandoned. Consumers are closed, runtimes freed. */
 static size_t stop_all(of_runner *r, int64_t timeout_ms)
 {
-    struct timespec deadline = mono_after_ms(timeout_ms);
+    struct timespec deadline = of_mono_after_ms(timeout_ms);
     const of_bus_ops *ops = r->bus->ops;
     for (size_t i = 0; i < r->n_stages; i++) {
         struct of_stage_rt *rt = r->stages[i]->rt;
@@ -922,11 +884,11 @@ static size_t stop_all(of_runner *r, int64_t timeout_ms)
 int of_runner_start(of_runner *r, char *errstr, size_t errstr_size)
 {
     if (!r) {
-        seterr(errstr, errstr_size, "no runner");
+        of_seterr(errstr, errstr_size, "no runner");
         return -1;
     }
     if (r->started || r->drained) {
-        seterr(errstr, errstr_size, "the runner was already started");
+        of_seterr(errstr, errstr_size, "the runner was already started");
         return -1;
     }
     for (size_t i = 0; i < r->n_stages; i++) {
