@@ -17,6 +17,17 @@ typedef struct of_consumer of_consumer;
  * negative errno-like code with errstr. May run on any thread, also inside produce(). */
 typedef void (*of_delivery_cb)(void *opaque, int err, const char *errstr);
 
+/* Partition ownership changes (Kafka rebalances), called from inside poll() on the thread that
+ * polls. `revoked` with lost == 0: the partition is about to go to another consumer; the
+ * callee may block to let its in-flight events finish, and commits still work during the call.
+ * lost != 0: the partition is already gone (commits would fail): in-flight events of it must be
+ * given up uncommitted. `assigned`: a partition was added. Either may be NULL. */
+typedef struct of_consumer_hooks {
+    void *opaque;
+    void (*assigned)(void *opaque, const char *topic, int32_t partition);
+    void (*revoked)(void *opaque, const char *topic, int32_t partition, int lost);
+} of_consumer_hooks;
+
 typedef struct of_bus_ops {
     const char *name; /* "memory", "kafka" */
     /* Creates the topic when missing (partitions >= 1). An existing topic is left as it is. */
@@ -28,9 +39,10 @@ typedef struct of_bus_ops {
      * (cb is then not called). */
     int (*produce)(of_bus *bus, const char *topic, const of_event *ev, of_delivery_cb cb,
                    void *opaque, char *errstr, size_t errstr_size);
-    /* Joins `group` on these topics. */
+    /* Joins `group` on these topics. hooks (copied; may be NULL) hear of rebalances. */
     of_consumer *(*subscribe)(of_bus *bus, const char *group, const char *const *topics,
-                              size_t n_topics, char *errstr, size_t errstr_size);
+                              size_t n_topics, const of_consumer_hooks *hooks, char *errstr,
+                              size_t errstr_size);
     /* Next event at the group's position: 1 with *out (caller owns it, topic/partition/offset
      * set), 0 on timeout or while paused, -1 on error. timeout_ms 0 does not block; < 0 blocks
      * until an event, a resume or wakeup(). */
@@ -43,6 +55,11 @@ typedef struct of_bus_ops {
     /* Wakes a poll() blocked in another thread (or makes the next poll() return 0 at once). */
     void (*wakeup)(of_consumer *c);
     void (*consumer_close)(of_consumer *c);
+    /* 1 when the bus can serve (the broker answers), 0 with the reason in errstr. Cheap: it
+     * reports the last known state and never blocks. */
+    int (*ready)(of_bus *bus, char *errstr, size_t errstr_size);
+    /* Waits up to timeout_ms for every produced event's delivery callback; 0 when none is left. */
+    int (*flush)(of_bus *bus, int timeout_ms);
     void (*destroy)(of_bus *bus);
 } of_bus_ops;
 

@@ -258,9 +258,12 @@ static void consumer_free(of_consumer *c)
     free(c);
 }
 
+/* The memory bus has one consumer per group and never rebalances, so hooks are not needed. */
 static of_consumer *mb_subscribe(of_bus *bus, const char *group, const char *const *topics,
-                                 size_t n_topics, char *errstr, size_t errstr_size)
+                                 size_t n_topics, const of_consumer_hooks *hooks, char *errstr,
+                                 size_t errstr_size)
 {
+    (void)hooks;
     membus *b = as_membus(bus);
     if (!b || !group || !*group) {
         of_seterr(errstr, errstr_size, "subscribe: no group name");
@@ -536,6 +539,22 @@ static void mb_destroy(of_bus *bus)
     free(b);
 }
 
+static int mb_ready(of_bus *bus, char *errstr, size_t errstr_size)
+{
+    (void)bus;
+    (void)errstr;
+    (void)errstr_size;
+    return 1;
+}
+
+/* Deliveries are reported inside produce(): nothing is ever outstanding. */
+static int mb_flush(of_bus *bus, int timeout_ms)
+{
+    (void)bus;
+    (void)timeout_ms;
+    return 0;
+}
+
 static const of_bus_ops membus_ops = {
     .name = "memory",
     .ensure_topic = mb_ensure_topic,
@@ -547,6 +566,8 @@ static const of_bus_ops membus_ops = {
     .resume = mb_resume,
     .wakeup = mb_wakeup,
     .consumer_close = mb_consumer_close,
+    .ready = mb_ready,
+    .flush = mb_flush,
     .destroy = mb_destroy,
 };
 

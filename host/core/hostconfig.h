@@ -9,7 +9,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum of_bus_kind { OF_BUS_MEMORY = 0 } of_bus_kind;
+typedef enum of_bus_kind { OF_BUS_MEMORY = 0, OF_BUS_KAFKA = 1 } of_bus_kind;
+
+typedef struct of_kv {
+    char *key;
+    char *value;
+} of_kv;
+
+/* bus.kafka: how to reach the broker. `properties` are librdkafka configuration properties
+ * (validated against librdkafka itself at load, so an unknown or invalid one is an error with
+ * its position); those the host manages for its guarantees (group.id, enable.auto.commit,
+ * enable.idempotence, acks, ...) are refused. */
+typedef struct of_kafka_config {
+    char *bootstrap;   /* bootstrap.servers, required with type: kafka */
+    of_kv *properties; /* in file order */
+    size_t n_properties;
+    char *client_id; /* default "orderflowd" */
+} of_kafka_config;
 
 typedef struct of_host_config {
     char *file;
@@ -18,6 +34,7 @@ typedef struct of_host_config {
     char **pipelines; /* pipeline files (globs expanded, relative to the config's folder) */
     size_t n_pipelines;
     of_bus_kind bus;
+    of_kafka_config kafka; /* with bus == OF_BUS_KAFKA */
     of_log_level_t log_level;
     of_log_format log_format;
     int64_t drain_timeout_ms; /* how long SIGTERM waits for in-flight events; default 30s */

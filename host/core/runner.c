@@ -30,9 +30,13 @@
 #define POLL_TIMEOUT_MS       200
 #define DEFAULT_MAX_IN_FLIGHT 1000
 #define DEFAULT_PARTITIONS    3
+/* How long a revoked partition's in-flight events may take to finish before the partition is
+ * handed over with them uncommitted (its next owner then processes them again). */
+#define REVOKE_WAIT_MS 10000
 
 typedef struct qitem {
     of_event *ev;
+    uint64_t gen; /* the generation of its partition's tracker when it was dispatched */
     struct qitem *next;
 } qitem;
 
@@ -51,6 +55,7 @@ typedef struct part_track {
     int32_t partition;
     of_offset_tracker *tracker;
     int64_t committed; /* last committed next_offset, -1 before the first commit */
+    uint64_t gen;      /* new for every assignment: events of an earlier one never commit */
 } part_track;
 
 struct of_stage_rt {
@@ -64,8 +69,10 @@ struct of_stage_rt {
     pthread_mutex_t mu;
     part_track *parts;
     size_t n_parts;
-    uint64_t in_flight; /* under mu */
-    int paused;         /* under mu */
+    uint64_t in_flight;     /* under mu */
+    uint64_t next_gen;      /* under mu */
+    pthread_cond_t done_cv; /* CLOCK_MONOTONIC; an event finished (a revocation waits on it) */
+    int paused;             /* under mu */
     int max_in_flight;
     _Atomic int stopping; /* the consumer thread must stop */
     _Atomic int abandon;  /* the drain's deadline passed: give up what is not finished */
@@ -129,8 +136,26 @@ static part_track *find_or_add_part(struct of_stage_rt *rt, const char *topic, i
     }
     p->partition = partition;
     p->committed = -1;
+    p->gen = ++rt->next_gen;
     rt->n_parts++;
     return p;
+}
+
+/* The tracker of this event's partition, when it still belongs to the assignment the event was
+ * dispatched in. Under rt->mu. */
+static part_track *live_part(struct of_stage_rt *rt, const of_event *ev, uint64_t gen)
+{
+    part_track *p = find_part(rt, ev->topic, ev->partition);
+    return p && p->gen == gen ? p : NULL;
+}
+
+static void drop_part_locked(struct of_stage_rt *rt, part_track *p)
+{
+    free(p->topic);
+    of_offtrack_free(p->tracker);
+    size_t i = (size_t)(p - rt->parts);
+    memmove(&rt->parts[i], &rt->parts[i + 1], (rt->n_parts - i - 1) * sizeof(*p));
+    rt->n_parts--;
 }
 
 /* Under rt->mu: one event less in flight; resumes a consumer paused for backpressure. */
@@ -139,6 +164,7 @@ static void in_flight_dec_locked(struct of_stage_rt *rt)
     if (rt->in_flight > 0)
         rt->in_flight--;
     atomic_fetch_sub(&rt->st->stats.in_flight, 1);
+    pthread_cond_broadcast(&rt->done_cv);
     if (rt->paused && rt->in_flight < (uint64_t)rt->max_in_flight) {
         rt->paused = 0;
         if (rt->consumer)
@@ -148,11 +174,12 @@ static void in_flight_dec_locked(struct of_stage_rt *rt)
 
 /* The event is finished (processed, published, or dead-lettered): mark its offset done and
  * commit the partition up to the lowest offset still pending. */
-static void finish_event(struct of_stage_rt *rt, const of_event *ev)
+static void finish_event(struct of_stage_rt *rt, const of_event *ev, uint64_t gen)
 {
     of_stage *st = rt->st;
     pthread_mutex_lock(&rt->mu);
-    part_track *p = find_part(rt, ev->topic, ev->partition);
+    /* A partition revoked meanwhile belongs to another consumer now: no commit for it. */
+    part_track *p = live_part(rt, ev, gen);
     if (p && of_offtrack_done(p->tracker, ev->offset) == 0) {
         int64_t next = of_offtrack_committable(p->tracker);
         if (next > p->committed) {
@@ -325,8 +352,8 @@ static of_event *make_dead_letter(const of_stage *st, const of_event *ev, int at
 
 /* Sends the input to the stage's dead-letter topic and finishes it. A failed publication is
  * tried again (the event must not be committed unpublished) until the drain gives up. */
-static void dead_letter(worker *w, const of_event *ev, int attempts, const char *reason,
-                        const char *status)
+static void dead_letter(worker *w, const of_event *ev, uint64_t gen, int attempts,
+                        const char *reason, const char *status)
 {
     struct of_stage_rt *rt = w->rt;
     of_stage *st = rt->st;
@@ -357,10 +384,10 @@ static void dead_letter(worker *w, const of_event *ev, int attempts, const char 
             pause_ms *= 2;
     }
     stat_add(&st->stats.dead_lettered, st->m_dead_lettered, 1);
-    finish_event(rt, ev);
+    finish_event(rt, ev, gen);
 }
 
-static void handle_event(worker *w, const of_event *ev)
+static void handle_event(worker *w, const of_event *ev, uint64_t gen)
 {
     struct of_stage_rt *rt = w->rt;
     of_stage *st = rt->st;
@@ -378,7 +405,7 @@ static void handle_event(worker *w, const of_event *ev)
                 stat_add(&st->stats.emitted, st->m_emitted, call.n_emitted);
                 stat_add(&st->stats.processed_ok, st->m_processed_ok, 1);
                 of_call_reset(&call);
-                finish_event(rt, ev);
+                finish_event(rt, ev, gen);
                 return;
             }
             snprintf(reason, sizeof(reason), "publishing the emitted events failed: %s", err);
@@ -394,12 +421,12 @@ static void handle_event(worker *w, const of_event *ev)
                 snprintf(reason, sizeof(reason), "process() returned an invalid status %d", (int)s);
             of_call_reset(&call);
             stat_add(&st->stats.rejected, st->m_rejected, 1);
-            dead_letter(w, ev, attempt, reason, "rejected");
+            dead_letter(w, ev, gen, attempt, reason, "rejected");
             return;
         }
         of_call_reset(&call); /* what a failed try emitted is discarded */
         if (attempt >= max_attempts) {
-            dead_letter(w, ev, attempt, reason, "retries-exhausted");
+            dead_letter(w, ev, gen, attempt, reason, "retries-exhausted");
             return;
         }
         stat_add(&st->stats.retried, st->m_retried, 1);
@@ -433,11 +460,22 @@ static void *worker_main(void *arg)
         if (!it)
             break;
         of_event *ev = it->ev;
+        uint64_t gen = it->gen;
         free(it);
-        if (atomic_load(&rt->abandon))
+        pthread_mutex_lock(&rt->mu);
+        int revoked = live_part(rt, ev, gen) == NULL;
+        pthread_mutex_unlock(&rt->mu);
+        if (atomic_load(&rt->abandon)) {
             abandon_event(rt, ev);
-        else
-            handle_event(w, ev);
+        } else if (revoked) {
+            /* Its partition went to another consumer, which reads it again from the last
+             * commit: processing it here too would only duplicate the work. */
+            pthread_mutex_lock(&rt->mu);
+            in_flight_dec_locked(rt);
+            pthread_mutex_unlock(&rt->mu);
+        } else {
+            handle_event(w, ev, gen);
+        }
         of_event_free(ev);
     }
     of_runner *r = rt->runner;
@@ -451,6 +489,38 @@ static void *worker_main(void *arg)
 /* ---------------------------------------------------------------------------------------------
  * The consumer
  * ------------------------------------------------------------------------------------------- */
+
+/* A rebalance takes a partition away (called inside poll(), on the consumer thread, which is
+ * the only one that adds trackers). Unless the partition is already lost, its in-flight events
+ * get REVOKE_WAIT_MS to finish and commit; then its tracker goes, so what is still queued is
+ * skipped, what still finishes does not commit, and a later assignment starts afresh. */
+static void on_revoked(void *opaque, const char *topic, int32_t partition, int lost)
+{
+    struct of_stage_rt *rt = opaque;
+    of_stage *st = rt->st;
+    pthread_mutex_lock(&rt->mu);
+    part_track *p = find_part(rt, topic, partition);
+    if (p && !lost) {
+        struct timespec deadline = of_mono_after_ms(REVOKE_WAIT_MS);
+        while (of_offtrack_pending(p->tracker) > 0 && !atomic_load(&rt->abandon)) {
+            if (pthread_cond_timedwait(&rt->done_cv, &rt->mu, &deadline) == ETIMEDOUT)
+                break;
+            p = find_part(rt, topic, partition);
+            if (!p)
+                break;
+        }
+    }
+    if (p) {
+        size_t pending = of_offtrack_pending(p->tracker);
+        if (pending)
+            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                   "partition %s[%" PRId32 "] %s with %zu event%s unfinished; left uncommitted "
+                   "for its next owner",
+                   topic, partition, lost ? "lost" : "revoked", pending, pending == 1 ? "" : "s");
+        drop_part_locked(rt, p);
+    }
+    pthread_mutex_unlock(&rt->mu);
+}
 
 static int worker_for(const struct of_stage_rt *rt, const of_event *ev)
 {
@@ -477,6 +547,7 @@ static void dispatch(struct of_stage_rt *rt, of_event *ev)
             return;
         }
         if (p && of_offtrack_dispatch(p->tracker, ev->offset) == 0) {
+            it->gen = p->gen;
             rt->in_flight++;
             atomic_fetch_add(&st->stats.in_flight, 1);
             if (!rt->paused && rt->in_flight >= (uint64_t)rt->max_in_flight) {
@@ -713,6 +784,7 @@ static void rt_free(struct of_stage_rt *rt)
         of_offtrack_free(rt->parts[i].tracker);
     }
     free(rt->parts);
+    pthread_cond_destroy(&rt->done_cv);
     pthread_mutex_destroy(&rt->mu);
     free(rt);
 }
@@ -725,6 +797,12 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
     if (!rt || pthread_mutex_init(&rt->mu, NULL) != 0) {
         free(rt);
         of_seterr(errstr, errstr_size, "stage '%s': out of memory", d->name);
+        return -1;
+    }
+    if (of_cond_init_monotonic(&rt->done_cv) != 0) {
+        pthread_mutex_destroy(&rt->mu);
+        free(rt);
+        of_seterr(errstr, errstr_size, "stage '%s': out of resources", d->name);
         return -1;
     }
     rt->runner = r;
@@ -761,8 +839,9 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
             group = group_buf;
         }
         char why[256] = "";
+        of_consumer_hooks hooks = {.opaque = rt, .revoked = on_revoked};
         rt->consumer = r->bus->ops->subscribe(r->bus, group, (const char *const *)d->inputs,
-                                              d->n_inputs, why, sizeof(why));
+                                              d->n_inputs, &hooks, why, sizeof(why));
         if (!rt->consumer) {
             of_seterr(errstr, errstr_size, "stage '%s': subscribing failed: %s", d->name, why);
             return -1;

@@ -37,7 +37,7 @@ static of_consumer *sub1(of_bus *bus, const char *group, const char *topic)
 {
     const char *topics[] = {topic};
     char err[256] = "";
-    of_consumer *c = bus->ops->subscribe(bus, group, topics, 1, err, sizeof(err));
+    of_consumer *c = bus->ops->subscribe(bus, group, topics, 1, NULL, err, sizeof(err));
     if (!c)
         fail_msg("subscribe: %s", err);
     return c;
@@ -208,7 +208,7 @@ static void test_errors(void **state)
     assert_non_null(strstr(err, "missing"));
     of_event_free(probe);
     const char *topics[] = {"missing"};
-    assert_null(bus->ops->subscribe(bus, "g", topics, 1, err, sizeof(err)));
+    assert_null(bus->ops->subscribe(bus, "g", topics, 1, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "missing"));
     bus->ops->destroy(bus);
 }
@@ -439,10 +439,10 @@ static void test_second_subscriber_refused(void **state)
     of_consumer *c = sub1(bus, "g", "t");
     const char *topics[] = {"t"};
     char err[256] = "";
-    assert_null(bus->ops->subscribe(bus, "g", topics, 1, err, sizeof(err)));
+    assert_null(bus->ops->subscribe(bus, "g", topics, 1, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "g"));
     bus->ops->consumer_close(c);
-    c = bus->ops->subscribe(bus, "g", topics, 1, err, sizeof(err));
+    c = bus->ops->subscribe(bus, "g", topics, 1, NULL, err, sizeof(err));
     assert_non_null(c);
     bus->ops->consumer_close(c);
     bus->ops->destroy(bus);

@@ -639,8 +639,8 @@ static void test_reject_dead_letters_and_partition_flows(void **state)
     /* Everything was committed: the group reads nothing more. */
     const char *topics[] = {"in"};
     char err[128];
-    of_consumer *c =
-        e.bus->ops->subscribe(e.bus, "orderflow.orders.validate", topics, 1, err, sizeof(err));
+    of_consumer *c = e.bus->ops->subscribe(e.bus, "orderflow.orders.validate", topics, 1, NULL, err,
+                                           sizeof(err));
     assert_non_null(c);
     of_event *ev = NULL;
     assert_int_equal(e.bus->ops->poll(c, &ev, 0), 0);
@@ -853,7 +853,8 @@ static void test_drain_finishes_in_flight_and_commits(void **state)
     assert_int_equal(of_membus_wait_idle(e.bus, 0), 1);
     const char *topics[] = {"in"};
     char err[128];
-    of_consumer *c = e.bus->ops->subscribe(e.bus, "orderflow.dr.work", topics, 1, err, sizeof(err));
+    of_consumer *c =
+        e.bus->ops->subscribe(e.bus, "orderflow.dr.work", topics, 1, NULL, err, sizeof(err));
     assert_non_null(c);
     of_event *ev = NULL;
     assert_int_equal(e.bus->ops->poll(c, &ev, 0), 0);
@@ -881,7 +882,7 @@ static void test_drain_timeout_abandons_uncommitted(void **state)
     const char *topics[] = {"in"};
     char err[128];
     of_consumer *c =
-        e.bus->ops->subscribe(e.bus, "orderflow.pay.charge", topics, 1, err, sizeof(err));
+        e.bus->ops->subscribe(e.bus, "orderflow.pay.charge", topics, 1, NULL, err, sizeof(err));
     assert_non_null(c);
     of_event *ev = NULL;
     assert_int_equal(e.bus->ops->poll(c, &ev, 1000), 1);
@@ -984,7 +985,8 @@ static void test_init_failure_rolls_back(void **state)
     assert_int_equal(of_runner_start(e.runner, err, sizeof(err)), 0);
     produce(e.bus, "a", "k", "v", NULL, 0);
     const char *topics[] = {"a"};
-    of_consumer *c = e.bus->ops->subscribe(e.bus, "orderflow.rb.s1", topics, 1, err, sizeof(err));
+    of_consumer *c =
+        e.bus->ops->subscribe(e.bus, "orderflow.rb.s1", topics, 1, NULL, err, sizeof(err));
     assert_non_null(c);
     e.bus->ops->consumer_close(c);
     assert_int_equal(of_runner_drain(e.runner, 1000), 0);
@@ -1085,7 +1087,7 @@ static void test_start_failure_cleans_up(void **state)
     assert_non_null(strstr(err, "shared"));
     /* The first stage's threads were stopped and its consumer closed: the group is free. */
     const char *topics[] = {"in"};
-    of_consumer *c = e.bus->ops->subscribe(e.bus, "shared", topics, 1, err, sizeof(err));
+    of_consumer *c = e.bus->ops->subscribe(e.bus, "shared", topics, 1, NULL, err, sizeof(err));
     assert_non_null(c);
     e.bus->ops->consumer_close(c);
     env_free(&e);

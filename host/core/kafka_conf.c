@@ -1,0 +1,112 @@
+#include "kafka_conf.h"
+
+#include "timeutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* What the guarantees rest on: set by the host for every client, never by the operator. */
+static const char *const managed[] = {
+    "bootstrap.servers", /* bus.kafka.bootstrap */
+    "metadata.broker.list",
+    "group.id",           /* a stage's consumer_group */
+    "enable.auto.commit", /* offsets are committed after processing and publication */
+    "enable.auto.offset.store",
+    "enable.idempotence", /* no duplicates or reordering from producer retries */
+    "acks",
+    "request.required.acks",
+    "partition.assignment.strategy",
+    "enable.partition.eof",
+    NULL,
+};
+
+int of_kafka_property_managed(const char *key)
+{
+    for (size_t i = 0; managed[i]; i++)
+        if (strcmp(managed[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+int of_kafka_property_check(const char *key, const char *value, char *errstr, size_t errstr_size)
+{
+    if (of_kafka_property_managed(key)) {
+        of_seterr(errstr, errstr_size,
+                  "kafka property '%s' is managed by orderflow and cannot be set here", key);
+        return -1;
+    }
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char why[512] = "";
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, value, why, sizeof(why));
+    rd_kafka_conf_destroy(conf);
+    if (res == RD_KAFKA_CONF_UNKNOWN) {
+        of_seterr(errstr, errstr_size, "unknown kafka property '%s'", key);
+        return -1;
+    }
+    if (res != RD_KAFKA_CONF_OK) {
+        of_seterr(errstr, errstr_size, "invalid value for kafka property '%s': %s", key, why);
+        return -1;
+    }
+    return 0;
+}
+
+static int set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
+               size_t errstr_size)
+{
+    char why[512] = "";
+    if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+        of_seterr(errstr, errstr_size, "kafka property %s=%s: %s", key, value, why);
+        return -1;
+    }
+    return 0;
+}
+
+rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role, const char *group,
+                                   char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf) {
+        of_seterr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    const char *client = kc->client_id ? kc->client_id : "orderflowd";
+    if (set(conf, "bootstrap.servers", kc->bootstrap ? kc->bootstrap : "", errstr, errstr_size) ||
+        set(conf, "client.id", client, errstr, errstr_size))
+        goto fail;
+    /* A new group reads from the beginning, so events produced before a stage first ran are not
+     * skipped; an operator property may say otherwise. */
+    if (role == OF_KAFKA_CONSUMER &&
+        set(conf, "auto.offset.reset", "earliest", errstr, errstr_size))
+        goto fail;
+    /* Operator properties next, so the managed ones below always win. librdkafka warns about
+     * a producer-only property on a consumer and the reverse; those are passed only to the
+     * role they belong to by librdkafka itself (it ignores them elsewhere). */
+    for (size_t i = 0; i < kc->n_properties; i++)
+        if (set(conf, kc->properties[i].key, kc->properties[i].value, errstr, errstr_size))
+            goto fail;
+    switch (role) {
+    case OF_KAFKA_PRODUCER:
+        if (set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+            set(conf, "acks", "all", errstr, errstr_size))
+            goto fail;
+        break;
+    case OF_KAFKA_CONSUMER:
+        if (!group || !*group) {
+            of_seterr(errstr, errstr_size, "a consumer needs a group");
+            goto fail;
+        }
+        if (set(conf, "group.id", group, errstr, errstr_size) ||
+            set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+            set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+            set(conf, "enable.partition.eof", "false", errstr, errstr_size) ||
+            set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size))
+            goto fail;
+        break;
+    case OF_KAFKA_ADMIN:
+        break;
+    }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
