@@ -358,7 +358,9 @@ kafka_wait() {
     fi
     if (($(now) >= deadline)); then
       log_tail "$KDIR/kafka.log"
-      die "kafka: not answering on 127.0.0.1:$KAFKA_PORT after ${KAFKA_START_TIMEOUT}s (log: $KDIR/kafka.log)"
+      term_pid "$pid"
+      wait_gone "$pid" kafka
+      die "kafka: not answering (stopped it again) on 127.0.0.1:$KAFKA_PORT after ${KAFKA_START_TIMEOUT}s (log: $KDIR/kafka.log)"
     fi
     sleep 0.5
   done
@@ -480,7 +482,9 @@ mariadb_wait() {
     fi
     if (($(now) >= deadline)); then
       log_tail "$MDIR/mariadbd.log"
-      die "mariadb: not answering after ${MYSQL_START_TIMEOUT}s (log: $MDIR/mariadbd.log)"
+      term_pid "$pid"
+      wait_gone "$pid" mariadb
+      die "mariadb: not answering (stopped it again) after ${MYSQL_START_TIMEOUT}s (log: $MDIR/mariadbd.log)"
     fi
     sleep 0.2
   done
