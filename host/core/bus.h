@@ -85,6 +85,12 @@ int of_membus_wait_idle(of_bus *bus, int timeout_ms);
 size_t of_membus_read_topic(of_bus *bus, const char *topic,
                             int (*fn)(const of_event *ev, void *opaque), void *opaque);
 
+struct of_kafka_config;
+/* The Kafka bus (bus_kafka.c). The configuration is borrowed and must outlive the bus. NULL with
+ * errstr when the clients cannot be created (a broker that is down is not such an error: the
+ * bus then reports itself not ready and librdkafka keeps reconnecting). */
+of_bus *of_kafkabus_new(const struct of_kafka_config *cfg, char *errstr, size_t errstr_size);
+
 /* Kafka's default partitioner hash, so both buses place a key on the same partition. */
 uint32_t of_murmur2(const void *key, size_t len);
 

@@ -9,10 +9,10 @@
 static const char *const managed[] = {
     "bootstrap.servers", /* bus.kafka.bootstrap */
     "metadata.broker.list",
-    "group.id",           /* a stage's consumer_group */
-    "enable.auto.commit", /* offsets are committed after processing and publication */
-    "enable.auto.offset.store",
-    "enable.idempotence", /* no duplicates or reordering from producer retries */
+    "group.id",                 /* a stage's consumer_group */
+    "enable.auto.commit",       /* stored offsets are committed in the background... */
+    "enable.auto.offset.store", /* ...but only the host stores them, after an event finished */
+    "enable.idempotence",       /* no duplicates or reordering from producer retries */
     "acks",
     "request.required.acks",
     "partition.assignment.strategy",
@@ -76,7 +76,8 @@ rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role
     /* A new group reads from the beginning, so events produced before a stage first ran are not
      * skipped; an operator property may say otherwise. */
     if (role == OF_KAFKA_CONSUMER &&
-        set(conf, "auto.offset.reset", "earliest", errstr, errstr_size))
+        (set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+         set(conf, "auto.commit.interval.ms", "200", errstr, errstr_size)))
         goto fail;
     /* Operator properties next, so the managed ones below always win. librdkafka warns about
      * a producer-only property on a consumer and the reverse; those are passed only to the
@@ -95,8 +96,12 @@ rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role
             of_seterr(errstr, errstr_size, "a consumer needs a group");
             goto fail;
         }
+        /* At-least-once: the runner stores an offset only once every event below it finished
+         * and what it emitted was acknowledged; librdkafka commits stored offsets in the
+         * background, on revocation and on close. Storing is cheap, so per-event completion
+         * does not turn into a commit request per event. */
         if (set(conf, "group.id", group, errstr, errstr_size) ||
-            set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+            set(conf, "enable.auto.commit", "true", errstr, errstr_size) ||
             set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
             set(conf, "enable.partition.eof", "false", errstr, errstr_size) ||
             set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size))

@@ -16,9 +16,11 @@ static const char *const top_keys[] = {"pipeline", "description", "topics",
 static const char *const topic_keys[] = {"partitions", "replication", "external", NULL};
 static const char *const stage_keys[] = {
     "name",           "plugin",      "inputs", "outputs", "concurrency", "max_in_flight",
-    "consumer_group", "dead_letter", "retry",  "config",  NULL};
+    "consumer_group", "dead_letter", "retry",  "breaker", "config",      NULL};
 static const char *const retry_keys[] = {"max_attempts", "initial_backoff", "max_backoff",
                                          "multiplier",   "jitter",          NULL};
+static const char *const breaker_keys[] = {"enabled",  "failure_rate", "window", "min_calls",
+                                           "open_for", "trial_calls",  NULL};
 static const char *const test_keys[] = {"name", "input", "inputs", "expect", "expect_empty", NULL};
 static const char *const block_keys[] = {"topic", "events", NULL};
 static const char *const event_keys[] = {"key", "value", "headers", NULL};
@@ -559,6 +561,68 @@ static void parse_retry(pctx *c, of_retry_policy *r, const of_ynode *n, const ch
     }
 }
 
+/* breaker: {enabled, failure_rate, window, min_calls, open_for, trial_calls}; every key
+ * optional, the defaults are in breaker.h. Values are checked even when enabled is false. */
+static void parse_breaker(pctx *c, of_breaker_policy *b, const of_ynode *n, const char *where)
+{
+    char what[300];
+    snprintf(what, sizeof(what), "%s breaker", where);
+    if (want_map_or_null(c, n, what) <= 0)
+        return;
+    of_ymap_check_keys(n, breaker_keys, what, c->file, c->diag);
+    const of_ynode *x;
+    snprintf(what, sizeof(what), "%s breaker.enabled", where);
+    if ((x = of_ymap_get(n, "enabled")))
+        want_bool(c, x, what, &b->enabled);
+    snprintf(what, sizeof(what), "%s breaker.failure_rate", where);
+    if ((x = of_ymap_get(n, "failure_rate"))) {
+        double v;
+        /* want_double's bounds are inclusive; this one is (0, 1] */
+        if (want_double(c, x, what, -1e308, 1e308, &v) == 0) {
+            if (v > 0 && v <= 1)
+                b->failure_rate = v;
+            else
+                perr(c, x, "%s must be above 0 and at most 1 (a fraction of the calls); got %g",
+                     what, v);
+        }
+    }
+    int ok_window = 1;
+    snprintf(what, sizeof(what), "%s breaker.window", where);
+    if ((x = of_ymap_get(n, "window")))
+        ok_window = want_int(c, x, what, 1, OF_BREAKER_MAX_WINDOW, &b->window) == 0;
+    snprintf(what, sizeof(what), "%s breaker.min_calls", where);
+    const of_ynode *minn = of_ymap_get(n, "min_calls");
+    if (minn) {
+        int v;
+        if (want_int(c, minn, what, 1, OF_BREAKER_MAX_WINDOW, &v) == 0) {
+            if (ok_window && v > b->window)
+                perr(c, minn, "%s (%d) exceeds window (%d): the breaker could never open", what, v,
+                     b->window);
+            else
+                b->min_calls = v;
+        }
+    } else if (ok_window && b->window < b->min_calls) {
+        b->min_calls = b->window; /* the default min_calls, capped by a small window */
+    }
+    snprintf(what, sizeof(what), "%s breaker.open_for", where);
+    if ((x = of_ymap_get(n, "open_for"))) {
+        int64_t ms;
+        if (want_duration(c, x, what, &ms) == 0) {
+            if (ms < OF_BREAKER_MIN_OPEN_FOR_MS) {
+                char got[64];
+                of_format_duration_ms(ms, got, sizeof(got));
+                perr(c, x, "%s must be at least %dms; got %s", what, OF_BREAKER_MIN_OPEN_FOR_MS,
+                     got);
+            } else {
+                b->open_for_ms = ms;
+            }
+        }
+    }
+    snprintf(what, sizeof(what), "%s breaker.trial_calls", where);
+    if ((x = of_ymap_get(n, "trial_calls")))
+        want_int(c, x, what, 1, OF_BREAKER_MAX_TRIAL_CALLS, &b->trial_calls);
+}
+
 static void resolve_plugin(pctx *c, of_stage_def *s, const of_ynode *n, const char *where)
 {
     if (!c->reg)
@@ -600,6 +664,7 @@ static void parse_stage(pctx *c, size_t idx, const of_ynode *n, const of_ynode *
     s->retry.max_backoff_ms = 30000;
     s->retry.multiplier = 2.0;
     s->retry.jitter = 0.2;
+    of_breaker_policy_default(&s->breaker);
 
     /* name first: the other messages use it */
     const of_ynode *x = of_ymap_get(n, "name");
@@ -695,6 +760,8 @@ static void parse_stage(pctx *c, size_t idx, const of_ynode *n, const of_ynode *
 
     if ((x = of_ymap_get(n, "retry")))
         parse_retry(c, &s->retry, x, where);
+    if ((x = of_ymap_get(n, "breaker")))
+        parse_breaker(c, &s->breaker, x, where);
 
     if (s->plugin) {
         snprintf(what, sizeof(what), "%s config", where);

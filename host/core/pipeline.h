@@ -3,6 +3,7 @@
 #ifndef OF_PIPELINE_H
 #define OF_PIPELINE_H
 
+#include "breaker.h"
 #include "diag.h"
 #include "options.h"
 #include "plugin.h"
@@ -44,7 +45,8 @@ typedef struct of_stage_def {
     char *consumer_group; /* default orderflow.<pipeline>.<stage> */
     char *dead_letter;    /* default <first input>.dlq */
     of_retry_policy retry;
-    of_config *config; /* validated against the plugin's table; NULL if invalid */
+    of_breaker_policy breaker; /* breaker: (breaker.h); enabled with the defaults when absent */
+    of_config *config;         /* validated against the plugin's table; NULL if invalid */
     int line, column;
 } of_stage_def;
 

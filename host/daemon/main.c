@@ -135,9 +135,20 @@ int main(int argc, char **argv)
 
     char err[1024];
     int rc = 1;
-    of_bus *bus = of_membus_new();
-    of_metrics *metrics = of_metrics_new();
-    of_runner *runner = bus && metrics ? of_runner_new(bus, metrics) : NULL;
+    of_bus *bus = NULL;
+    of_metrics *metrics = NULL;
+    of_runner *runner = NULL;
+    if (st.cfg->bus == OF_BUS_KAFKA) {
+        bus = of_kafkabus_new(&st.cfg->kafka, err, sizeof(err));
+        if (!bus) {
+            of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: %s", err);
+            goto out;
+        }
+    } else {
+        bus = of_membus_new();
+    }
+    metrics = of_metrics_new();
+    runner = bus && metrics ? of_runner_new(bus, metrics) : NULL;
     if (!runner) {
         of_log(OF_LVL_ERROR, NULL, NULL, "out of memory at start");
         goto out;

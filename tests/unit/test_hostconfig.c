@@ -99,8 +99,8 @@ static void test_all_errors(void **state)
                 1, 1);
     expect_diag("matches no file", 3, 5);
     expect_diag("'pipelines' items must be non-empty strings; got a sequence", 4, 5);
-    expect_diag("unknown bus type 'kafak'; allowed: memory", 6, 9);
-    expect_diag("unknown key 'brokers' in bus; allowed: type", 7, 3);
+    expect_diag("unknown bus type 'kafak' (did you mean 'kafka'?); allowed: memory, kafka", 6, 9);
+    expect_diag("unknown key 'brokers' in bus; allowed: type, kafka", 7, 3);
     expect_diag("log 'level' must be one of error, warn, info, debug; got 'loud'", 9, 10);
     expect_diag("log 'format' must be one of text, json; got 'xml'", 10, 11);
     expect_diag("'drain_timeout': expected a duration", 11, 16);
@@ -171,13 +171,222 @@ static void test_missing_file(void **state)
     assert_int_equal(d.errors, 1);
 }
 
+/* Loads `text` as a host config from a temporary file (with diagnostics in d). */
+static of_host_config *load_text(const char *text)
+{
+    char dir[] = "/tmp/of_hostcfg_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cfg[256];
+    snprintf(cfg, sizeof(cfg), "%s/orderflow.yaml", dir);
+    write_file(cfg, text);
+    of_host_config *c = of_host_config_load(cfg, &d);
+    unlink(cfg);
+    rmdir(dir);
+    return c;
+}
+
+static void expect_warning(const char *needle, int line, int column)
+{
+    for (size_t i = 0; i < d.count; i++) {
+        if (d.entries[i].severity == OF_SEV_WARNING && strstr(d.entries[i].message, needle)) {
+            if (d.entries[i].line != line || d.entries[i].column != column)
+                fail_msg("'%s' at %d:%d, expected %d:%d", d.entries[i].message, d.entries[i].line,
+                         d.entries[i].column, line, column);
+            return;
+        }
+    }
+    dump();
+    fail_msg("no warning containing '%s'", needle);
+}
+
+static void test_kafka_valid(void **state)
+{
+    (void)state;
+    of_host_config *c = load_text("bus:\n"
+                                  "  type: kafka\n"
+                                  "  kafka:\n"
+                                  "    bootstrap: \"127.0.0.1:19092, broker-2:9093\"\n"
+                                  "    client_id: orders-host\n"
+                                  "    properties:\n"
+                                  "      linger.ms: 5\n"
+                                  "      enable.ssl.certificate.verification: false\n"
+                                  "      compression.type: lz4\n"
+                                  "      message.timeout.ms: 30000\n"
+                                  "      socket.keepalive.enable: true\n");
+    if (!c)
+        dump();
+    assert_non_null(c);
+    assert_int_equal(d.errors, 0);
+    assert_int_equal(d.warnings, 0);
+    assert_int_equal(c->bus, OF_BUS_KAFKA);
+    assert_string_equal(c->kafka.bootstrap, "127.0.0.1:19092, broker-2:9093");
+    assert_string_equal(c->kafka.client_id, "orders-host");
+    assert_int_equal(c->kafka.n_properties, 5);
+    /* values as written, whatever YAML type they look like, in file order */
+    assert_string_equal(c->kafka.properties[0].key, "linger.ms");
+    assert_string_equal(c->kafka.properties[0].value, "5");
+    assert_string_equal(c->kafka.properties[1].key, "enable.ssl.certificate.verification");
+    assert_string_equal(c->kafka.properties[1].value, "false");
+    assert_string_equal(c->kafka.properties[2].value, "lz4");
+    assert_string_equal(c->kafka.properties[3].value, "30000");
+    assert_string_equal(c->kafka.properties[4].value, "true");
+    of_host_config_free(c);
+
+    /* bootstrap alone is enough; client_id stays unset (the default applies later) */
+    c = load_text("bus: {type: kafka, kafka: {bootstrap: localhost}}\n");
+    assert_non_null(c);
+    assert_int_equal(c->bus, OF_BUS_KAFKA);
+    assert_string_equal(c->kafka.bootstrap, "localhost");
+    assert_null(c->kafka.client_id);
+    assert_int_equal(c->kafka.n_properties, 0);
+    of_host_config_free(c);
+}
+
+static void test_kafka_missing_bootstrap(void **state)
+{
+    (void)state;
+    assert_null(load_text("log: {level: info}\n"
+                          "bus:\n"
+                          "  type: kafka\n"));
+    expect_diag("bus type kafka needs 'kafka: {bootstrap: HOST:PORT,...}'", 3, 3);
+    assert_int_equal(d.errors, 1);
+    of_diag_free(&d);
+
+    assert_null(load_text("bus:\n"
+                          "  type: kafka\n"
+                          "  kafka:\n"
+                          "    client_id: x\n"));
+    expect_diag("bus type kafka needs", 2, 3);
+    assert_int_equal(d.errors, 1);
+    of_diag_free(&d);
+
+    assert_null(load_text("bus:\n"
+                          "  type: kafka\n"
+                          "  kafka:\n"));
+    expect_diag("bus type kafka needs", 2, 3);
+    assert_int_equal(d.errors, 1);
+}
+
+static void test_kafka_properties_all_reported(void **state)
+{
+    (void)state;
+    assert_null(load_text("bus:\n"
+                          "  type: kafka\n"
+                          "  kafka:\n"
+                          "    bootstrap: localhost:9092\n"
+                          "    properties:\n"
+                          "      linger.msec: 5\n"
+                          "      linger.ms: soon\n"
+                          "      enable.auto.commit: true\n"
+                          "      group.id: mine\n"
+                          "      acks: 1\n"
+                          "      batch.size: [1]\n"
+                          "      compression.type: lz4\n"
+                          "      no.such.thing: 1\n"));
+    expect_diag("unknown kafka property 'linger.msec' (did you mean 'linger.ms'?)", 6, 7);
+    expect_diag("invalid value for kafka property 'linger.ms'", 7, 18);
+    expect_diag("kafka property 'enable.auto.commit' is managed by orderflow", 8, 7);
+    expect_diag("kafka property 'group.id' is managed by orderflow", 9, 7);
+    expect_diag("kafka property 'acks' is managed by orderflow", 10, 7);
+    expect_diag("kafka property 'batch.size' must be a single value (string, number or bool); "
+                "got a sequence",
+                11, 19);
+    expect_diag("unknown kafka property 'no.such.thing'", 13, 7);
+    assert_int_equal(d.errors, 7);
+}
+
+static void test_kafka_wrong_types(void **state)
+{
+    (void)state;
+    assert_null(load_text("bus:\n"
+                          "  type: kafka\n"
+                          "  kafka: brokers\n"));
+    expect_diag("'bus.kafka' must be a mapping; got 'brokers'", 3, 10);
+    assert_int_equal(d.errors, 1);
+    of_diag_free(&d);
+
+    assert_null(load_text("bus:\n"
+                          "  type: [kafka]\n"));
+    expect_diag("bus 'type' must be one of: memory, kafka; got a sequence", 2, 9);
+    assert_int_equal(d.errors, 1);
+    of_diag_free(&d);
+
+    assert_null(load_text("bus:\n"
+                          "  type: kafka\n"
+                          "  kafka:\n"
+                          "    bootstrap: [a, b]\n"
+                          "    client-id: me\n"
+                          "    client_id: \"\"\n"
+                          "    properties: [linger.ms]\n"));
+    expect_diag("bus.kafka 'bootstrap' must be a non-empty string; got a sequence", 4, 16);
+    expect_diag("unknown key 'client-id' in bus.kafka (did you mean 'client_id'?); allowed: "
+                "bootstrap, client_id, properties",
+                5, 5);
+    expect_diag("bus.kafka 'client_id' must be a non-empty string; got ''", 6, 16);
+    expect_diag("'bus.kafka.properties' must be a mapping; got a sequence", 7, 17);
+    assert_int_equal(d.errors, 4);
+    of_diag_free(&d);
+
+    assert_null(load_text("bus:\n"
+                          "  type: kafka\n"
+                          "  kafka:\n"
+                          "    bootstrap: \"a:9092,,b:http\"\n"));
+    expect_diag("bus.kafka 'bootstrap' has an empty entry", 4, 16);
+    of_diag_free(&d);
+    assert_null(load_text("bus: {type: kafka, kafka: {bootstrap: 'a:9092,b:http'}}\n"));
+    expect_diag("entry 'b:http' has an invalid port", 1, 39);
+    of_diag_free(&d);
+    assert_null(load_text("bus: {type: kafka, kafka: {bootstrap: 'a:70000'}}\n"));
+    expect_diag("entry 'a:70000' has an invalid port", 1, 39);
+    of_diag_free(&d);
+
+    /* accepted forms: a bare host, a protocol prefix, bracketed IPv6 */
+    of_host_config *c =
+        load_text("bus: {type: kafka, kafka: {bootstrap: 'k1,PLAINTEXT://k2:9092,[::1]:19092'}}\n");
+    if (!c)
+        dump();
+    assert_non_null(c);
+    of_host_config_free(c);
+}
+
+static void test_kafka_ignored_with_memory(void **state)
+{
+    (void)state;
+    of_host_config *c = load_text("bus:\n"
+                                  "  type: memory\n"
+                                  "  kafka:\n"
+                                  "    bootstrap: localhost:9092\n"
+                                  "    properties: {linger.msec: 5}\n");
+    assert_non_null(c);
+    assert_int_equal(c->bus, OF_BUS_MEMORY);
+    assert_int_equal(d.errors, 0);
+    assert_int_equal(d.warnings, 1);
+    expect_warning("bus 'kafka' is ignored with bus type memory", 3, 3);
+    of_host_config_free(c);
+    of_diag_free(&d);
+
+    c = load_text("bus:\n"
+                  "  kafka: {bootstrap: localhost:9092}\n");
+    assert_non_null(c);
+    assert_int_equal(c->bus, OF_BUS_MEMORY);
+    expect_warning("the bus type is memory unless 'type: kafka' is set", 2, 3);
+    of_host_config_free(c);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_valid),        T(test_defaults),
-        T(test_all_errors),   T(test_wrong_types_and_relative),
+        T(test_valid),
+        T(test_defaults),
+        T(test_all_errors),
+        T(test_wrong_types_and_relative),
         T(test_missing_file),
+        T(test_kafka_valid),
+        T(test_kafka_missing_bootstrap),
+        T(test_kafka_properties_all_reported),
+        T(test_kafka_wrong_types),
+        T(test_kafka_ignored_with_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
