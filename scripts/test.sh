@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every test of the project, as CI runs it: dependencies, a normal build and its tests, the same
-# tests under AddressSanitizer + UndefinedBehaviorSanitizer, and the example stage built out of
-# tree against the installed SDK (a ctest of its own in both builds).
+# Every test of the project, as CI runs it: dependencies, the local services (Kafka, MariaDB,
+# Redis on loopback), a normal build and all its tests, then the same tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer. The example stage is built out of tree against
+# the installed SDK by a test of its own in both builds.
 set -euo pipefail
 # Plugin files and folders writable by group or others are refused by the loader.
 umask 022
@@ -10,14 +11,24 @@ cd "$root"
 jobs=$(nproc)
 
 bash scripts/deps.sh
+echo "== services"
+bash scripts/services.sh start
+
+run_tests() {
+  local dir=$1
+  # Tests that share the broker (and restart it) run one at a time after the others.
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs" -LE kafka
+  ctest --test-dir "$dir" --output-on-failure -L kafka
+}
 
 echo "== build (RelWithDebInfo)"
 bash scripts/build.sh "$root/build"
 echo "== tests"
-ctest --test-dir "$root/build" --output-on-failure -j"$jobs"
+run_tests "$root/build"
 
 echo "== build (Debug, ASan + UBSan)"
 bash scripts/build.sh "$root/build-asan" -DOF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 echo "== tests under ASan + UBSan"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_tests "$root/build-asan"

@@ -44,6 +44,7 @@ typedef struct kconsumer {
     kbus *bus;
     rd_kafka_t *rk;
     of_consumer_hooks hooks;
+    char group[256];
     pthread_mutex_t mu; /* guards paused against the rebalance callback */
     int paused;
     _Atomic int woken;
@@ -310,8 +311,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_pause_partitions(rk, parts);
         pthread_mutex_unlock(&c->mu);
         notify(c, parts, 0, 0);
-        of_log(OF_LVL_INFO, NULL, NULL, "kafka: %d partition%s assigned", parts->cnt,
-               parts->cnt == 1 ? "" : "s");
+        of_log(OF_LVL_INFO, NULL, NULL, "kafka: group %s: %d partition%s assigned", c->group,
+               parts->cnt, parts->cnt == 1 ? "" : "s");
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         int lost = rd_kafka_assignment_lost(rk);
         /* The runner lets in-flight events finish (and store their offsets) first... */
@@ -327,7 +328,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_unassign(rk, parts);
         else
             rd_kafka_assign(rk, NULL);
-        of_log(OF_LVL_INFO, NULL, NULL, "kafka: %d partition%s %s", parts->cnt,
+        of_log(OF_LVL_INFO, NULL, NULL, "kafka: group %s: %d partition%s %s", c->group, parts->cnt,
                parts->cnt == 1 ? "" : "s", lost ? "lost" : "revoked");
     } else {
         of_log(OF_LVL_ERROR, NULL, NULL, "kafka: rebalance failed: %s", rd_kafka_err2str(err));
@@ -363,6 +364,7 @@ static of_consumer *kb_subscribe(of_bus *bus, const char *group, const char *con
         return NULL;
     }
     c->bus = b;
+    snprintf(c->group, sizeof(c->group), "%s", group);
     if (hooks)
         c->hooks = *hooks;
     rd_kafka_conf_t *conf =
