@@ -163,18 +163,64 @@ static int add_if_missing(of_event *ev, const char *name, const char *value)
     return of_event_add_header(ev, name, value, strlen(value));
 }
 
-int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st)
+static int is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static void random_hex(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i += 16) {
+        uint64_t r = of_rand_u64();
+        for (size_t j = i; j < n && j < i + 16; j++, r >>= 4)
+            out[j] = hex[r & 0xf];
+    }
+}
+
+/* A W3C traceparent for an event a stage emits: the input's trace with a new span (this stage's
+ * hop), or a new trace when the input has none or a malformed one, so that every event can be
+ * followed by its trace id. */
+static void child_traceparent(const of_event *input, char out[56])
+{
+    const of_event_header *h = input ? of_event_header_get(input, "traceparent") : NULL;
+    const char *v = h ? h->value : NULL;
+    /* 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags> */
+    int valid = v && h->value_len == 55 && memcmp(v, "00-", 3) == 0 && v[35] == '-' &&
+                v[52] == '-' && is_hex(v + 3, 32) && is_hex(v + 36, 16) && is_hex(v + 53, 2) &&
+                memcmp(v + 3, "00000000000000000000000000000000", 32) != 0;
+    memcpy(out, "00-", 3);
+    if (valid)
+        memcpy(out + 3, v + 3, 32);
+    else
+        random_hex(out + 3, 32);
+    out[35] = '-';
+    random_hex(out + 36, 16);
+    out[52] = '-';
+    if (valid)
+        memcpy(out + 53, v + 53, 2);
+    else
+        memcpy(out + 53, "01", 2);
+    out[55] = '\0';
+}
+
+int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st,
+                             const char *output)
 {
     /* Decided before anything is inherited: which of the generated ones the stage set. */
     int own_id = has_header(ev, "ce_id"), own_source = has_header(ev, "ce_source"),
-        own_time = has_header(ev, "ce_time");
+        own_time = has_header(ev, "ce_time"), own_type = has_header(ev, "ce_type"),
+        own_trace = has_header(ev, "traceparent");
     if (input) {
         for (size_t i = 0; i < input->n_headers; i++) {
             const of_event_header *h = &input->headers[i];
-            int inherit = strcmp(h->name, "traceparent") == 0 ||
-                          strcmp(h->name, "tracestate") == 0 || strncmp(h->name, "ce_", 3) == 0;
+            /* ce_type describes the event, not its cause: an output is a new kind of event. */
+            int inherit = strcmp(h->name, "tracestate") == 0 || strncmp(h->name, "ce_", 3) == 0;
             if (!inherit || strcmp(h->name, "ce_id") == 0 || strcmp(h->name, "ce_source") == 0 ||
-                strcmp(h->name, "ce_time") == 0)
+                strcmp(h->name, "ce_time") == 0 || strcmp(h->name, "ce_type") == 0)
                 continue;
             /* Not when the stage set it, nor twice when the input repeats a header. */
             int seen = 0;
@@ -183,6 +229,19 @@ int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage
             if (!seen && of_event_add_header(ev, h->name, h->value, h->value_len) != 0)
                 return -1;
         }
+    }
+    if (!own_trace) {
+        char tp[56];
+        child_traceparent(input, tp);
+        if (of_event_add_header(ev, "traceparent", tp, 55) != 0)
+            return -1;
+    }
+    if (!own_type && st && st->def && output) {
+        char type[512];
+        snprintf(type, sizeof(type), "%s.%s.%s", st->pipeline_name ? st->pipeline_name : "",
+                 st->def->name, output);
+        if (of_event_add_header(ev, "ce_type", type, strlen(type)) != 0)
+            return -1;
     }
     if (!own_id) {
         char id[37];
@@ -557,7 +616,7 @@ static int api_emit(of_call *call, const char *output, const void *key, size_t k
                                 headers[i].value ? headers[i].value_len : 0) != 0)
             goto nomem;
     }
-    if (of_add_inherited_headers(ev, call->input, st) != 0)
+    if (of_add_inherited_headers(ev, call->input, st, out_name) != 0)
         goto nomem;
     if (call->n_emitted == call->cap_emitted) {
         size_t ncap = call->cap_emitted ? call->cap_emitted * 2 : 4;

@@ -223,7 +223,10 @@ static of_event *input_event(void)
     assert_int_equal(of_event_set_topic(ev, "orders"), 0);
     ev->partition = 2;
     ev->offset = 17;
-    assert_int_equal(of_event_add_header(ev, "traceparent", "00-t-s-01", 9), 0);
+    assert_int_equal(of_event_add_header(ev, "traceparent",
+                                         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                                         55),
+                     0);
     assert_int_equal(of_event_add_header(ev, "ce_type", "order", 5), 0);
     assert_int_equal(of_event_add_header(ev, "dup", "1", 1), 0);
     assert_int_equal(of_event_add_header(ev, "dup", "2", 1), 0);
@@ -302,12 +305,15 @@ static void test_emit_and_reason(void **state)
     assert_string_equal(a->payload, "out1");
     assert_string_equal(of_event_header_get(a, "traceparent")->value, "00-mine-01");
     assert_string_equal(of_event_header_get(a, "x")->value, "y");
-    assert_string_equal(of_event_header_get(a, "ce_type")->value, "order");
+    assert_string_equal(of_event_header_get(a, "ce_type")->value, "shop.enrich.ok");
     assert_string_equal(of_event_header_get(a, "ce_source")->value, "orderflow/shop/enrich");
     assert_null(of_event_header_get(a, "dup"));
     assert_string_equal(b->key, "k2");
     assert_int_equal(b->payload_len, 0);
-    assert_string_equal(of_event_header_get(b, "traceparent")->value, "00-t-s-01");
+    const char *tp = of_event_header_get(b, "traceparent")->value;
+    assert_memory_equal(tp, "00-0af7651916cd43dd8448eb211c80319c-", 36); /* same trace */
+    assert_memory_not_equal(tp + 36, "b7ad6b7169203331", 16);            /* new span */
+    assert_string_equal(tp + 52, "-01");
     assert_string_not_equal(of_event_header_get(a, "ce_id")->value,
                             of_event_header_get(b, "ce_id")->value);
 
