@@ -93,7 +93,8 @@ typedef struct of_breaker {
 } of_breaker;
 
 /* p NULL: the defaults. A zero field of an enabled policy takes its default (a zeroed policy is
- * a disabled breaker). 0, or -1 when a value is out of bounds or memory is short. */
+ * a disabled breaker). 0, or -1 when a value is out of bounds or memory is short (then there is
+ * nothing to destroy). */
 int of_breaker_init(of_breaker *b, const of_breaker_policy *p);
 /* The same with a state-change callback (on_change may be NULL). */
 int of_breaker_init_notify(of_breaker *b, const of_breaker_policy *p,

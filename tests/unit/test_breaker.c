@@ -264,10 +264,15 @@ static void test_trial_failure_opens_again_with_a_new_open_time(void **state)
     of_breaker_record(&b, 6300, 1);
     assert_state(&b, 11199, OF_BREAKER_OPEN);
     assert_state(&b, 11200, OF_BREAKER_HALF_OPEN);
-    /* and the new half-open has every trial slot free */
+    /* and the new half-open has every trial slot free, and counts successes afresh */
     for (int i = 0; i < 3; i++)
         assert_int_equal(of_breaker_acquire(&b, 11200, NULL), 1);
     assert_int_equal(of_breaker_acquire(&b, 11200, NULL), 0);
+    of_breaker_record(&b, 11300, 1);
+    of_breaker_record(&b, 11300, 1);
+    assert_state(&b, 11300, OF_BREAKER_HALF_OPEN);
+    of_breaker_record(&b, 11300, 1);
+    assert_state(&b, 11300, OF_BREAKER_CLOSED);
     of_breaker_destroy(&b);
 }
 
@@ -424,6 +429,92 @@ static void test_transitions_and_callbacks(void **state)
     assert_int_equal(s.reentered, 5);
     of_breaker_destroy(&b);
     pthread_mutex_destroy(&s.mu);
+}
+
+/* A callback that causes a change itself (here: by looking after open_for) is not re-entered:
+ * the change is delivered after it returns, in order. */
+typedef struct nested {
+    of_breaker *b;
+    int depth, max_depth, n;
+    of_breaker_state to[8];
+} nested;
+
+static void on_change_nested(void *opaque, of_breaker_state from, of_breaker_state to)
+{
+    (void)from;
+    nested *s = opaque;
+    s->depth++;
+    if (s->depth > s->max_depth)
+        s->max_depth = s->depth;
+    if (s->n < 8)
+        s->to[s->n++] = to;
+    if (to == OF_BREAKER_OPEN)
+        of_breaker_get_state(s->b, 1000000); /* open_for has passed: half-open, now */
+    s->depth--;
+}
+
+static void test_callback_is_never_reentered(void **state)
+{
+    (void)state;
+    of_breaker b;
+    nested s = {.b = &b};
+    of_breaker_policy p = policy(0.5, 10, 10, 5000, 2);
+    assert_int_equal(of_breaker_init_notify(&b, &p, on_change_nested, &s), 0);
+    calls(&b, 1000, 0, 10);
+    assert_int_equal(s.max_depth, 1);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.to[0], OF_BREAKER_OPEN);
+    assert_int_equal(s.to[1], OF_BREAKER_HALF_OPEN);
+    assert_int_equal(of_breaker_transitions(&b), 2);
+    of_breaker_destroy(&b);
+}
+
+/* More changes than the queue holds pile up during one callback: they are merged, and what is
+ * delivered is still one chain ending in the real state. */
+typedef struct flood {
+    of_breaker *b;
+    int n, flooded;
+    of_breaker_state from[64], to[64];
+} flood;
+
+static void on_change_flood(void *opaque, of_breaker_state from, of_breaker_state to)
+{
+    flood *s = opaque;
+    if (s->n < 64) {
+        s->from[s->n] = from;
+        s->to[s->n] = to;
+        s->n++;
+    }
+    if (s->flooded++)
+        return;
+    /* 20 rounds of half-open -> open, then half-open: 41 changes */
+    for (int i = 1; i <= 20; i++) {
+        int64_t t = 1000 + i * 5000;
+        assert_int_equal(of_breaker_acquire(s->b, t, NULL), 1);
+        of_breaker_record(s->b, t, 0);
+    }
+    assert_int_equal(of_breaker_get_state(s->b, 106000), OF_BREAKER_HALF_OPEN); /* one more */
+}
+
+static void test_piled_up_changes_are_merged_in_order(void **state)
+{
+    (void)state;
+    of_breaker b;
+    flood s = {.b = &b};
+    of_breaker_policy p = policy(0.5, 10, 10, 5000, 2);
+    assert_int_equal(of_breaker_init_notify(&b, &p, on_change_flood, &s), 0);
+    calls(&b, 1000, 0, 10);
+    assert_int_equal(of_breaker_transitions(&b), 42);
+    assert_true(s.n >= 2 && s.n <= 1 + OF_BREAKER_PENDING_MAX);
+    assert_int_equal(s.from[0], OF_BREAKER_CLOSED);
+    for (int i = 0; i < s.n; i++) {
+        assert_int_not_equal(s.from[i], s.to[i]);
+        if (i > 0)
+            assert_int_equal(s.from[i], s.to[i - 1]);
+    }
+    assert_int_equal(s.to[s.n - 1], OF_BREAKER_HALF_OPEN);
+    assert_state(&b, 106000, OF_BREAKER_HALF_OPEN);
+    of_breaker_destroy(&b);
 }
 
 /* ---- threads ---- */
@@ -588,6 +679,8 @@ int main(void)
         cmocka_unit_test(test_stale_calls_are_no_trials),
         cmocka_unit_test(test_disabled_always_permits),
         cmocka_unit_test(test_transitions_and_callbacks),
+        cmocka_unit_test(test_callback_is_never_reentered),
+        cmocka_unit_test(test_piled_up_changes_are_merged_in_order),
         cmocka_unit_test(test_concurrent_calls_keep_counts_consistent),
         cmocka_unit_test(test_concurrent_half_open_admits_at_most_trial_calls),
     };

@@ -494,6 +494,141 @@ static void test_interpolation_error_fails_load(void **state)
     expect_error("environment variable OF_TEST_PIPELINE_UNSET is not set", 8, 25);
 }
 
+/* ---- breaker: ---- */
+
+static void test_breaker_section(void **state)
+{
+    (void)state;
+    of_pipeline *p = from_text("pipeline: p\n"
+                               "topics: {a: {external: true}}\n"
+                               "stages:\n"
+                               "  - name: s\n"
+                               "    plugin: test-sink\n"
+                               "    inputs: [a]\n"
+                               "  - name: t\n"
+                               "    plugin: test-sink\n"
+                               "    inputs: [a]\n"
+                               "    breaker: {failure_rate: 0.25, window: 50, min_calls: 50, "
+                               "open_for: 1.5s, trial_calls: 7, enabled: true}\n"
+                               "  - name: u\n"
+                               "    plugin: test-sink\n"
+                               "    inputs: [a]\n"
+                               "    breaker:\n"
+                               "      enabled: false\n"
+                               "  - name: v\n"
+                               "    plugin: test-sink\n"
+                               "    inputs: [a]\n"
+                               "    breaker: {window: 5, failure_rate: 1}\n"
+                               "  - name: w\n"
+                               "    plugin: test-sink\n"
+                               "    inputs: [a]\n"
+                               "    breaker:\n",
+                               &reg);
+    if (!p)
+        dump();
+    assert_non_null(p);
+    assert_int_equal(d.errors, 0);
+    /* no section, and an empty one: enabled with the defaults */
+    const char *defaults[] = {"s", "w"};
+    for (size_t i = 0; i < 2; i++) {
+        const of_breaker_policy *b = &stage(p, defaults[i])->breaker;
+        assert_int_equal(b->enabled, 1);
+        assert_true(b->failure_rate == 0.5);
+        assert_int_equal(b->window, 20);
+        assert_int_equal(b->min_calls, 10);
+        assert_int_equal(b->open_for_ms, 30000);
+        assert_int_equal(b->trial_calls, 3);
+    }
+    const of_breaker_policy *b = &stage(p, "t")->breaker;
+    assert_int_equal(b->enabled, 1);
+    assert_true(b->failure_rate == 0.25);
+    assert_int_equal(b->window, 50);
+    assert_int_equal(b->min_calls, 50);
+    assert_int_equal(b->open_for_ms, 1500);
+    assert_int_equal(b->trial_calls, 7);
+    b = &stage(p, "u")->breaker;
+    assert_int_equal(b->enabled, 0);
+    assert_int_equal(b->window, 20);
+    /* a window below the default min_calls caps it */
+    b = &stage(p, "v")->breaker;
+    assert_int_equal(b->window, 5);
+    assert_int_equal(b->min_calls, 5);
+    assert_true(b->failure_rate == 1.0);
+    /* every parsed policy is one the breaker accepts */
+    for (size_t i = 0; i < p->n_stages; i++) {
+        of_breaker br;
+        assert_int_equal(of_breaker_init(&br, &p->stages[i].breaker), 0);
+        of_breaker_destroy(&br);
+    }
+    of_pipeline_free(p);
+}
+
+static void test_breaker_errors(void **state)
+{
+    (void)state;
+    assert_null(from_text("pipeline: p\n"
+                          "topics: {a: {external: true}}\n"
+                          "stages:\n"
+                          "  - name: s\n"
+                          "    plugin: test-sink\n"
+                          "    inputs: [a]\n"
+                          "    breaker:\n"
+                          "      failure_rate: 0\n"
+                          "      window: 10\n"
+                          "      min_calls: 11\n"
+                          "      open_for: 1ms\n"
+                          "      trial_calls: 0\n"
+                          "      enabeld: true\n"
+                          "  - name: t\n"
+                          "    plugin: test-sink\n"
+                          "    inputs: [a]\n"
+                          "    breaker: {failure_rate: 1.5, window: many, open_for: 10, enabled: "
+                          "maybe, min_calls: [1]}\n"
+                          "  - name: u\n"
+                          "    plugin: test-sink\n"
+                          "    inputs: [a]\n"
+                          "    breaker: [1, 2]\n"
+                          "  - name: v\n"
+                          "    plugin: test-sink\n"
+                          "    inputs: [a]\n"
+                          "    breakr: {}\n"
+                          "    breaker: {min_calls: 25, window: 10001, trial_calls: 1001}\n"
+                          "  - name: w\n"
+                          "    plugin: test-sink\n"
+                          "    inputs: [a]\n"
+                          "    breaker: {min_calls: 21, failure_rate: -0.5}\n",
+                          &reg));
+    expect_error("stage 's' breaker.failure_rate must be above 0 and at most 1 (a fraction of the "
+                 "calls); got 0",
+                 8, 21);
+    expect_error("stage 's' breaker.min_calls (11) exceeds window (10)", 10, 18);
+    expect_error("stage 's' breaker.open_for must be at least 10ms; got 1ms", 11, 17);
+    expect_error("stage 's' breaker.trial_calls must be between 1 and 1000; got 0", 12, 20);
+    expect_error("unknown key 'enabeld' in stage 's' breaker (did you mean 'enabled'?); allowed: "
+                 "enabled, failure_rate, window, min_calls, open_for, trial_calls",
+                 13, 7);
+    expect_error("stage 't' breaker.failure_rate must be above 0 and at most 1 (a fraction of the "
+                 "calls); got 1.5",
+                 17, 29);
+    expect_error("stage 't' breaker.window: expected an integer", 17, 42);
+    expect_error("stage 't' breaker.open_for: expected a duration", 17, 58);
+    expect_error("stage 't' breaker.enabled: expected a boolean", 17, 71);
+    expect_error("stage 't' breaker.min_calls must be an integer between 1 and 10000; got a "
+                 "sequence",
+                 17, 89);
+    expect_error("stage 'u' breaker must be a mapping; got a sequence", 21, 14);
+    expect_error("unknown key 'breakr' in stage 'v' (did you mean 'breaker'?)", 25, 5);
+    expect_error("stage 'v' breaker.window must be between 1 and 10000; got 10001", 26, 38);
+    expect_error("stage 'v' breaker.trial_calls must be between 1 and 1000; got 1001", 26, 58);
+    expect_error("stage 'w' breaker.min_calls (21) exceeds window (20)", 30, 26);
+    expect_error("stage 'w' breaker.failure_rate must be above 0 and at most 1 (a fraction of the "
+                 "calls); got -0.5",
+                 30, 44);
+    if (d.errors != 16)
+        dump();
+    assert_int_equal(d.errors, 16);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -503,6 +638,7 @@ int main(void)
         T(test_null_registry),       T(test_structure_errors),
         T(test_stage_errors),        T(test_consumer_group_and_overrides),
         T(test_test_errors),         T(test_interpolation_error_fails_load),
+        T(test_breaker_section),     T(test_breaker_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
