@@ -16,10 +16,15 @@ static void usage(FILE *out)
           "                             draw a pipeline's topics and stages\n"
           "  test [--filter TEXT] [--timeout MS] FILE...\n"
           "                             run the tests a pipeline declares, on the embedded bus\n"
+          "  dlq list [--json] [--limit N] TOPIC\n"
+          "                             print the dead letters in a Kafka topic\n"
+          "  dlq replay [--to TOPIC] [--dry-run] [--limit N] [--from-beginning] TOPIC\n"
+          "                             republish dead letters to their original topic\n"
+          "                             (both: --bootstrap HOST:PORT, or -c with a kafka bus)\n"
           "  version                    print the version and the stage ABI\n"
           "\n"
           "options:\n"
-          "  -c, --config FILE          host configuration (its plugin_dirs are used)\n"
+          "  -c, --config FILE          host configuration (its plugin_dirs; dlq: its bus.kafka)\n"
           "  -P, --plugin-dir DIR       look for plugins here (repeatable; overrides the rest)\n"
           "  -q, --quiet                print only problems\n"
           "\n"
@@ -77,7 +82,7 @@ int main(int argc, char **argv)
         int (*fn)(const of_cli *, int, char **);
     } commands[] = {
         {"lint", of_cmd_lint}, {"plugins", of_cmd_plugins}, {"graph", of_cmd_graph},
-        {"test", of_cmd_test}, {"version", of_cmd_version},
+        {"test", of_cmd_test}, {"version", of_cmd_version}, {"dlq", of_cmd_dlq},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -75,6 +75,11 @@ rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role
         goto fail;
     /* A new group reads from the beginning, so events produced before a stage first ran are not
      * skipped; an operator property may say otherwise. */
+    /* Keys go to the partition Kafka's Java clients and the embedded bus choose (murmur2), so
+     * events of one order keep one partition whichever client produced them. */
+    if (role == OF_KAFKA_PRODUCER &&
+        set(conf, "partitioner", "murmur2_random", errstr, errstr_size))
+        goto fail;
     if (role == OF_KAFKA_CONSUMER &&
         (set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
          set(conf, "auto.commit.interval.ms", "200", errstr, errstr_size)))

@@ -13,6 +13,7 @@
 #include "runner.h"
 
 #include "log.h"
+#include "breaker.h"
 #include "offset_tracker.h"
 #include "stage_runtime.h"
 #include "timeutil.h"
@@ -69,10 +70,15 @@ struct of_stage_rt {
     pthread_mutex_t mu;
     part_track *parts;
     size_t n_parts;
-    uint64_t in_flight;     /* under mu */
+    uint64_t in_flight; /* under mu */
+    /* Two reasons to pause the consumer, kept apart so one's end does not undo the other. */
+    int paused_bp;       /* under mu: max_in_flight reached (backpressure) */
+    int paused_brk;      /* under mu: the circuit breaker is open */
+    int consumer_paused; /* under mu: what the bus was last told */
+    of_breaker breaker;
+    int breaker_ok;
     uint64_t next_gen;      /* under mu */
     pthread_cond_t done_cv; /* CLOCK_MONOTONIC; an event finished (a revocation waits on it) */
-    int paused;             /* under mu */
     int max_in_flight;
     _Atomic int stopping; /* the consumer thread must stop */
     _Atomic int abandon;  /* the drain's deadline passed: give up what is not finished */
@@ -158,6 +164,19 @@ static void drop_part_locked(struct of_stage_rt *rt, part_track *p)
     rt->n_parts--;
 }
 
+/* Under rt->mu: tells the bus whether to hand out events, from both pause reasons. */
+static void apply_pause_locked(struct of_stage_rt *rt)
+{
+    int want = rt->paused_bp || rt->paused_brk;
+    if (!rt->consumer || want == rt->consumer_paused)
+        return;
+    rt->consumer_paused = want;
+    if (want)
+        rt->runner->bus->ops->pause(rt->consumer);
+    else
+        rt->runner->bus->ops->resume(rt->consumer);
+}
+
 /* Under rt->mu: one event less in flight; resumes a consumer paused for backpressure. */
 static void in_flight_dec_locked(struct of_stage_rt *rt)
 {
@@ -165,11 +184,26 @@ static void in_flight_dec_locked(struct of_stage_rt *rt)
         rt->in_flight--;
     atomic_fetch_sub(&rt->st->stats.in_flight, 1);
     pthread_cond_broadcast(&rt->done_cv);
-    if (rt->paused && rt->in_flight < (uint64_t)rt->max_in_flight) {
-        rt->paused = 0;
-        if (rt->consumer)
-            rt->runner->bus->ops->resume(rt->consumer);
+    if (rt->paused_bp && rt->in_flight < (uint64_t)rt->max_in_flight) {
+        rt->paused_bp = 0;
+        apply_pause_locked(rt);
     }
+}
+
+/* The breaker changed state (called outside its lock): an open breaker stops consumption, a
+ * half-open one lets the trial events in. Never called with rt->mu held. */
+static void on_breaker_change(void *opaque, of_breaker_state from, of_breaker_state to)
+{
+    struct of_stage_rt *rt = opaque;
+    of_stage *st = rt->st;
+    of_log(to == OF_BREAKER_OPEN ? OF_LVL_WARN : OF_LVL_INFO, st->pipeline_name, stage_name(st),
+           "circuit breaker %s -> %s%s", of_breaker_state_name(from), of_breaker_state_name(to),
+           to == OF_BREAKER_OPEN ? "; consumption paused" : "");
+    atomic_store(&st->breaker_state, (int)to);
+    pthread_mutex_lock(&rt->mu);
+    rt->paused_brk = to == OF_BREAKER_OPEN;
+    apply_pause_locked(rt);
+    pthread_mutex_unlock(&rt->mu);
 }
 
 /* The event is finished (processed, published, or dead-lettered): mark its offset done and
@@ -397,11 +431,22 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
     of_call call;
 
     for (int attempt = 1;; attempt++) {
+        /* An open breaker holds the event (without using up a try) until a trial is allowed.
+         * Every permit is settled by exactly one record or release below. */
+        int64_t wait_ms;
+        while (!of_breaker_acquire(&rt->breaker, of_mono_ms(), &wait_ms)) {
+            if (sleep_unless_abandoned(w, wait_ms) != 0) {
+                abandon_event(rt, ev);
+                return;
+            }
+        }
         of_call_init(&call, st, ev, attempt);
         of_status s = st->desc->process(st->instance, &call);
         if (s == OF_OK) {
             char err[256];
-            if (publish_emitted(rt, &call, err, sizeof(err)) == 0) {
+            int published = publish_emitted(rt, &call, err, sizeof(err)) == 0;
+            of_breaker_record(&rt->breaker, of_mono_ms(), published);
+            if (published) {
                 stat_add(&st->stats.emitted, st->m_emitted, call.n_emitted);
                 stat_add(&st->stats.processed_ok, st->m_processed_ok, 1);
                 of_call_reset(&call);
@@ -411,9 +456,12 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
             snprintf(reason, sizeof(reason), "publishing the emitted events failed: %s", err);
             of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st), "%s", reason);
         } else if (s == OF_RETRY) {
+            of_breaker_record(&rt->breaker, of_mono_ms(), 0);
             snprintf(reason, sizeof(reason), "%s",
                      call.has_reason ? call.reason : "retried without a reason");
         } else {
+            /* A rejection is the event's fault, not the dependency's. */
+            of_breaker_release(&rt->breaker);
             if (s == OF_REJECT)
                 snprintf(reason, sizeof(reason), "%s",
                          call.has_reason ? call.reason : "rejected without a reason");
@@ -550,9 +598,9 @@ static void dispatch(struct of_stage_rt *rt, of_event *ev)
             it->gen = p->gen;
             rt->in_flight++;
             atomic_fetch_add(&st->stats.in_flight, 1);
-            if (!rt->paused && rt->in_flight >= (uint64_t)rt->max_in_flight) {
-                rt->paused = 1;
-                rt->runner->bus->ops->pause(rt->consumer);
+            if (!rt->paused_bp && rt->in_flight >= (uint64_t)rt->max_in_flight) {
+                rt->paused_bp = 1;
+                apply_pause_locked(rt);
             }
             pthread_mutex_unlock(&rt->mu);
             break;
@@ -592,6 +640,9 @@ static void *consumer_main(void *arg)
     const of_bus_ops *ops = rt->runner->bus->ops;
     int errors = 0;
     while (!atomic_load(&rt->stopping)) {
+        /* An open breaker with idle workers turns half-open only when someone asks; the paused
+         * consumer asks on every round, so consumption resumes for the trial events. */
+        of_breaker_get_state(&rt->breaker, of_mono_ms());
         of_event *ev = NULL;
         int rc = ops->poll(rt->consumer, &ev, POLL_TIMEOUT_MS);
         if (rc < 0) {
@@ -784,6 +835,8 @@ static void rt_free(struct of_stage_rt *rt)
         of_offtrack_free(rt->parts[i].tracker);
     }
     free(rt->parts);
+    if (rt->breaker_ok)
+        of_breaker_destroy(&rt->breaker);
     pthread_cond_destroy(&rt->done_cv);
     pthread_mutex_destroy(&rt->mu);
     free(rt);
@@ -807,6 +860,14 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
     }
     rt->runner = r;
     rt->st = st;
+    if (of_breaker_init_notify(&rt->breaker, &d->breaker, on_breaker_change, rt) != 0) {
+        pthread_cond_destroy(&rt->done_cv);
+        pthread_mutex_destroy(&rt->mu);
+        free(rt);
+        of_seterr(errstr, errstr_size, "stage '%s': bad circuit breaker policy", d->name);
+        return -1;
+    }
+    rt->breaker_ok = 1;
     rt->max_in_flight = d->max_in_flight > 0 ? d->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
     int n = d->concurrency > 0 ? d->concurrency : 1;
     rt->workers = calloc((size_t)n, sizeof(*rt->workers));
@@ -1025,6 +1086,7 @@ int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
         out->rejected = atomic_load(&st->stats.rejected);
         out->dead_lettered = atomic_load(&st->stats.dead_lettered);
         out->in_flight = atomic_load(&st->stats.in_flight);
+        out->breaker_state = atomic_load(&st->breaker_state);
         return 0;
     }
     return -1;

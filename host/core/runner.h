@@ -39,6 +39,7 @@ void of_runner_free(of_runner *r); /* drains with a zero timeout if still runnin
 /* Per-stage counts, for tests and later for /metrics. */
 typedef struct of_stage_stats {
     uint64_t received, processed_ok, emitted, retried, rejected, dead_lettered, in_flight;
+    int breaker_state; /* of_breaker_state: 0 closed, 1 open, 2 half-open */
 } of_stage_stats;
 int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
                           of_stage_stats *out);

@@ -44,6 +44,7 @@ struct of_stage {
     char *ce_source;                 /* "orderflow/<pipeline>/<stage>", owned */
     char *dead_letter;               /* resolved dead-letter topic, owned */
     of_stage_counters stats;
+    _Atomic int breaker_state; /* of_breaker_state, for stats and readiness */
     /* The stats above, also registered in the metric registry (NULL without one). */
     struct of_counter *m_received, *m_processed_ok, *m_emitted, *m_retried, *m_rejected,
         *m_dead_lettered, *m_abandoned;

@@ -1096,6 +1096,81 @@ static void test_offset_tracker_many_out_of_order(void **state)
     of_offtrack_free(t);
 }
 
+/* A dependency that is down until the test says otherwise. */
+static _Atomic int g_dependency_down;
+
+static of_status dependent_process(void *inst, of_call *call)
+{
+    (void)inst;
+    if (atomic_load(&g_dependency_down)) {
+        g_api->set_reason(call, "dependency down");
+        return OF_RETRY;
+    }
+    return OF_OK;
+}
+
+static const of_stage_descriptor dependent_desc = {
+    OF_DESCRIPTOR_HEADER, .name = "dependent",          .version = "1",
+    .init = save_api,     .process = dependent_process,
+};
+
+static int wait_breaker(env *e, int state, int timeout_ms)
+{
+    of_stage_stats s;
+    for (int waited = 0; waited < timeout_ms; waited += 5) {
+        stats_of(e, "brk", "call", &s);
+        if (s.breaker_state == state)
+            return 1;
+        sleep_ms(5);
+    }
+    return 0;
+}
+
+static void test_open_breaker_pauses_consumption(void **state)
+{
+    (void)state;
+    static tpipe t;
+    tp_init(&t, "brk");
+    tp_topic(&t, "in", 1);
+    tp_topic(&t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(&t, "call", &dependent_desc, "in", "in.dlq");
+    d->retry.max_attempts = 1000; /* the event waits out the outage instead of dead-lettering */
+    d->breaker.enabled = 1;
+    d->breaker.failure_rate = 0.5;
+    d->breaker.window = 4;
+    d->breaker.min_calls = 4;
+    d->breaker.open_for_ms = 300;
+    d->breaker.trial_calls = 1;
+    atomic_store(&g_dependency_down, 1);
+    env e;
+    env_new(&e);
+    add_and_start(&e, &t);
+    produce(e.bus, "in", "k", "first", NULL, 0);
+    if (!wait_breaker(&e, 1, 10000))
+        fail_msg("four failures in a window of four did not open the breaker");
+
+    /* While open, the stage takes nothing new from its input. */
+    of_stage_stats s;
+    stats_of(&e, "brk", "call", &s);
+    uint64_t received = s.received;
+    for (int i = 0; i < 10; i++)
+        produce(e.bus, "in", "other", "later", NULL, 0);
+    sleep_ms(150);
+    stats_of(&e, "brk", "call", &s);
+    assert_int_equal(s.received, received);
+    assert_int_equal(s.processed_ok, 0);
+
+    /* The dependency recovers: a trial call after open_for succeeds, the breaker closes and
+     * everything held back is processed, nothing dead-lettered. */
+    atomic_store(&g_dependency_down, 0);
+    wait_idle(&e);
+    stats_of(&e, "brk", "call", &s);
+    assert_int_equal(s.processed_ok, 11);
+    assert_int_equal(s.dead_lettered, 0);
+    assert_int_equal(s.breaker_state, 0);
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1113,6 +1188,7 @@ int main(void)
         cmocka_unit_test(test_init_failure_rolls_back),
         cmocka_unit_test(test_two_pipelines_chained),
         cmocka_unit_test(test_start_failure_cleans_up),
+        cmocka_unit_test(test_open_breaker_pauses_consumption),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
