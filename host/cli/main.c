@@ -21,6 +21,7 @@ static void usage(FILE *out)
           "  dlq replay [--to TOPIC] [--dry-run] [--limit N] [--from-beginning] TOPIC\n"
           "                             republish dead letters to their original topic\n"
           "                             (both: --bootstrap HOST:PORT, or -c with a kafka bus)\n"
+          "  migrate                    apply the host's and the plugins' schema migrations\n"
           "  version                    print the version and the stage ABI\n"
           "\n"
           "options:\n"
@@ -82,7 +83,8 @@ int main(int argc, char **argv)
         int (*fn)(const of_cli *, int, char **);
     } commands[] = {
         {"lint", of_cmd_lint}, {"plugins", of_cmd_plugins}, {"graph", of_cmd_graph},
-        {"test", of_cmd_test}, {"version", of_cmd_version}, {"dlq", of_cmd_dlq},
+        {"test", of_cmd_test}, {"migrate", of_cmd_migrate}, {"version", of_cmd_version},
+        {"dlq", of_cmd_dlq},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)

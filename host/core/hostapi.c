@@ -4,6 +4,10 @@
  * crashing the host. */
 #include "stage_runtime.h"
 
+#include "cache.h"
+#include "db.h"
+#include "gateway.h"
+
 #include "log.h"
 #include "options.h"
 #include "runner.h"
@@ -761,6 +765,31 @@ static const of_host_api host_api = {
     .histogram_observe = api_histogram_observe,
     .stage_name = api_stage_name,
     .pipeline_name = api_pipeline_name,
+    /* ABI 1.1 */
+    .db_exec = of_api_db_exec,
+    .db_query = of_api_db_query,
+    .db_rows_next = of_api_db_rows_next,
+    .db_rows_columns = of_api_db_rows_columns,
+    .db_rows_get = of_api_db_rows_get,
+    .db_rows_free = of_api_db_rows_free,
+    .db_last_insert_id = of_api_db_last_insert_id,
+    .db_last_error = of_api_db_last_error,
+    .cache_get = of_api_cache_get,
+    .cache_set = of_api_cache_set,
+    .cache_del = of_api_cache_del,
+    .cache_incr = of_api_cache_incr,
+    .cache_publish = of_api_cache_publish,
+    .http_handler = of_api_http_handler,
+    .http_authenticator = of_api_http_authenticator,
+    .http_method = of_api_http_method,
+    .http_path = of_api_http_path,
+    .http_param = of_api_http_param,
+    .http_query = of_api_http_query,
+    .http_header = of_api_http_header,
+    .http_body = of_api_http_body,
+    .http_principal = of_api_http_principal,
+    .http_respond = of_api_http_respond,
+    .http_problem = of_api_http_problem,
 };
 
 const of_host_api *of_host_api_get(void)

@@ -1,5 +1,8 @@
 /* orderflow.yaml: the host configuration. */
 #include "hostconfig.h"
+#include "cache.h"
+#include "db.h"
+#include "gateway.h"
 #include "kafka_conf.h"
 #include "options.h"
 #include "yamltree.h"
@@ -16,8 +19,8 @@
 #define OF_DEFAULT_PLUGIN_DIR "/usr/lib/orderflow/plugins"
 #endif
 
-static const char *const top_keys[] = {"plugin_dirs", "pipelines",     "bus",
-                                       "log",         "drain_timeout", NULL};
+static const char *const top_keys[] = {
+    "plugin_dirs", "pipelines", "bus", "mysql", "redis", "http", "log", "drain_timeout", NULL};
 static const char *const bus_keys[] = {"type", "kafka", NULL};
 static const char *const kafka_keys[] = {"bootstrap", "client_id", "properties", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
@@ -62,6 +65,18 @@ void of_host_config_free(of_host_config *cfg)
         free(cfg->kafka.properties[i].value);
     }
     free(cfg->kafka.properties);
+    if (cfg->mysql) {
+        of_mysql_config_free(cfg->mysql);
+        free(cfg->mysql);
+    }
+    if (cfg->redis) {
+        of_redis_config_free(cfg->redis);
+        free(cfg->redis);
+    }
+    if (cfg->http) {
+        of_http_config_free(cfg->http);
+        free(cfg->http);
+    }
     free(cfg);
 }
 
@@ -503,7 +518,7 @@ of_host_config *of_host_config_load(const char *path, of_diag *diag)
         of_ynode_describe(root, got, sizeof(got));
         cerr(&c, root,
              "the host configuration must be a mapping with keys plugin_dirs, "
-             "pipelines, bus, log, drain_timeout; got %s",
+             "pipelines, bus, mysql, redis, http, log, drain_timeout; got %s",
              got);
         root = NULL;
     }
@@ -516,6 +531,21 @@ of_host_config *of_host_config_load(const char *path, of_diag *diag)
             load_pipelines(&c, n);
         if ((n = of_ymap_get(root, "bus")))
             load_bus(&c, n);
+        if ((n = of_ymap_get(root, "mysql"))) {
+            c.cfg->mysql = calloc(1, sizeof(*c.cfg->mysql));
+            if (c.cfg->mysql)
+                of_mysql_config_parse(c.cfg->mysql, n, c.dir, path, diag);
+        }
+        if ((n = of_ymap_get(root, "redis"))) {
+            c.cfg->redis = calloc(1, sizeof(*c.cfg->redis));
+            if (c.cfg->redis)
+                of_redis_config_parse(c.cfg->redis, n, path, diag);
+        }
+        if ((n = of_ymap_get(root, "http"))) {
+            c.cfg->http = calloc(1, sizeof(*c.cfg->http));
+            if (c.cfg->http)
+                of_http_config_parse(c.cfg->http, n, path, diag);
+        }
         if ((n = of_ymap_get(root, "log")))
             load_log(&c, n);
         if ((n = of_ymap_get(root, "drain_timeout")))

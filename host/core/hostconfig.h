@@ -27,6 +27,10 @@ typedef struct of_kafka_config {
     char *client_id; /* default "orderflowd" */
 } of_kafka_config;
 
+struct of_mysql_config; /* db.h */
+struct of_redis_config; /* cache.h */
+struct of_http_config;  /* gateway.h */
+
 typedef struct of_host_config {
     char *file;
     char **plugin_dirs; /* relative paths are resolved against the config file's folder */
@@ -34,7 +38,10 @@ typedef struct of_host_config {
     char **pipelines; /* pipeline files (globs expanded, relative to the config's folder) */
     size_t n_pipelines;
     of_bus_kind bus;
-    of_kafka_config kafka; /* with bus == OF_BUS_KAFKA */
+    of_kafka_config kafka;         /* with bus == OF_BUS_KAFKA */
+    struct of_mysql_config *mysql; /* NULL without a `mysql:` section */
+    struct of_redis_config *redis; /* NULL without a `redis:` section */
+    struct of_http_config *http;   /* NULL without an `http:` section */
     of_log_level_t log_level;
     of_log_format log_format;
     int64_t drain_timeout_ms; /* how long SIGTERM waits for in-flight events; default 30s */

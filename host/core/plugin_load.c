@@ -582,6 +582,15 @@ int of_plugin_check_descriptor(const of_stage_descriptor *desc, const char *orig
                   desc->name);
         return -1;
     }
+    /* Flags (ABI 1.1) are read only when the plugin's descriptor has them. */
+    if (offsetof(of_stage_descriptor, flags) + sizeof(desc->flags) <= desc->struct_size &&
+        desc->abi_minor <= OF_ABI_MINOR && (desc->flags & ~(uintptr_t)OF_STAGE_KNOWN_FLAGS)) {
+        set_error(errstr, errstr_size, origin,
+                  "plugin '%s' has unknown flags 0x%lx (found 0x%lx, this host knows 0x%x)",
+                  desc->name, (unsigned long)(desc->flags & ~(uintptr_t)OF_STAGE_KNOWN_FLAGS),
+                  (unsigned long)desc->flags, (unsigned)OF_STAGE_KNOWN_FLAGS);
+        return -1;
+    }
     /* Spare slots within the plugin's structure must be NULL. A plugin built for a newer minor
      * may have given them a meaning this host does not know; it ignores them then. */
     if (desc->abi_minor <= OF_ABI_MINOR) {

@@ -14,7 +14,9 @@
 
 #include "log.h"
 #include "breaker.h"
+#include "fault.h"
 #include "offset_tracker.h"
+#include "stage_tx.h"
 #include "stage_runtime.h"
 #include "timeutil.h"
 
@@ -77,6 +79,8 @@ struct of_stage_rt {
     int consumer_paused; /* under mu: what the bus was last told */
     of_breaker breaker;
     int breaker_ok;
+    of_db_pool *db;         /* borrowed: set for a stage with OF_STAGE_DATABASE */
+    char group[512];        /* the consumer group, also the inbox's name for this stage */
     uint64_t next_gen;      /* under mu */
     pthread_cond_t done_cv; /* CLOCK_MONOTONIC; an event finished (a revocation waits on it) */
     int max_in_flight;
@@ -87,6 +91,8 @@ struct of_stage_rt {
 struct of_runner {
     of_bus *bus;
     of_metrics *metrics;
+    of_db_pool *db;              /* borrowed; NULL without a database */
+    struct of_cache_pool *cache; /* borrowed; NULL without Redis */
     of_stage **stages; /* every stage, pipelines in the order added, stages in file order */
     size_t n_stages, cap_stages;
     int started, drained;
@@ -421,6 +427,39 @@ static void dead_letter(worker *w, const of_event *ev, uint64_t gen, int attempt
     finish_event(rt, ev, gen);
 }
 
+/* The database is unavailable (or a transaction lost a deadlock): the event is not at fault, so
+ * it waits without using up a try, backing off up to 5 s, until the database is back or the
+ * drain gives up. 0 to try again, -1 when abandoned. */
+static int db_wait(worker *w, int *waits, const char *why)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    if (*waits % 20 == 0)
+        of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+               "database: %s; the event waits and is tried again", why);
+    int64_t delay = 100LL << (*waits < 6 ? *waits : 6);
+    if (delay > 5000)
+        delay = 5000;
+    delay = (int64_t)((double)delay * (0.8 + 0.4 * of_rand_unit()));
+    (*waits)++;
+    return sleep_unless_abandoned(w, delay);
+}
+
+/* After a commit the emitted events must go out (they are in the outbox): publication is tried
+ * until it succeeds; if the drain gives up first, the outbox relay publishes them later. */
+static int publish_committed(worker *w, const of_call *call, char *err, size_t err_size)
+{
+    struct of_stage_rt *rt = w->rt;
+    for (int64_t pause_ms = 100;; pause_ms = pause_ms < 5000 ? pause_ms * 2 : 5000) {
+        if (publish_emitted(rt, call, err, err_size) == 0)
+            return 0;
+        of_log(OF_LVL_WARN, rt->st->pipeline_name, stage_name(rt->st),
+               "publishing committed events failed: %s; trying again", err);
+        if (sleep_unless_abandoned(w, pause_ms) != 0)
+            return -1;
+    }
+}
+
 static void handle_event(worker *w, const of_event *ev, uint64_t gen)
 {
     struct of_stage_rt *rt = w->rt;
@@ -428,7 +467,9 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
     const of_retry_policy *policy = &st->def->retry;
     int max_attempts = policy->max_attempts >= 1 ? policy->max_attempts : 1;
     char reason[OF_REASON_MAX];
+    char why[512];
     of_call call;
+    int waits = 0;
 
     for (int attempt = 1;; attempt++) {
         /* An open breaker holds the event (without using up a try) until a trial is allowed.
@@ -441,16 +482,88 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
             }
         }
         of_call_init(&call, st, ev, attempt);
+        if (rt->db) {
+            of_txr r = of_stage_tx_open(rt->db, &call, rt->group, why, sizeof(why));
+            if (r == OF_TXR_DUPLICATE) {
+                /* Applied before (its commit got through, its offset did not): what it emitted
+                 * is in the outbox; what of that is not yet published goes out now, before the
+                 * events after it, so the key's order holds. */
+                of_breaker_release(&rt->breaker);
+                of_call_reset(&call);
+                int64_t pending;
+                while ((pending = of_stage_tx_publish_pending(rt->db, rt->runner->bus, rt->group,
+                                                              ev, why, sizeof(why))) < 0) {
+                    if (db_wait(w, &waits, why) != 0) {
+                        abandon_event(rt, ev);
+                        return;
+                    }
+                }
+                if (pending > 0)
+                    of_log(OF_LVL_INFO, st->pipeline_name, stage_name(st),
+                           "event %s[%" PRId32 "]@%" PRId64 " was applied before; published the "
+                           "%" PRId64 " event%s it had left in the outbox",
+                           ev->topic, ev->partition, ev->offset, pending, pending == 1 ? "" : "s");
+                of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+                       "event %s[%" PRId32 "]@%" PRId64 " was applied before; skipped", ev->topic,
+                       ev->partition, ev->offset);
+                finish_event(rt, ev, gen);
+                return;
+            }
+            if (r != OF_TXR_OK) {
+                of_breaker_record(&rt->breaker, of_mono_ms(), 0);
+                of_call_reset(&call);
+                if (db_wait(w, &waits, why) != 0) {
+                    abandon_event(rt, ev);
+                    return;
+                }
+                attempt--;
+                continue;
+            }
+        }
         of_status s = st->desc->process(st->instance, &call);
         if (s == OF_OK) {
             char err[256];
-            int published = publish_emitted(rt, &call, err, sizeof(err)) == 0;
+            int64_t *ids = NULL;
+            size_t n_ids = 0;
+            if (rt->db) {
+                of_txr r = of_stage_tx_commit(&call, &ids, &n_ids, why, sizeof(why));
+                if (r != OF_TXR_OK) {
+                    of_breaker_record(&rt->breaker, of_mono_ms(), 0);
+                    of_call_reset(&call);
+                    if (r == OF_TXR_WAIT) {
+                        if (db_wait(w, &waits, why) != 0) {
+                            abandon_event(rt, ev);
+                            return;
+                        }
+                        attempt--;
+                        continue;
+                    }
+                    snprintf(reason, sizeof(reason), "database: %s", why);
+                    goto failed_try;
+                }
+                of_fault_after_commit();
+            }
+            int published = (rt->db ? publish_committed(w, &call, err, sizeof(err))
+                                    : publish_emitted(rt, &call, err, sizeof(err))) == 0;
             of_breaker_record(&rt->breaker, of_mono_ms(), published);
             if (published) {
+                if (n_ids && of_db_outbox_mark_published(rt->db, ids, n_ids, why, sizeof(why)) != 0)
+                    /* The relay publishes them once more: at least once, never lost. */
+                    of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                           "marking outbox rows published failed: %s", why);
+                free(ids);
                 stat_add(&st->stats.emitted, st->m_emitted, call.n_emitted);
                 stat_add(&st->stats.processed_ok, st->m_processed_ok, 1);
                 of_call_reset(&call);
                 finish_event(rt, ev, gen);
+                return;
+            }
+            free(ids);
+            if (rt->db) {
+                /* Committed but not yet published when the drain gave up: the outbox has the
+                 * events, the offset stays uncommitted, the inbox makes the redelivery a no-op. */
+                of_call_reset(&call);
+                abandon_event(rt, ev);
                 return;
             }
             snprintf(reason, sizeof(reason), "publishing the emitted events failed: %s", err);
@@ -459,9 +572,21 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
             of_breaker_record(&rt->breaker, of_mono_ms(), 0);
             snprintf(reason, sizeof(reason), "%s",
                      call.has_reason ? call.reason : "retried without a reason");
+            if (rt->db && of_stage_tx_abort(&call) == OF_TXR_WAIT) {
+                /* The stage gave up because the database did: not the event's fault. */
+                of_call_reset(&call);
+                if (db_wait(w, &waits, reason) != 0) {
+                    abandon_event(rt, ev);
+                    return;
+                }
+                attempt--;
+                continue;
+            }
         } else {
             /* A rejection is the event's fault, not the dependency's. */
             of_breaker_release(&rt->breaker);
+            if (rt->db)
+                of_stage_tx_abort(&call);
             if (s == OF_REJECT)
                 snprintf(reason, sizeof(reason), "%s",
                          call.has_reason ? call.reason : "rejected without a reason");
@@ -472,6 +597,7 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
             dead_letter(w, ev, gen, attempt, reason, "rejected");
             return;
         }
+    failed_try:
         of_call_reset(&call); /* what a failed try emitted is discarded */
         if (attempt >= max_attempts) {
             dead_letter(w, ev, gen, attempt, reason, "retries-exhausted");
@@ -717,6 +843,16 @@ static int ensure(of_runner *r, const char *topic, int partitions, int replicati
     return 0;
 }
 
+void of_runner_set_db(of_runner *r, of_db_pool *db)
+{
+    r->db = db;
+}
+
+void of_runner_set_cache(of_runner *r, struct of_cache_pool *cache)
+{
+    r->cache = cache;
+}
+
 int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size)
 {
     if (!r || !p || !p->name) {
@@ -733,17 +869,20 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
                    t->replication > 0 ? t->replication : 1, errstr, errstr_size) != 0)
             return -1;
     }
-    /* Topics a hand-built pipeline uses without declaring them; declared ones are kept. */
+    /* Topics a hand-built pipeline uses without declaring them (a validated pipeline declares
+     * every one, dead-letter topics included). */
     for (size_t i = 0; i < p->n_stages; i++) {
         const of_stage_def *d = &p->stages[i];
         for (size_t j = 0; j < d->n_inputs; j++)
-            if (ensure(r, d->inputs[j], DEFAULT_PARTITIONS, 1, errstr, errstr_size) != 0)
+            if (!of_pipeline_topic(p, d->inputs[j]) &&
+                ensure(r, d->inputs[j], DEFAULT_PARTITIONS, 1, errstr, errstr_size) != 0)
                 return -1;
         for (size_t j = 0; j < d->n_outputs; j++)
-            if (d->outputs[j].topic &&
+            if (d->outputs[j].topic && !of_pipeline_topic(p, d->outputs[j].topic) &&
                 ensure(r, d->outputs[j].topic, DEFAULT_PARTITIONS, 1, errstr, errstr_size) != 0)
                 return -1;
-        if (d->dead_letter && ensure(r, d->dead_letter, 1, 1, errstr, errstr_size) != 0)
+        if (d->dead_letter && !of_pipeline_topic(p, d->dead_letter) &&
+            ensure(r, d->dead_letter, 1, 1, errstr, errstr_size) != 0)
             return -1;
     }
 
@@ -761,6 +900,13 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
                       d->name, plugin);
             goto rollback;
         }
+        if (of_descriptor_uses_db(d->plugin->desc) && !r->db) {
+            of_seterr(errstr, errstr_size,
+                      "stage '%s' (plugin %s) uses the database, and the host configuration has "
+                      "no mysql: section",
+                      d->name, plugin);
+            goto rollback;
+        }
         of_stage *st = calloc(1, sizeof(*st));
         if (!st || of_stage_setup(st, p->name, d, d->plugin->desc, r->metrics) != 0) {
             free(st);
@@ -769,7 +915,9 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
             goto rollback;
         }
         st->runner = r;
-        if (st->dead_letter && ensure(r, st->dead_letter, 1, 1, errstr, errstr_size) != 0) {
+        st->cache = r->cache;
+        if (st->dead_letter && !of_pipeline_topic(p, st->dead_letter) &&
+            ensure(r, st->dead_letter, 1, 1, errstr, errstr_size) != 0) {
             stage_free(st);
             goto rollback;
         }
@@ -868,6 +1016,8 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
         return -1;
     }
     rt->breaker_ok = 1;
+    if (of_stage_uses_db(st))
+        rt->db = r->db;
     rt->max_in_flight = d->max_in_flight > 0 ? d->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
     int n = d->concurrency > 0 ? d->concurrency : 1;
     rt->workers = calloc((size_t)n, sizeof(*rt->workers));
@@ -900,6 +1050,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
             group = group_buf;
         }
         char why[256] = "";
+        snprintf(rt->group, sizeof(rt->group), "%s", group);
         of_consumer_hooks hooks = {.opaque = rt, .revoked = on_revoked};
         rt->consumer = r->bus->ops->subscribe(r->bus, group, (const char *const *)d->inputs,
                                               d->n_inputs, &hooks, why, sizeof(why));

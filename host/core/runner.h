@@ -23,6 +23,13 @@ typedef struct of_runner of_runner;
 
 /* The runner borrows bus and metrics; both must outlive it. */
 of_runner *of_runner_new(of_bus *bus, of_metrics *metrics);
+struct of_db_pool;
+/* The database for stages with OF_STAGE_DATABASE (borrowed; before add_pipeline). Their tries
+ * run in transactions with inbox and outbox (stage_tx.h); without it such stages are refused. */
+void of_runner_set_db(of_runner *r, struct of_db_pool *db);
+struct of_cache_pool;
+/* Redis for the stages' cache_* functions (borrowed; before add_pipeline; NULL: none). */
+void of_runner_set_cache(of_runner *r, struct of_cache_pool *cache);
 /* Creates the pipeline's topics on the bus and initialises every stage (in file order). On
  * failure the stages already initialised are shut down in reverse order, nothing of this
  * pipeline remains, and errstr names the stage and the plugin's reason. The pipeline must

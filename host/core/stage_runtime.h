@@ -48,6 +48,12 @@ struct of_stage {
     /* The stats above, also registered in the metric registry (NULL without one). */
     struct of_counter *m_received, *m_processed_ok, *m_emitted, *m_retried, *m_rejected,
         *m_dead_lettered, *m_abandoned;
+    /* The host's Redis pool for the cache_* functions (cache.h); borrowed, NULL when the host
+     * has no `redis:` section (every cache call then fails with -1). */
+    struct of_cache_pool *cache;
+    /* The HTTP handlers and authenticator the stage registered in init (gateway.h); owned,
+     * NULL when none; freed by of_stage_http_free. */
+    struct of_stage_http *http;
 };
 
 /* One event a process() call emitted, buffered until the call returns OF_OK. */
@@ -66,7 +72,15 @@ struct of_call {
     size_t n_emitted, cap_emitted;
     int has_reason;
     char reason[OF_REASON_MAX];
+    /* The database transaction the db_* functions of the host table work in (db.h); NULL
+     * without a database or for a stage without OF_STAGE_DATABASE. Owned by the runner. */
+    struct of_db_tx *tx;
+    const char *tx_group; /* the consumer group the transaction records the input under */
 };
+
+/* 1 when a descriptor asks for the database (OF_STAGE_DATABASE, ABI 1.1). */
+int of_descriptor_uses_db(const of_stage_descriptor *desc);
+int of_stage_uses_db(const of_stage *st);
 
 /* The host function table (one static table; size = sizeof(of_host_api)). */
 const of_host_api *of_host_api_get(void);

@@ -2,6 +2,9 @@
  * its pipelines (the same checks as `orderflow lint`), runs the pipelines, and drains in-flight
  * events on SIGTERM. */
 #include "bus.h"
+#include "cache.h"
+#include "db.h"
+#include "stage_tx.h"
 #include "hostconfig.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +31,13 @@ static void usage(FILE *out)
           "      --check         validate the configuration, its plugins and pipelines, then exit\n"
           "  -V, --version       print the version\n",
           out);
+}
+
+static void log_migration(void *opaque, const char *component, const of_migration *m)
+{
+    (void)opaque;
+    of_log(OF_LVL_INFO, NULL, NULL, "database: applied migration %s %d (%s)", component, m->version,
+           m->name);
 }
 
 typedef struct daemon_state {
@@ -138,6 +148,18 @@ int main(int argc, char **argv)
     of_bus *bus = NULL;
     of_metrics *metrics = NULL;
     of_runner *runner = NULL;
+    of_db_pool *db = NULL;
+    of_outbox_relay *relay = NULL;
+    of_cache_pool *cache = NULL;
+    if (st.cfg->mysql) {
+        /* Schema first: a stage never runs against tables it does not have. Migrations are
+         * safe when several hosts start together (a lock serialises them). */
+        db = of_db_pool_new(st.cfg->mysql, err, sizeof(err));
+        if (!db || of_db_migrate_all(db, &st.reg, log_migration, NULL, err, sizeof(err)) != 0) {
+            of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: database: %s", err);
+            goto out;
+        }
+    }
     if (st.cfg->bus == OF_BUS_KAFKA) {
         bus = of_kafkabus_new(&st.cfg->kafka, err, sizeof(err));
         if (!bus) {
@@ -153,6 +175,16 @@ int main(int argc, char **argv)
         of_log(OF_LVL_ERROR, NULL, NULL, "out of memory at start");
         goto out;
     }
+    of_runner_set_db(runner, db);
+    if (st.cfg->redis) {
+        /* Redis is optional at run time: an unreachable one makes cache calls fail fast. */
+        cache = of_cache_pool_new(st.cfg->redis, metrics);
+        if (!cache) {
+            of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: out of memory for the redis pool");
+            goto out;
+        }
+        of_runner_set_cache(runner, cache);
+    }
     for (size_t i = 0; i < st.n_pipelines; i++) {
         if (of_runner_add_pipeline(runner, st.pipelines[i], err, sizeof(err)) != 0) {
             of_log(OF_LVL_ERROR, st.pipelines[i]->name, NULL, "cannot start: %s", err);
@@ -162,6 +194,15 @@ int main(int argc, char **argv)
     if (of_runner_start(runner, err, sizeof(err)) != 0) {
         of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: %s", err);
         goto out;
+    }
+    if (db) {
+        /* Publishes what a crash left in the outbox (rows older than 10 s, which no running
+         * worker is still publishing) and removes inbox and outbox rows after a day. */
+        relay = of_outbox_relay_start(db, bus, 10000, 24LL * 3600 * 1000);
+        if (!relay) {
+            of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the outbox relay");
+            goto out;
+        }
     }
     of_log(OF_LVL_INFO, NULL, NULL, "orderflowd %s running %zu pipeline%s on the %s bus",
            OF_VERSION, st.n_pipelines, st.n_pipelines == 1 ? "" : "s", bus->ops->name);
@@ -187,10 +228,13 @@ int main(int argc, char **argv)
     of_log(OF_LVL_INFO, NULL, NULL, "stopped");
     rc = 0;
 out:
+    of_outbox_relay_stop(relay);
     of_runner_free(runner);
     if (bus)
         bus->ops->destroy(bus);
+    of_cache_pool_free(cache);
     of_metrics_free(metrics);
+    of_db_pool_free(db);
     state_free(&st);
     return rc;
 }

@@ -95,7 +95,7 @@ static void test_all_errors(void **state)
     of_host_config *c = of_host_config_load(FIX "host_bad.yaml", &d);
     assert_null(c);
     expect_diag("unknown key 'plugin_dir' in the host configuration (did you mean 'plugin_dirs'?); "
-                "allowed: plugin_dirs, pipelines, bus, log, drain_timeout",
+                "allowed: plugin_dirs, pipelines, bus, mysql, redis, http, log, drain_timeout",
                 1, 1);
     expect_diag("matches no file", 3, 5);
     expect_diag("'pipelines' items must be non-empty strings; got a sequence", 4, 5);

@@ -1053,10 +1053,10 @@ static void test_desc_reserved(void **state)
     of_stage_descriptor d = base_desc();
     d.reserved[3] = &marker;
     desc_refused(&d, "reserved slot 3 is set (found 0x");
-    desc_refused(&d, "expected NULL in ABI 1.0)");
+    desc_refused(&d, "expected NULL in ABI 1.1)");
     d.reserved[3] = NULL;
-    d.reserved[7] = &marker;
-    desc_refused(&d, "reserved slot 7 is set");
+    d.reserved[5] = &marker;
+    desc_refused(&d, "reserved slot 5 is set");
 
     /* Slots beyond the plugin's struct_size are not the plugin's and are not read. */
     d = base_desc();
@@ -1070,6 +1070,23 @@ static void test_desc_reserved(void **state)
     d = base_desc();
     d.abi_minor = OF_ABI_MINOR + 1;
     d.reserved[0] = &marker;
+    desc_ok(&d);
+}
+
+static void test_desc_flags(void **state)
+{
+    (void)state;
+    of_stage_descriptor d = base_desc();
+    d.flags = OF_STAGE_DATABASE;
+    desc_ok(&d);
+    /* A flag this host does not know would change what the plugin expects of it. */
+    d.flags = OF_STAGE_DATABASE | (1u << 7);
+    desc_refused(&d, "plugin 'in-test' has unknown flags 0x80 (found 0x81, this host knows 0x1)");
+    /* A 1.0 descriptor ends before the flags: they are not read. */
+    d = base_desc();
+    d.abi_minor = 0;
+    d.struct_size = (uint32_t)offsetof(of_stage_descriptor, flags);
+    d.flags = 0xff;
     desc_ok(&d);
 }
 
@@ -1166,6 +1183,7 @@ int main(void)
         cmocka_unit_test(test_desc_name),
         cmocka_unit_test(test_desc_version_and_process),
         cmocka_unit_test(test_desc_reserved),
+        cmocka_unit_test(test_desc_flags),
         cmocka_unit_test(test_desc_options),
         cmocka_unit_test(test_desc_outputs),
     };

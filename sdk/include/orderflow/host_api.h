@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +28,15 @@ extern "C" {
 typedef struct of_stage of_stage;
 typedef struct of_config of_config;
 typedef struct of_call of_call;
+
+/* What process() returns. */
+typedef enum of_status {
+    OF_OK = 0,    /* done: what was emitted is published, the input is acknowledged */
+    OF_RETRY = 1, /* transient failure: what was emitted is discarded and the event is offered
+                     again after the stage's backoff, up to retry.max_attempts */
+    OF_REJECT = 2 /* permanent failure: what was emitted is discarded and the event goes to the
+                     stage's dead-letter topic with the reason set by api->set_reason */
+} of_status;
 
 typedef enum of_log_level {
     OF_LOG_ERROR = 0,
@@ -45,6 +55,68 @@ typedef struct of_header {
 /* A custom metric a plugin declares. Owned by the host, valid until the plugin is unloaded. */
 typedef struct of_counter of_counter;
 typedef struct of_histogram of_histogram;
+
+/* ---- ABI 1.1: database, cache and HTTP ---------------------------------------------------- */
+
+/* A value bound to a `?` placeholder, or read from a result column. Text and blobs are pointers
+ * with a length: parameters are only read during the call; column values the host returns stay
+ * valid until the next db_rows_next or db_rows_free. */
+typedef enum of_db_type {
+    OF_DB_NULL = 0,
+    OF_DB_INT = 1,    /* i */
+    OF_DB_DOUBLE = 2, /* d */
+    OF_DB_TEXT = 3,   /* p, len (not NUL-terminated as a parameter; NUL-terminated as a column) */
+    OF_DB_BLOB = 4    /* p, len */
+} of_db_type;
+
+typedef struct of_db_value {
+    of_db_type type;
+    int64_t i;
+    double d;
+    const void *p;
+    size_t len;
+} of_db_value;
+
+#define OF_DB_I(v)     ((of_db_value){.type = OF_DB_INT, .i = (v)})
+#define OF_DB_D(v)     ((of_db_value){.type = OF_DB_DOUBLE, .d = (v)})
+#define OF_DB_S(s)     ((of_db_value){.type = OF_DB_TEXT, .p = (s), .len = strlen(s)})
+#define OF_DB_SN(s, n) ((of_db_value){.type = OF_DB_TEXT, .p = (s), .len = (n)})
+#define OF_DB_NULLV    ((of_db_value){.type = OF_DB_NULL})
+
+/* Why a database call failed; a stage maps TRANSIENT and UNAVAILABLE to OF_RETRY. */
+typedef enum of_db_error {
+    OF_DB_OK = 0,
+    OF_DB_ERR_DUPLICATE = 1,     /* a unique key already has this value */
+    OF_DB_ERR_CONSTRAINT = 2,    /* another constraint (foreign key, check, not null) */
+    OF_DB_ERR_TRANSIENT = 3,     /* deadlock or lock wait timeout: try the event again */
+    OF_DB_ERR_UNAVAILABLE = 4,   /* no connection to the database: try again later */
+    OF_DB_ERR_OTHER = 5,         /* a bad statement or anything else: a bug, not the input */
+    OF_DB_ERR_NOT_CONFIGURED = 6 /* the host has no database, or the stage did not ask for one */
+} of_db_error;
+
+typedef struct of_db_rows of_db_rows;
+
+/* An HTTP request routed to a plugin's handler. Owned by the host; valid during the handler. */
+typedef struct of_http_request of_http_request;
+
+/* A route handler: answers the request with api->http_respond or api->http_problem (a handler
+ * that answers neither gets a 500). Runs in an of_call like process(): database work is one
+ * transaction, committed when the handler returns OF_OK and rolled back otherwise; events it
+ * emits are written to the outbox in that transaction and published after the commit. Return
+ * OF_OK, OF_RETRY (answered 503 with Retry-After unless the handler answered) or OF_REJECT. */
+typedef of_status (*of_http_handler)(void *instance, of_call *call, of_http_request *request);
+
+/* The identity a verified token carries. Strings are copied by the host. */
+typedef struct of_principal {
+    const char *subject;      /* e.g. the user id */
+    const char *const *roles; /* NULL-terminated */
+} of_principal;
+
+/* An authenticator checks a bearer token for the gateway's auth filter. Returns 0 and fills
+ * *out (pointers valid until the next call on this thread) or -1 with a reason in errstr,
+ * which the client sees in the 401 problem's detail. Called on the gateway's threads. */
+typedef int (*of_authenticator)(void *instance, const char *token, of_principal *out, char *errstr,
+                                size_t errstr_size);
 
 typedef struct of_host_api {
     uint32_t abi_major; /* the host's OF_ABI_MAJOR */
@@ -118,7 +190,66 @@ typedef struct of_host_api {
     const char *(*stage_name)(const of_stage *stage);    /* valid until shutdown */
     const char *(*pipeline_name)(const of_stage *stage); /* valid until shutdown */
 
-    /* Later minor versions append database, cache and HTTP functions here. */
+    /* ---- ABI 1.1: database (the host's MySQL pool) ---- */
+    /* Every function runs inside the transaction the host opened for this call (for a stage
+     * with OF_STAGE_DATABASE, or a route handler); the host also records the input event's id
+     * there (so a redelivered event is never applied twice) and the emitted events (published
+     * only after the commit). Statements use `?` placeholders: never build SQL from input. */
+    /* Rows affected, or -1 (see db_last_error). */
+    int64_t (*db_exec)(of_call *call, const char *sql, const of_db_value *params, size_t n_params);
+    /* A result set read with db_rows_next; NULL on error. Free with db_rows_free. */
+    of_db_rows *(*db_query)(of_call *call, const char *sql, const of_db_value *params,
+                            size_t n_params);
+    /* 1 when a row is available, 0 at the end, -1 on error. */
+    int (*db_rows_next)(of_db_rows *rows);
+    size_t (*db_rows_columns)(const of_db_rows *rows);
+    /* The current row's column; 0, or -1 for a bad index. Valid until the next row. */
+    int (*db_rows_get)(const of_db_rows *rows, size_t column, of_db_value *out);
+    void (*db_rows_free)(of_db_rows *rows);
+    int64_t (*db_last_insert_id)(of_call *call);
+    /* Why the last db call of this call failed; message valid until the next db call. */
+    of_db_error (*db_last_error)(of_call *call, const char **message);
+
+    /* ---- ABI 1.1: cache (the host's Redis pool) ---- */
+    /* All fail fast (-1) when Redis is not configured or unreachable: a cache is optional, so
+     * a stage goes on without it. Keys are prefixed by the host's configured namespace. */
+    /* 1 found (*value allocated with api->alloc, free with api->free; NUL-terminated), 0 not
+     * found, -1 unavailable. */
+    int (*cache_get)(of_stage *stage, const char *key, char **value, size_t *len);
+    /* ttl_ms 0: no expiry. 0 or -1. */
+    int (*cache_set)(of_stage *stage, const char *key, const void *value, size_t len,
+                     int64_t ttl_ms);
+    int (*cache_del)(of_stage *stage, const char *key);
+    /* Atomic add; sets the expiry when the key is created. 0 and *result, or -1. */
+    int (*cache_incr)(of_stage *stage, const char *key, int64_t delta, int64_t ttl_ms,
+                      int64_t *result);
+    int (*cache_publish)(of_stage *stage, const char *channel, const void *msg, size_t len);
+
+    /* ---- ABI 1.1: HTTP (the host's gateway) ---- */
+    /* In init: makes a handler available under a name; the pipeline's `routes:` map a method
+     * and path to "stage.handler". 0, or -1 for a bad or duplicate name. */
+    int (*http_handler)(of_stage *stage, const char *name, of_http_handler fn);
+    /* In init: this stage verifies bearer tokens for routes with `auth: required`. */
+    int (*http_authenticator)(of_stage *stage, of_authenticator fn);
+    const char *(*http_method)(const of_http_request *req);
+    const char *(*http_path)(const of_http_request *req);
+    /* A `{name}` path parameter, a query parameter (decoded) or a header; NULL when absent. */
+    const char *(*http_param)(const of_http_request *req, const char *name);
+    const char *(*http_query)(const of_http_request *req, const char *name);
+    const char *(*http_header)(const of_http_request *req, const char *name);
+    /* The body (at most the configured limit; larger ones are refused with 413 before the
+     * handler runs). Never NULL. */
+    const void *(*http_body)(const of_http_request *req, size_t *len);
+    /* The verified caller for `auth: required` routes, NULL otherwise. */
+    const of_principal *(*http_principal)(const of_http_request *req);
+    /* Answers: status, content type (NULL: application/json), body (copied), extra headers
+     * as "Name: value" strings (NULL-terminated array or NULL). 0, or -1 when already answered. */
+    int (*http_respond)(of_http_request *req, int status, const char *content_type,
+                        const void *body, size_t len, const char *const *headers);
+    /* An RFC 9457 application/problem+json answer. */
+    int (*http_problem)(of_http_request *req, int status, const char *title, const char *detail);
+
+    /* Later minor versions append functions here. */
 } of_host_api;
 
 /* True when the table a host passed has `fn` and it is not NULL. */

@@ -21,12 +21,14 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <orderflow/host_api.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define OF_ABI_MAJOR 1
-#define OF_ABI_MINOR 0
+#define OF_ABI_MINOR 1
 
 /* Name of the one symbol the loader looks up. */
 #define OF_STAGE_ENTRY_SYMBOL "orderflow_stage_entry"
@@ -115,14 +117,7 @@ typedef struct of_call of_call;
 
 struct of_host_api;
 
-/* What process() returns. */
-typedef enum of_status {
-    OF_OK = 0,    /* done: what was emitted is published, the input is acknowledged */
-    OF_RETRY = 1, /* transient failure: what was emitted is discarded and the event is offered
-                     again after the stage's backoff, up to retry.max_attempts */
-    OF_REJECT = 2 /* permanent failure: what was emitted is discarded and the event goes to the
-                     stage's dead-letter topic with the reason set by api->set_reason */
-} of_status;
+/* of_status, what process() returns, is declared in host_api.h. */
 
 /* Headers the host adds to an event it sends to a stage's dead-letter topic (besides the
  * event's own key, payload and headers), so the event can be inspected and replayed. */
@@ -172,7 +167,9 @@ typedef struct of_stage_descriptor {
     of_init_fn init;              /* may be NULL: no state */
     of_process_fn process;        /* required */
     of_shutdown_fn shutdown;      /* may be NULL */
-    void *reserved[8];            /* spare slots for growth within ABI 1; must be NULL */
+    uintptr_t flags;              /* ABI 1.1: OF_STAGE_* (0 for a 1.0 plugin: the slot was NULL) */
+    const struct of_migration *migrations; /* ABI 1.1: the stage's schema, or NULL */
+    void *reserved[6];                     /* spare slots for growth within ABI 1; must be NULL */
 } of_stage_descriptor;
 
 #define OF_DESCRIPTOR_HEADER                                                                       \
@@ -184,6 +181,27 @@ typedef struct of_stage_descriptor {
 #else
 #define OF_EXPORT
 #endif
+
+/* One schema migration a stage ships (ABI 1.1). `orderflow migrate` and the daemon at start
+ * apply the ones a database lacks, in version order, each once, recorded per plugin; a
+ * migration already applied must never change (its checksum is kept and compared). An array
+ * ends with an entry whose version is 0. One migration may hold several statements separated by
+ * `;` at the end of a line. */
+typedef struct of_migration {
+    int version;      /* 1, 2, 3 ... strictly increasing */
+    const char *name; /* short description, e.g. "create orders" */
+    const char *sql;  /* MariaDB DDL/DML */
+} of_migration;
+
+/* Descriptor flags (ABI 1.1). */
+enum {
+    /* The stage uses the database: each event's work runs in a host transaction that also
+     * records the event as applied (a redelivery is skipped) and writes what the stage emits to
+     * the outbox; the host commits it when process() returns OF_OK. Needs a database in the host
+     * configuration; without one the pipeline is refused. */
+    OF_STAGE_DATABASE = 1u << 0
+};
+#define OF_STAGE_KNOWN_FLAGS (OF_STAGE_DATABASE)
 
 typedef const of_stage_descriptor *(*of_stage_entry_fn)(void);
 
@@ -198,7 +216,5 @@ typedef const of_stage_descriptor *(*of_stage_entry_fn)(void);
 #ifdef __cplusplus
 }
 #endif
-
-#include <orderflow/host_api.h>
 
 #endif /* ORDERFLOW_STAGE_H */

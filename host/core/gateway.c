@@ -1,0 +1,1387 @@
+/* The HTTP gateway on civetweb: one begin_request callback answers every request (civetweb
+ * serves no files and runs no CGI). A request goes through, in order:
+ *
+ *   built-in routes (/healthz, /readyz, /api/openapi.json)
+ *   rate limit per client address                    429 + Retry-After
+ *   the router: method + exact path, {param} segments 404 / 405 + Allow / 400 (bad encoding)
+ *   auth filter (Authorization: Bearer)               401 + WWW-Authenticate
+ *   rate limit per principal                          429 + Retry-After
+ *   roles                                             403
+ *   query string                                      400
+ *   body size (Content-Length, then while reading)    413 (the connection is closed)
+ *   content type for POST/PUT/PATCH with a body       415
+ *   the handler, through the invoke hook              its answer; 500 / 503 when none
+ *
+ * civetweb runs with decode_url off, so the router sees the path as sent: it splits it into
+ * segments first and percent-decodes each one after, so "%2F" inside a parameter never becomes
+ * a separator, and "." / ".." segments (encoded or not) are refused rather than resolved. */
+#include "gateway.h"
+
+#include "cache.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "stage_runtime.h"
+#include "timeutil.h"
+
+#include <civetweb.h>
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define REALM "orderflow"
+
+typedef struct gw_route_set {
+    char *pipeline;
+    char *file;
+    const of_route *routes;
+    size_t n;
+} gw_route_set;
+
+typedef struct gw_route {
+    const of_route *def;
+    const char *pipeline; /* the set's copy */
+    const char *file;
+    of_stage *stage;
+    of_http_handler fn;
+} gw_route;
+
+typedef struct gw_probe {
+    char *name;
+    of_gateway_probe_fn fn;
+    void *opaque;
+} gw_probe;
+
+struct of_gateway {
+    of_http_config cfg;
+    of_gateway_invoke_fn invoke;
+    void *invoke_opaque;
+    struct of_cache_pool *pool;
+    of_stage **stages;
+    size_t n_stages;
+    gw_route_set *sets;
+    size_t n_sets;
+    gw_probe *probes;
+    size_t n_probes;
+    gw_route *routes; /* resolved at start */
+    size_t n_routes;
+    of_authenticator auth;
+    of_stage *auth_stage;
+    of_ratelimit *rl_principal, *rl_address;
+    char *openapi;
+    size_t openapi_len;
+    struct mg_context *ctx;
+    int lib_inited;
+    int port;
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Building the gateway
+ * ------------------------------------------------------------------------------------------- */
+
+of_status of_gateway_invoke_default(void *opaque, of_stage *stage, of_http_handler fn,
+                                    of_http_request *req)
+{
+    (void)opaque;
+    of_call call;
+    of_call_init(&call, stage, NULL, 1);
+    of_status s = fn(stage->instance, &call, req);
+    of_call_reset(&call);
+    return s;
+}
+
+of_gateway *of_gateway_new(const of_http_config *cfg, of_gateway_invoke_fn invoke,
+                           void *invoke_opaque)
+{
+    of_gateway *gw = calloc(1, sizeof(*gw));
+    if (!gw)
+        return NULL;
+    if (of_http_config_copy(&gw->cfg, cfg) < 0 || !gw->cfg.listen) {
+        of_http_config_free(&gw->cfg);
+        free(gw);
+        return NULL;
+    }
+    gw->invoke = invoke ? invoke : of_gateway_invoke_default;
+    gw->invoke_opaque = invoke_opaque;
+    return gw;
+}
+
+void of_gateway_set_cache_pool(of_gateway *gw, struct of_cache_pool *pool)
+{
+    if (gw)
+        gw->pool = pool;
+}
+
+int of_gateway_add_stage(of_gateway *gw, of_stage *stage)
+{
+    if (!gw || !stage || gw->ctx)
+        return -1;
+    of_stage **n = realloc(gw->stages, (gw->n_stages + 1) * sizeof(*n));
+    if (!n)
+        return -1;
+    gw->stages = n;
+    gw->stages[gw->n_stages++] = stage;
+    return 0;
+}
+
+int of_gateway_add_routes(of_gateway *gw, const char *pipeline, const char *file,
+                          const of_route *routes, size_t n)
+{
+    if (!gw || gw->ctx || (n && !routes))
+        return -1;
+    gw_route_set *sets = realloc(gw->sets, (gw->n_sets + 1) * sizeof(*sets));
+    if (!sets)
+        return -1;
+    gw->sets = sets;
+    gw_route_set *s = &gw->sets[gw->n_sets];
+    s->pipeline = strdup(pipeline ? pipeline : "");
+    s->file = strdup(file ? file : "<pipeline>");
+    s->routes = routes;
+    s->n = n;
+    if (!s->pipeline || !s->file) {
+        free(s->pipeline);
+        free(s->file);
+        return -1;
+    }
+    gw->n_sets++;
+    return 0;
+}
+
+int of_gateway_add_probe(of_gateway *gw, const char *name, of_gateway_probe_fn fn, void *opaque)
+{
+    if (!gw || !name || !fn || gw->ctx)
+        return -1;
+    gw_probe *p = realloc(gw->probes, (gw->n_probes + 1) * sizeof(*p));
+    if (!p)
+        return -1;
+    gw->probes = p;
+    if (!(p[gw->n_probes].name = strdup(name)))
+        return -1;
+    p[gw->n_probes].fn = fn;
+    p[gw->n_probes].opaque = opaque;
+    gw->n_probes++;
+    return 0;
+}
+
+int of_gateway_port(const of_gateway *gw)
+{
+    return gw && gw->ctx ? gw->port : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------------------------- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a new string ('+' is a space when plus_space). NULL with why set
+ * on a bad escape, a NUL byte or invalid UTF-8; NULL with why "" when out of memory. */
+static char *pct_decode(const char *s, size_t n, int plus_space, const char **why)
+{
+    char *out = malloc(n + 1);
+    if (!out) {
+        *why = "";
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int h1 = i + 1 < n ? hexval(s[i + 1]) : -1, h2 = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (h1 < 0 || h2 < 0) {
+                free(out);
+                *why = "a '%' not followed by two hexadecimal digits";
+                return NULL;
+            }
+            out[o++] = (char)(h1 * 16 + h2);
+            i += 2;
+        } else if (plus_space && s[i] == '+') {
+            out[o++] = ' ';
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    if (memchr(out, '\0', o)) {
+        free(out);
+        *why = "an encoded NUL byte (%00)";
+        return NULL;
+    }
+    if (!of_http_utf8_valid(out, o)) {
+        free(out);
+        *why = "bytes that are not UTF-8";
+        return NULL;
+    }
+    return out;
+}
+
+static const char *header_of(const of_http_request *req, const char *name)
+{
+    return of_api_http_header(req, name);
+}
+
+/* application/json or application/<anything>+json, parameters allowed. */
+static int json_content_type(const char *ct)
+{
+    if (!ct)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return 1;
+    if (n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+        strncasecmp(ct + n - 5, "+json", 5) == 0) {
+        for (size_t i = 12; i < n - 5; i++)
+            if (ct[i] == '/' || ct[i] == ' ' || ct[i] == '\t')
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static int body_method(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* An error_description for WWW-Authenticate: RFC 6750 allows %x20-21 / %x23-5B / %x5D-7E. */
+static void auth_param(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 1 < size; p++)
+        out[o++] = (*p >= 0x20 && *p <= 0x7e && *p != '"' && *p != '\\') ? (char)*p : ' ';
+    out[o] = '\0';
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Answering
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct answer_opts {
+    const char *const *headers; /* "Name: value", NULL-terminated, or NULL */
+    int close;                  /* close the connection after the answer */
+    int no_store;
+} answer_opts;
+
+static void add_header_line(struct mg_connection *conn, const char *line)
+{
+    const char *colon = strchr(line, ':');
+    if (!colon)
+        return;
+    char name[128];
+    size_t n = (size_t)(colon - line);
+    if (n == 0 || n >= sizeof(name))
+        return;
+    memcpy(name, line, n);
+    name[n] = '\0';
+    const char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    mg_response_header_add(conn, name, v, -1);
+}
+
+/* 1 while the request being answered on this thread announced a body the gateway has not read
+ * (civetweb runs one request at a time per thread). An answer then closes the connection: the
+ * unread bytes must never be parsed as the next request (a request smuggled in a body). */
+static _Thread_local int body_unread;
+
+static void send_raw(struct mg_connection *conn, int status, const char *ctype, const char *body,
+                     size_t len, const char *const *extra, size_t n_extra, const answer_opts *o)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if ((o && o->close) || body_unread)
+        mg_disable_connection_keep_alive(conn);
+    if (mg_response_header_start(conn, status) < 0)
+        return;
+    char clen[32];
+    snprintf(clen, sizeof(clen), "%zu", len);
+    mg_response_header_add(conn, "Content-Type", ctype, -1);
+    mg_response_header_add(conn, "Content-Length", clen, -1);
+    mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
+    if (o && o->no_store)
+        mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+    for (size_t i = 0; extra && i < n_extra; i++)
+        add_header_line(conn, extra[i]);
+    for (size_t i = 0; o && o->headers && o->headers[i]; i++)
+        add_header_line(conn, o->headers[i]);
+    mg_response_header_send(conn);
+    if (len && !(ri && ri->request_method && strcmp(ri->request_method, "HEAD") == 0))
+        mg_write(conn, body, len);
+}
+
+/* A problem answer; extra JSON members may be NULL. Returns status (for civetweb's log). */
+static int send_problem(struct mg_connection *conn, const char *instance, int status,
+                        const char *title, const char *detail, const json_t *extra,
+                        const answer_opts *o)
+{
+    char *text = of_problem_json(status, title, detail, instance, extra);
+    static const char fallback[] = "{\"type\":\"about:blank\",\"status\":500}";
+    answer_opts opts = o ? *o : (answer_opts){0};
+    opts.no_store = 1;
+    if (!text)
+        send_raw(conn, 500, "application/problem+json", fallback, sizeof(fallback) - 1, NULL, 0,
+                 &opts);
+    else
+        send_raw(conn, status, "application/problem+json", text, strlen(text), NULL, 0, &opts);
+    free(text);
+    return text ? status : 500;
+}
+
+static int send_json(struct mg_connection *conn, int status, const char *text)
+{
+    answer_opts o = {.no_store = 1};
+    send_raw(conn, status, "application/json", text, strlen(text), NULL, 0, &o);
+    return status;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Built-in routes
+ * ------------------------------------------------------------------------------------------- */
+
+static int serve_readyz(of_gateway *gw, struct mg_connection *conn, const char *path)
+{
+    json_t *checks = json_object();
+    char reasons[1024];
+    size_t pos = 0;
+    reasons[0] = '\0';
+    int ready = 1;
+    for (size_t i = 0; i < gw->n_probes; i++) {
+        char detail[256] = "";
+        int rc = gw->probes[i].fn(gw->probes[i].opaque, detail, sizeof(detail));
+        detail[sizeof(detail) - 1] = '\0';
+        json_t *c = json_pack("{s:s}", "status", rc == 0 ? "up" : "down");
+        if (rc != 0) {
+            ready = 0;
+            if (detail[0] && c) {
+                char *safe = of_problem_json(200, "", detail, NULL, NULL); /* UTF-8-safe copy */
+                json_error_t e;
+                json_t *pj = safe ? json_loads(safe, 0, &e) : NULL;
+                json_t *d = pj ? json_object_get(pj, "detail") : NULL;
+                if (d)
+                    json_object_set(c, "detail", d);
+                json_decref(pj);
+                free(safe);
+            }
+            if (pos < sizeof(reasons)) {
+                int w = snprintf(reasons + pos, sizeof(reasons) - pos, "%s%s%s%s%s",
+                                 pos ? ", " : "", gw->probes[i].name, detail[0] ? " (" : "", detail,
+                                 detail[0] ? ")" : "");
+                if (w > 0)
+                    pos += (size_t)w;
+            }
+        }
+        if (c)
+            json_object_set_new(checks, gw->probes[i].name, c);
+    }
+    int status;
+    if (ready) {
+        json_t *doc = json_pack("{s:s, s:O}", "status", "ready", "checks", checks);
+        char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        status = text ? send_json(conn, 200, text)
+                      : send_problem(conn, path, 500, NULL, "out of memory", NULL, NULL);
+        free(text);
+        json_decref(doc);
+    } else {
+        char detail[1200];
+        snprintf(detail, sizeof(detail), "not ready: %s", reasons);
+        json_t *extra = json_pack("{s:O}", "checks", checks);
+        const char *const hdrs[] = {"Retry-After: 1", NULL};
+        answer_opts o = {.headers = hdrs};
+        status = send_problem(conn, path, 503, NULL, detail, extra, &o);
+        json_decref(extra);
+    }
+    json_decref(checks);
+    return status;
+}
+
+/* 0 when the request was not for a built-in route; else the status sent. */
+static int serve_builtin(of_gateway *gw, struct mg_connection *conn, const char *method,
+                         const char *path)
+{
+    int which = strcmp(path, "/healthz") == 0            ? 1
+                : strcmp(path, "/readyz") == 0           ? 2
+                : strcmp(path, "/api/openapi.json") == 0 ? 3
+                                                         : 0;
+    if (!which)
+        return 0;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        const char *const hdrs[] = {"Allow: GET, HEAD", NULL};
+        answer_opts o = {.headers = hdrs};
+        char detail[200];
+        snprintf(detail, sizeof(detail), "%s allows GET, not %.20s", path, method);
+        return send_problem(conn, path, 405, NULL, detail, NULL, &o);
+    }
+    if (which == 1)
+        return send_json(conn, 200, "{\"status\":\"ok\"}");
+    if (which == 2)
+        return serve_readyz(gw, conn, path);
+    answer_opts o = {0};
+    send_raw(conn, 200, "application/json", gw->openapi, gw->openapi_len, NULL, 0, &o);
+    return 200;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The router
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct req_path {
+    char *decoded[OF_ROUTE_MAX_SEGMENTS];
+    size_t n;
+    int too_many;  /* more segments than any route has */
+    int has_empty; /* "//" or a trailing slash */
+} req_path;
+
+static void req_path_free(req_path *rp)
+{
+    for (size_t i = 0; i < rp->n; i++)
+        free(rp->decoded[i]);
+    rp->n = 0;
+}
+
+/* Splits the raw path and decodes each segment. 0, or -1 with why (a 400). */
+static int split_path(const char *path, req_path *rp, const char **why, char *seg_shown,
+                      size_t shown_size)
+{
+    memset(rp, 0, sizeof(*rp));
+    if (strcmp(path, "/") == 0)
+        return 0;
+    const char *p = path + 1;
+    for (;;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0)
+            rp->has_empty = 1;
+        if (rp->n == OF_ROUTE_MAX_SEGMENTS) {
+            rp->too_many = 1;
+            return 0;
+        }
+        const char *w = NULL;
+        char *d = pct_decode(p, n, 0, &w);
+        if (!d) {
+            snprintf(seg_shown, shown_size, "%.*s", (int)(n > 80 ? 80 : n), p);
+            *why = w;
+            req_path_free(rp);
+            return -1;
+        }
+        if (strcmp(d, ".") == 0 || strcmp(d, "..") == 0) {
+            snprintf(seg_shown, shown_size, "%.*s", (int)(n > 80 ? 80 : n), p);
+            *why = "a '.' or '..' segment (paths are matched as sent, never resolved)";
+            free(d);
+            req_path_free(rp);
+            return -1;
+        }
+        rp->decoded[rp->n++] = d;
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    return 0;
+}
+
+/* Whether route r matches the path; *score ranks matches (a literal earlier in the path beats a
+ * parameter there). */
+static int route_matches(const of_route *r, const req_path *rp, uint64_t *score)
+{
+    if (r->n_segments != rp->n || rp->too_many || rp->has_empty)
+        return 0;
+    uint64_t s = 0;
+    for (size_t i = 0; i < r->n_segments; i++) {
+        const of_route_segment *seg = &r->segments[i];
+        if (seg->is_param) {
+            if (!rp->decoded[i][0])
+                return 0;
+        } else {
+            if (strcmp(seg->text, rp->decoded[i]) != 0)
+                return 0;
+            s |= 1ull << (OF_ROUTE_MAX_SEGMENTS - 1 - i);
+        }
+    }
+    *score = s;
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * One request
+ * ------------------------------------------------------------------------------------------- */
+
+static int parse_query(of_http_request *req, const char *qs, const char **why)
+{
+    if (!qs || !*qs)
+        return 0;
+    size_t cap = 1;
+    for (const char *p = qs; *p; p++)
+        cap += *p == '&';
+    req->query = calloc(cap, sizeof(*req->query));
+    if (!req->query) {
+        *why = "";
+        return -1;
+    }
+    const char *p = qs;
+    for (;;) {
+        size_t n = strcspn(p, "&");
+        if (n) {
+            size_t eq = strcspn(p, "=");
+            size_t kn = eq < n ? eq : n;
+            char *k = pct_decode(p, kn, 1, why);
+            char *v = k ? (eq < n ? pct_decode(p + eq + 1, n - eq - 1, 1, why) : strdup("")) : NULL;
+            if (!k || !v) {
+                if (k && !v && !*why)
+                    *why = "";
+                free(k);
+                free(v);
+                return -1;
+            }
+            req->query[req->n_query].name = k;
+            req->query[req->n_query].value = v;
+            req->n_query++;
+        }
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    return 0;
+}
+
+/* Copies what the authenticator returned into the request. 0 or -1 (no memory / no subject). */
+static int keep_principal(of_http_request *req, const of_principal *p)
+{
+    if (!p->subject || !p->subject[0])
+        return -1;
+    size_t n = 0;
+    while (p->roles && p->roles[n] && n < 256)
+        n++;
+    char *subject = strdup(p->subject);
+    const char **roles = calloc(n + 1, sizeof(*roles));
+    if (!subject || !roles) {
+        free(subject);
+        free(roles);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(roles[i] = strdup(p->roles[i]))) {
+            for (size_t k = 0; k < i; k++)
+                free((char *)roles[k]);
+            free(roles);
+            free(subject);
+            return -1;
+        }
+    }
+    req->principal.subject = subject;
+    req->principal.roles = roles;
+    req->has_principal = 1;
+    return 0;
+}
+
+static int rate_limited(of_ratelimit *rl, const char *kind, const char *id,
+                        struct mg_connection *conn, const char *path)
+{
+    if (!rl)
+        return 0;
+    char key[300];
+    snprintf(key, sizeof(key), "%s:%s", kind, id);
+    int64_t retry_ms = 0;
+    if (of_ratelimit_take(rl, key, of_mono_ms(), &retry_ms))
+        return 0;
+    int64_t secs = retry_ms <= 0 ? 1 : (retry_ms + 999) / 1000;
+    char retry[48], detail[160];
+    snprintf(retry, sizeof(retry), "Retry-After: %lld", (long long)secs);
+    snprintf(detail, sizeof(detail), "too many requests %s; retry in %lld s",
+             strcmp(kind, "addr") == 0 ? "from this address" : "for this principal",
+             (long long)secs);
+    const char *const hdrs[] = {retry, NULL};
+    answer_opts o = {.headers = hdrs};
+    return send_problem(conn, path, 429, NULL, detail, NULL, &o);
+}
+
+/* 401 with WWW-Authenticate; error NULL for "no token". */
+static int unauthorized(struct mg_connection *conn, const char *path, const char *error_desc,
+                        const char *detail)
+{
+    char www[400];
+    if (error_desc) {
+        char safe[200];
+        auth_param(error_desc, safe, sizeof(safe));
+        snprintf(www, sizeof(www),
+                 "WWW-Authenticate: Bearer realm=\"" REALM
+                 "\", error=\"invalid_token\", error_description=\"%s\"",
+                 safe);
+    } else {
+        snprintf(www, sizeof(www), "WWW-Authenticate: Bearer realm=\"" REALM "\"");
+    }
+    const char *const hdrs[] = {www, NULL};
+    answer_opts o = {.headers = hdrs};
+    return send_problem(conn, path, 401, NULL, detail, NULL, &o);
+}
+
+/* Reads the body into req (at most max_body). 0, or the status already sent. */
+static int read_body(of_gateway *gw, struct mg_connection *conn, of_http_request *req,
+                     long long content_length)
+{
+    uint64_t max = gw->cfg.max_body;
+    size_t cap = content_length > 0 ? (size_t)content_length + 1 : 4096;
+    if (cap > max + 1)
+        cap = (size_t)max + 1;
+    char *buf = malloc(cap + 1);
+    if (!buf)
+        return send_problem(conn, req->path, 503, NULL, "out of memory", NULL,
+                            &(answer_opts){.close = 1});
+    size_t len = 0;
+    int64_t deadline = of_mono_ms() + gw->cfg.request_timeout_ms;
+    for (;;) {
+        if (len == cap) {
+            if (len > max) {
+                free(buf);
+                char detail[160];
+                snprintf(detail, sizeof(detail), "the body is larger than %llu bytes",
+                         (unsigned long long)max);
+                return send_problem(conn, req->path, 413, NULL, detail, NULL,
+                                    &(answer_opts){.close = 1});
+            }
+            size_t ncap = cap * 2 > max + 1 ? (size_t)max + 1 : cap * 2;
+            char *n = realloc(buf, ncap + 1);
+            if (!n) {
+                free(buf);
+                return send_problem(conn, req->path, 503, NULL, "out of memory", NULL,
+                                    &(answer_opts){.close = 1});
+            }
+            buf = n;
+            cap = ncap;
+        }
+        int r = mg_read(conn, buf + len, cap - len);
+        if (r < 0) {
+            free(buf);
+            return send_problem(conn, req->path, 400, NULL,
+                                "the body could not be read (bad chunked encoding, or the "
+                                "client went away)",
+                                NULL, &(answer_opts){.close = 1});
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len > max) {
+            free(buf);
+            char detail[160];
+            snprintf(detail, sizeof(detail), "the body is larger than %llu bytes",
+                     (unsigned long long)max);
+            return send_problem(conn, req->path, 413, NULL, detail, NULL,
+                                &(answer_opts){.close = 1});
+        }
+        if (of_mono_ms() > deadline) {
+            free(buf);
+            return send_problem(conn, req->path, 408, NULL,
+                                "the body took longer than the request timeout to arrive", NULL,
+                                &(answer_opts){.close = 1});
+        }
+    }
+    if (content_length > 0 && len < (size_t)content_length) {
+        /* civetweb ends the read at the request timeout like at the end of the body */
+        free(buf);
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "the body ended after %zu of %lld bytes (the client stopped sending, or the "
+                 "request timeout passed)",
+                 len, content_length);
+        return send_problem(conn, req->path, 408, NULL, detail, NULL,
+                            &(answer_opts){.close = 1});
+    }
+    buf[len] = '\0';
+    body_unread = 0;
+    req->body = buf;
+    req->body_len = len;
+    return 0;
+}
+
+static int send_answer(struct mg_connection *conn, const of_http_request *req)
+{
+    answer_opts o = {.no_store = strncmp(req->content_type, "application/problem+json", 24) == 0};
+    send_raw(conn, req->status, req->content_type, req->resp_body, req->resp_len,
+             (const char *const *)req->resp_headers, req->n_resp_headers, &o);
+    return req->status;
+}
+
+/* Runs the route's handler and answers. */
+static int run_handler(of_gateway *gw, struct mg_connection *conn, const gw_route *rt,
+                       of_http_request *req)
+{
+    of_status s = gw->invoke(gw->invoke_opaque, rt->stage, rt->fn, req);
+    if (req->answered)
+        return send_answer(conn, req);
+    const char *pn = rt->pipeline, *sn = rt->def->stage;
+    if (s == OF_RETRY) {
+        of_log(OF_LVL_WARN, pn, sn, "http %s %s: handler %s asked for a retry without answering",
+               req->method, req->path, rt->def->handler);
+        const char *const hdrs[] = {"Retry-After: 1", NULL};
+        return send_problem(conn, req->path, 503, NULL,
+                            "the service is temporarily unavailable; retry shortly", NULL,
+                            &(answer_opts){.headers = hdrs});
+    }
+    if (s == OF_REJECT)
+        of_log(OF_LVL_ERROR, pn, sn, "http %s %s: handler %s failed without answering", req->method,
+               req->path, rt->def->handler);
+    else
+        of_log(OF_LVL_ERROR, pn, sn, "http %s %s: handler %s returned %s without answering",
+               req->method, req->path, rt->def->handler, s == OF_OK ? "OK" : "an unknown status");
+    return send_problem(conn, req->path, 500, NULL, "the request could not be completed", NULL,
+                        NULL);
+}
+
+static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *req,
+                  const struct mg_request_info *ri)
+{
+    const char *method = req->method, *path = req->path;
+    int status;
+    if ((status = serve_builtin(gw, conn, method, path)))
+        return status;
+    if ((status = rate_limited(gw->rl_address, "addr", ri->remote_addr, conn, path)))
+        return status;
+
+    /* Route. */
+    req_path rp;
+    const char *why = NULL;
+    char shown[100];
+    if (split_path(path, &rp, &why, shown, sizeof(shown)) < 0) {
+        if (why && !*why)
+            return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
+        char detail[300];
+        snprintf(detail, sizeof(detail), "the path segment '%s' has %s", shown, why);
+        return send_problem(conn, path, 400, NULL, detail, NULL, NULL);
+    }
+    const gw_route *best = NULL;
+    uint64_t best_score = 0;
+    unsigned allowed = 0;
+    int m = of_http_method_parse(method);
+    for (size_t i = 0; i < gw->n_routes; i++) {
+        uint64_t score;
+        if (!route_matches(gw->routes[i].def, &rp, &score))
+            continue;
+        allowed |= 1u << gw->routes[i].def->method;
+        if ((int)gw->routes[i].def->method == m && (!best || score > best_score)) {
+            best = &gw->routes[i];
+            best_score = score;
+        }
+    }
+    if (!best) {
+        req_path_free(&rp);
+        if (allowed) {
+            char allow[80] = "Allow: ";
+            for (int k = 0; k < OF_HTTP_N_METHODS; k++)
+                if (allowed & (1u << k)) {
+                    if (allow[7])
+                        strcat(allow, ", ");
+                    strcat(allow, of_http_method_name((of_http_method)k));
+                }
+            char detail[200];
+            snprintf(detail, sizeof(detail), "this path allows %s, not %.20s", allow + 7, method);
+            const char *const hdrs[] = {allow, NULL};
+            return send_problem(conn, path, 405, NULL, detail, NULL,
+                                &(answer_opts){.headers = hdrs});
+        }
+        size_t len = strlen(path);
+        const char *hint = len > 1 && path[len - 1] == '/'
+                               ? "no route for this path (routes match exactly: try it without "
+                                 "the trailing slash)"
+                               : "no route for this path";
+        return send_problem(conn, path, 404, NULL, hint, NULL, NULL);
+    }
+    const of_route *r = best->def;
+    req->route = r;
+
+    /* Path parameters. */
+    size_t n_params = 0;
+    for (size_t i = 0; i < r->n_segments; i++)
+        n_params += r->segments[i].is_param != 0;
+    if (n_params && !(req->params = calloc(n_params, sizeof(*req->params)))) {
+        req_path_free(&rp);
+        return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
+    }
+    for (size_t i = 0; i < r->n_segments; i++) {
+        if (r->segments[i].is_param) {
+            req->params[req->n_params].name = r->segments[i].text;
+            req->params[req->n_params].value = rp.decoded[i]; /* owned by the request now */
+            req->n_params++;
+            rp.decoded[i] = NULL;
+        }
+    }
+    req_path_free(&rp);
+
+    /* Authentication. */
+    if (r->auth_required) {
+        const char *authz = header_of(req, "Authorization");
+        if (!authz || !*authz)
+            return unauthorized(conn, path, NULL,
+                                "this route needs a bearer token (Authorization: Bearer <token>)");
+        if (strncasecmp(authz, "Bearer", 6) != 0 || (authz[6] != ' ' && authz[6] != '\t'))
+            return unauthorized(conn, path, NULL,
+                                "the Authorization header must use the Bearer scheme");
+        const char *tok = authz + 6;
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        size_t tn = strlen(tok);
+        while (tn && (tok[tn - 1] == ' ' || tok[tn - 1] == '\t'))
+            tn--;
+        int bad = tn == 0;
+        for (size_t i = 0; i < tn && !bad; i++) {
+            char ch = tok[i];
+            bad = !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || strchr("-._~+/=", ch));
+        }
+        if (bad)
+            return unauthorized(conn, path, "malformed bearer token",
+                                "the bearer token is malformed");
+        char *token = strndup(tok, tn);
+        if (!token)
+            return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
+        of_principal p = {0};
+        char err[256] = "";
+        int rc = gw->auth(gw->auth_stage->instance, token, &p, err, sizeof(err));
+        explicit_bzero(token, tn);
+        free(token);
+        err[sizeof(err) - 1] = '\0';
+        if (rc != 0)
+            return unauthorized(conn, path, err[0] ? err : "invalid token",
+                                err[0] ? err : "the bearer token is not valid");
+        if (keep_principal(req, &p) < 0) {
+            of_log(OF_LVL_ERROR, gw->auth_stage->pipeline_name, gw->auth_stage->def->name,
+                   "authenticator accepted a token without a subject (or out of memory)");
+            return send_problem(conn, path, 500, NULL, "the token could not be checked", NULL,
+                                NULL);
+        }
+        if ((status =
+                 rate_limited(gw->rl_principal, "principal", req->principal.subject, conn, path)))
+            return status;
+        if (r->n_roles) {
+            int ok = 0;
+            for (size_t i = 0; i < r->n_roles && !ok; i++)
+                for (size_t k = 0; req->principal.roles[k] && !ok; k++)
+                    ok = strcmp(req->principal.roles[k], r->roles[i]) == 0;
+            if (!ok) {
+                char detail[600];
+                size_t pos = (size_t)snprintf(detail, sizeof(detail), "this route needs %s",
+                                              r->n_roles > 1 ? "one of the roles" : "the role");
+                for (size_t i = 0; i < r->n_roles && pos < sizeof(detail); i++)
+                    pos += (size_t)snprintf(detail + pos, sizeof(detail) - pos, "%s %s",
+                                            i ? "," : "", r->roles[i]);
+                return send_problem(conn, path, 403, NULL, detail, NULL, NULL);
+            }
+        }
+    }
+
+    /* Query. */
+    why = NULL;
+    if (parse_query(req, ri->query_string, &why) < 0) {
+        if (why && !*why)
+            return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
+        char detail[200];
+        snprintf(detail, sizeof(detail), "the query string has %s", why ? why : "an error");
+        return send_problem(conn, path, 400, NULL, detail, NULL, NULL);
+    }
+
+    /* Body. */
+    long long cl = ri->content_length;
+    const char *te = header_of(req, "Transfer-Encoding");
+    int chunked = te && strcasestr(te, "chunked") != NULL;
+    if (cl > 0 && (unsigned long long)cl > gw->cfg.max_body) {
+        char detail[200];
+        snprintf(detail, sizeof(detail), "the body is %lld bytes; at most %llu are accepted", cl,
+                 (unsigned long long)gw->cfg.max_body);
+        return send_problem(conn, path, 413, NULL, detail, NULL, &(answer_opts){.close = 1});
+    }
+    const char *ct = header_of(req, "Content-Type");
+    if (body_method(method) && cl > 0 && !json_content_type(ct)) {
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "the body must be application/json (or application/*+json); got %.80s",
+                 ct ? ct : "no Content-Type");
+        const char *const hdrs[] = {strcmp(method, "PATCH") == 0 ? "Accept-Patch: application/json"
+                                                                 : "Accept-Post: application/json",
+                                    NULL};
+        return send_problem(conn, path, 415, NULL, detail, NULL,
+                            &(answer_opts){.headers = hdrs, .close = 1});
+    }
+    if (cl > 0 || chunked) {
+        if ((status = read_body(gw, conn, req, cl)))
+            return status;
+        if (body_method(method) && req->body_len > 0 && !json_content_type(ct)) {
+            char detail[200];
+            snprintf(detail, sizeof(detail),
+                     "the body must be application/json (or application/*+json); got %.80s",
+                     ct ? ct : "no Content-Type");
+            return send_problem(conn, path, 415, NULL, detail, NULL, NULL);
+        }
+    } else if (!(req->body = strdup(""))) {
+        return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
+    }
+    return run_handler(gw, conn, best, req);
+}
+
+static int on_begin_request(struct mg_connection *conn)
+{
+    of_gateway *gw = mg_get_user_data(mg_get_context(conn));
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    int64_t t0 = of_mono_ms();
+    of_http_pair headers[MG_MAX_HEADERS];
+    of_http_request req;
+    memset(&req, 0, sizeof(req));
+    req.method = ri->request_method ? ri->request_method : "";
+    req.remote_addr = ri->remote_addr;
+    for (int i = 0; i < ri->num_headers && i < MG_MAX_HEADERS; i++) {
+        headers[i].name = ri->http_headers[i].name ? ri->http_headers[i].name : "";
+        headers[i].value = ri->http_headers[i].value ? ri->http_headers[i].value : "";
+    }
+    req.headers = headers;
+    req.n_headers = ri->num_headers > 0 ? (size_t)ri->num_headers : 0;
+    const char *te = of_api_http_header(&req, "Transfer-Encoding");
+    body_unread = ri->content_length > 0 || (te && *te);
+    const char *target = ri->local_uri_raw;
+    int status;
+    if (!target || target[0] != '/') {
+        req.path = "/";
+        status = send_problem(conn, NULL, 400, NULL,
+                              "the request target must be a path such as /api/v1/orders", NULL,
+                              &(answer_opts){.close = 1});
+    } else {
+        req.path = target;
+        status = handle(gw, conn, &req, ri);
+    }
+    if (of_log_enabled(OF_LVL_DEBUG))
+        of_log(OF_LVL_DEBUG, NULL, NULL, "http %s %.200s -> %d (%lld ms)", req.method, req.path,
+               status, (long long)(of_mono_ms() - t0));
+    of_http_request_release(&req);
+    body_unread = 0;
+    return status > 0 && status < 1000 ? status : 500;
+}
+
+/* civetweb's own errors (malformed request, header too large, bad version, ...). */
+static int on_http_error(struct mg_connection *conn, int status, const char *msg)
+{
+    if (status < 400 || status > 599)
+        return 1;
+    send_problem(conn, NULL, status, NULL, msg && *msg ? msg : NULL, NULL,
+                 &(answer_opts){.close = 1});
+    return 0;
+}
+
+static int on_log_message(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    of_log(OF_LVL_WARN, NULL, NULL, "http: %s", message ? message : "");
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Start and stop
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct errbuf {
+    char *buf;
+    size_t size, pos;
+    int count;
+} errbuf;
+
+static void eb_add(errbuf *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void eb_add(errbuf *e, const char *fmt, ...)
+{
+    e->count++;
+    if (!e->buf || !e->size || e->pos + 1 >= e->size)
+        return;
+    if (e->pos) {
+        e->buf[e->pos++] = '\n';
+        e->buf[e->pos] = '\0';
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(e->buf + e->pos, e->size - e->pos, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        e->pos = e->pos + (size_t)w >= e->size ? e->size - 1 : e->pos + (size_t)w;
+}
+
+static void shape(const of_route *r, char *buf, size_t size)
+{
+    size_t pos = 0;
+    snprintf(buf, size, "/");
+    for (size_t i = 0; i < r->n_segments && pos < size; i++) {
+        int w = snprintf(buf + pos, size - pos, "/%s",
+                         r->segments[i].is_param ? "{}" : r->segments[i].text);
+        if (w > 0)
+            pos += (size_t)w;
+    }
+}
+
+static void describe_handlers(const of_stage *st, char *buf, size_t size)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; st->http && i < st->http->n_handlers && pos < size; i++) {
+        int w = snprintf(buf + pos, size - pos, "%s%s", i ? ", " : "", st->http->handlers[i].name);
+        if (w > 0)
+            pos += (size_t)w;
+    }
+    if (!buf[0])
+        snprintf(buf, size, "none");
+}
+
+static int resolve_routes(of_gateway *gw, errbuf *eb)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < gw->n_sets; i++)
+        total += gw->sets[i].n;
+    free(gw->routes);
+    gw->routes = total ? calloc(total, sizeof(*gw->routes)) : NULL;
+    gw->n_routes = 0;
+    if (total && !gw->routes) {
+        eb_add(eb, "out of memory");
+        return -1;
+    }
+    int needs_auth = 0;
+    const gw_route *first_auth = NULL;
+    for (size_t s = 0; s < gw->n_sets; s++) {
+        const gw_route_set *set = &gw->sets[s];
+        for (size_t i = 0; i < set->n; i++) {
+            const of_route *r = &set->routes[i];
+            const char *mname = of_http_method_name(r->method);
+            of_stage *st = NULL;
+            for (size_t k = 0; k < gw->n_stages && !st; k++) {
+                of_stage *c = gw->stages[k];
+                if (c->def && c->def->name && r->stage && strcmp(c->def->name, r->stage) == 0 &&
+                    strcmp(c->pipeline_name ? c->pipeline_name : "", set->pipeline) == 0)
+                    st = c;
+            }
+            if (!st) {
+                eb_add(eb, "%s:%d:%d: route %s %s: stage '%s' of pipeline '%s' is not running",
+                       set->file, r->line, r->column, mname, r->path, r->stage, set->pipeline);
+                continue;
+            }
+            of_http_handler fn = of_stage_http_find(st, r->handler_name);
+            if (!fn) {
+                char names[300];
+                describe_handlers(st, names, sizeof(names));
+                eb_add(eb,
+                       "%s:%d:%d: route %s %s: stage '%s' registered no handler '%s' (with "
+                       "api->http_handler in init; it registered: %s)",
+                       set->file, r->line, r->column, mname, r->path, r->stage, r->handler_name,
+                       names);
+                continue;
+            }
+            char sh[OF_ROUTE_MAX_PATH + 8], other[OF_ROUTE_MAX_PATH + 8];
+            shape(r, sh, sizeof(sh));
+            int clash = 0;
+            for (size_t k = 0; k < gw->n_routes && !clash; k++) {
+                const gw_route *o = &gw->routes[k];
+                if (o->def->method != r->method)
+                    continue;
+                shape(o->def, other, sizeof(other));
+                if (strcmp(sh, other) == 0) {
+                    eb_add(eb,
+                           "%s:%d:%d: route %s %s of pipeline '%s' matches the same requests as "
+                           "%s %s of pipeline '%s' (%s:%d:%d)",
+                           set->file, r->line, r->column, mname, r->path, set->pipeline, mname,
+                           o->def->path, o->pipeline, o->file, o->def->line, o->def->column);
+                    clash = 1;
+                }
+            }
+            if (clash)
+                continue;
+            gw_route *g = &gw->routes[gw->n_routes++];
+            g->def = r;
+            g->pipeline = set->pipeline;
+            g->file = set->file;
+            g->stage = st;
+            g->fn = fn;
+            if (r->auth_required && !needs_auth) {
+                needs_auth = 1;
+                first_auth = g;
+            }
+        }
+    }
+    /* The authenticator: at most one in the whole host. */
+    gw->auth = NULL;
+    gw->auth_stage = NULL;
+    for (size_t k = 0; k < gw->n_stages; k++) {
+        of_stage *st = gw->stages[k];
+        if (!st->http || !st->http->authenticator)
+            continue;
+        if (gw->auth) {
+            eb_add(eb,
+                   "stages '%s' (pipeline '%s') and '%s' (pipeline '%s') both registered an "
+                   "authenticator; the gateway has exactly one",
+                   gw->auth_stage->def->name, gw->auth_stage->pipeline_name, st->def->name,
+                   st->pipeline_name);
+            continue;
+        }
+        gw->auth = st->http->authenticator;
+        gw->auth_stage = st;
+    }
+    if (needs_auth && !gw->auth)
+        eb_add(eb,
+               "%s:%d:%d: route %s %s has auth: required, but no stage registered an "
+               "authenticator (api->http_authenticator in init; e.g. the auth plugin's stage)",
+               first_auth->file, first_auth->def->line, first_auth->def->column,
+               of_http_method_name(first_auth->def->method), first_auth->def->path);
+    if (eb->count)
+        return -1;
+    /* A handler no route uses is likely a typo in the pipeline. */
+    for (size_t k = 0; k < gw->n_stages; k++) {
+        of_stage *st = gw->stages[k];
+        for (size_t h = 0; st->http && h < st->http->n_handlers; h++) {
+            int used = 0;
+            for (size_t i = 0; i < gw->n_routes && !used; i++)
+                used = gw->routes[i].stage == st &&
+                       strcmp(gw->routes[i].def->handler_name, st->http->handlers[h].name) == 0;
+            if (!used)
+                of_log(OF_LVL_WARN, st->pipeline_name, st->def ? st->def->name : NULL,
+                       "HTTP handler '%s' is registered but no route uses it",
+                       st->http->handlers[h].name);
+        }
+    }
+    return eb->count ? -1 : 0;
+}
+
+static int build_openapi(of_gateway *gw)
+{
+    of_openapi_route *rs = calloc(gw->n_routes ? gw->n_routes : 1, sizeof(*rs));
+    if (!rs)
+        return -1;
+    for (size_t i = 0; i < gw->n_routes; i++) {
+        rs[i].route = gw->routes[i].def;
+        rs[i].pipeline = gw->routes[i].pipeline;
+    }
+    json_t *doc = of_openapi_document(rs, gw->n_routes, gw->rl_address || gw->rl_principal);
+    free(rs);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    if (!text)
+        return -1;
+    free(gw->openapi);
+    gw->openapi = text;
+    gw->openapi_len = strlen(text);
+    return 0;
+}
+
+/* The cert and key in one anonymous file (civetweb 1.15 takes them from one PEM file): its
+ * /proc/self/fd path, valid while the descriptor is open. -1 with errstr. */
+static int tls_bundle(const of_http_config *cfg, char *path, size_t size, errbuf *eb)
+{
+    int fd = memfd_create("orderflow-tls", MFD_CLOEXEC);
+    if (fd < 0) {
+        eb_add(eb, "tls: memfd_create: %s", strerror(errno));
+        return -1;
+    }
+    const char *files[2] = {cfg->tls_cert, cfg->tls_key};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "rb");
+        if (!f) {
+            eb_add(eb, "%s:%d:%d: http tls: cannot read '%s': %s", cfg->file ? cfg->file : "",
+                   cfg->tls_line, cfg->tls_column, files[i], strerror(errno));
+            close(fd);
+            return -1;
+        }
+        char buf[8192];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+            if (write(fd, buf, n) != (ssize_t)n) {
+                fclose(f);
+                close(fd);
+                eb_add(eb, "tls: cannot copy the certificate: %s", strerror(errno));
+                return -1;
+            }
+        fclose(f);
+        if (write(fd, "\n", 1) != 1) {
+            close(fd);
+            return -1;
+        }
+    }
+    snprintf(path, size, "/proc/self/fd/%d", fd);
+    return fd;
+}
+
+int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
+{
+    errbuf eb = {.buf = errstr, .size = errstr_size};
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+    if (!gw) {
+        eb_add(&eb, "no gateway");
+        return -1;
+    }
+    if (gw->ctx) {
+        eb_add(&eb, "the gateway is already running");
+        return -1;
+    }
+    const of_http_config *cfg = &gw->cfg;
+    const char *cfile = cfg->file ? cfg->file : "<host configuration>";
+    if (resolve_routes(gw, &eb) < 0)
+        return -1;
+
+    of_ratelimit_free(gw->rl_principal);
+    of_ratelimit_free(gw->rl_address);
+    gw->rl_principal = gw->rl_address = NULL;
+    if (cfg->has_rate_limit) {
+        const of_http_rate_limit *rl = &cfg->rate_limit;
+        if (rl->per_principal > 0)
+            gw->rl_principal = of_ratelimit_new(
+                rl->per_principal,
+                (double)(rl->burst ? rl->burst : fmax(1, ceil(rl->per_principal))), gw->pool);
+        if (rl->per_address > 0)
+            gw->rl_address = of_ratelimit_new(
+                rl->per_address, (double)(rl->burst ? rl->burst : fmax(1, ceil(rl->per_address))),
+                gw->pool);
+        if ((rl->per_principal > 0 && !gw->rl_principal) ||
+            (rl->per_address > 0 && !gw->rl_address)) {
+            eb_add(&eb, "out of memory (rate limits)");
+            return -1;
+        }
+    }
+    if (build_openapi(gw) < 0) {
+        eb_add(&eb, "out of memory (OpenAPI document)");
+        return -1;
+    }
+
+    int tls = cfg->tls_cert && cfg->tls_key;
+    unsigned want = tls ? MG_FEATURES_TLS : 0;
+    unsigned got = mg_init_library(want);
+    gw->lib_inited = 1;
+    if (tls && !(got & MG_FEATURES_TLS)) {
+        eb_add(&eb,
+               "%s:%d:%d: http tls: the civetweb library cannot use TLS here (it could not load "
+               "OpenSSL: Debian's libcivetweb 1.15 looks for OpenSSL 1.1 functions that OpenSSL "
+               "3 no longer has); terminate TLS in a reverse proxy and listen on plain HTTP, or "
+               "build with a civetweb made for OpenSSL 3",
+               cfile, cfg->tls_line, cfg->tls_column);
+        goto fail;
+    }
+    if (cfg->listen[0] == '[' && !mg_check_feature(MG_FEATURES_IPV6)) {
+        eb_add(&eb,
+               "%s:%d:%d: http listen '%s': the civetweb library was built without IPv6; listen "
+               "on an IPv4 address",
+               cfile, cfg->listen_line, cfg->listen_column, cfg->listen);
+        goto fail;
+    }
+
+    char ports[128], threads[16], timeout[32], ka_timeout[32], queue[16], cert_path[64] = "";
+    snprintf(ports, sizeof(ports), "%s%s", cfg->listen, tls ? "s" : "");
+    snprintf(threads, sizeof(threads), "%d", cfg->threads);
+    snprintf(timeout, sizeof(timeout), "%lld", (long long)cfg->request_timeout_ms);
+    /* An idle keep-alive connection holds a worker thread: do not let it wait long. */
+    snprintf(ka_timeout, sizeof(ka_timeout), "%lld",
+             (long long)(cfg->request_timeout_ms < 5000 ? cfg->request_timeout_ms : 5000));
+    snprintf(queue, sizeof(queue), "%d", cfg->threads * 4 > 20 ? cfg->threads * 4 : 20);
+    int cert_fd = -1;
+    if (tls && (cert_fd = tls_bundle(cfg, cert_path, sizeof(cert_path), &eb)) < 0)
+        goto fail;
+    const char *options[40];
+    size_t k = 0;
+    options[k++] = "listening_ports";
+    options[k++] = ports;
+    options[k++] = "num_threads";
+    options[k++] = threads;
+    options[k++] = "request_timeout_ms";
+    options[k++] = timeout;
+    options[k++] = "keep_alive_timeout_ms";
+    options[k++] = ka_timeout;
+    options[k++] = "enable_keep_alive";
+    options[k++] = cfg->keep_alive ? "yes" : "no";
+    options[k++] = "decode_url";
+    options[k++] = "no";
+    options[k++] = "connection_queue";
+    options[k++] = queue;
+    options[k++] = "enable_directory_listing";
+    options[k++] = "no";
+    options[k++] = "max_request_size";
+    options[k++] = "16384";
+    if (tls) {
+        options[k++] = "ssl_certificate";
+        options[k++] = cert_path;
+    }
+    options[k] = NULL;
+
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.begin_request = on_begin_request;
+    cb.http_error = on_http_error;
+    cb.log_message = on_log_message;
+    struct mg_init_data init = {
+        .callbacks = &cb, .user_data = gw, .configuration_options = options};
+    char why[256] = "";
+    unsigned code = 0;
+    struct mg_error_data err = {.code = &code, .text = why, .text_buffer_size = sizeof(why)};
+    /* civetweb ignores SIGCHLD for its CGI support, which the daemon does not use: keep the
+     * process's disposition (a SIG_IGN SIGCHLD would break waitpid elsewhere). */
+    struct sigaction old_chld;
+    sigaction(SIGCHLD, NULL, &old_chld);
+    gw->ctx = mg_start2(&init, &err);
+    sigaction(SIGCHLD, &old_chld, NULL);
+    if (cert_fd >= 0)
+        close(cert_fd);
+    if (!gw->ctx) {
+        eb_add(&eb, "%s:%d:%d: http: cannot listen on %s: %s", cfile, cfg->listen_line,
+               cfg->listen_column, cfg->listen, why[0] ? why : "civetweb failed to start");
+        goto fail;
+    }
+    struct mg_server_port sp[4];
+    int n = mg_get_server_ports(gw->ctx, 4, sp);
+    gw->port = n > 0 ? sp[0].port : 0;
+    of_log(OF_LVL_INFO, NULL, NULL, "http gateway listening on %s (port %d%s), %zu route%s",
+           cfg->listen, gw->port, tls ? ", TLS" : "", gw->n_routes, gw->n_routes == 1 ? "" : "s");
+    return 0;
+fail:
+    if (gw->lib_inited) {
+        mg_exit_library();
+        gw->lib_inited = 0;
+    }
+    return -1;
+}
+
+void of_gateway_stop(of_gateway *gw)
+{
+    if (!gw)
+        return;
+    if (gw->ctx) {
+        mg_stop(gw->ctx);
+        gw->ctx = NULL;
+        gw->port = 0;
+    }
+    if (gw->lib_inited) {
+        mg_exit_library();
+        gw->lib_inited = 0;
+    }
+}
+
+void of_gateway_free(of_gateway *gw)
+{
+    if (!gw)
+        return;
+    of_gateway_stop(gw);
+    of_ratelimit_free(gw->rl_principal);
+    of_ratelimit_free(gw->rl_address);
+    for (size_t i = 0; i < gw->n_sets; i++) {
+        free(gw->sets[i].pipeline);
+        free(gw->sets[i].file);
+    }
+    free(gw->sets);
+    for (size_t i = 0; i < gw->n_probes; i++)
+        free(gw->probes[i].name);
+    free(gw->probes);
+    free(gw->stages);
+    free(gw->routes);
+    free(gw->openapi);
+    of_http_config_free(&gw->cfg);
+    free(gw);
+}

@@ -1,0 +1,308 @@
+#include "stage_tx.h"
+
+#include "bus.h"
+#include "log.h"
+#include "timeutil.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void of_stage_tx_event_id(const of_event *ev, char *out, size_t size)
+{
+    const of_event_header *h = of_event_header_get(ev, "ce_id");
+    if (h && h->value_len > 0 && h->value_len < 200)
+        snprintf(out, size, "%.*s", (int)h->value_len, (const char *)h->value);
+    else
+        snprintf(out, size, "%s/%" PRId32 "/%" PRId64, ev->topic ? ev->topic : "", ev->partition,
+                 ev->offset);
+}
+
+static of_txr classify(of_db_error e)
+{
+    return e == OF_DB_ERR_UNAVAILABLE || e == OF_DB_ERR_TRANSIENT ? OF_TXR_WAIT : OF_TXR_FAIL;
+}
+
+/* The outbox rows of an input event are tagged with the stage's group and the event's id, so a
+ * redelivery can find the ones not yet published. */
+static void source_of(const of_call *call, char *out, size_t size)
+{
+    char id[256] = "";
+    if (call->input)
+        of_stage_tx_event_id(call->input, id, sizeof(id));
+    snprintf(out, size, "%s/%s", call->tx_group ? call->tx_group : "", id);
+}
+
+of_txr of_stage_tx_open(of_db_pool *pool, of_call *call, const char *group, char *why,
+                        size_t why_size)
+{
+    call->tx_group = group;
+    of_db_tx *tx = of_db_tx_begin(pool, why, why_size);
+    if (!tx)
+        return OF_TXR_WAIT; /* no connection: the database is unavailable */
+    if (call->input) {
+        char id[256];
+        of_stage_tx_event_id(call->input, id, sizeof(id));
+        int rc = of_db_inbox_record(tx, group, id);
+        if (rc != 1) {
+            const char *msg = NULL;
+            of_db_error e = of_db_tx_error(tx, &msg);
+            of_seterr(why, why_size, "%s", rc == 0 ? "already applied" : msg ? msg : "inbox");
+            of_db_tx_end(tx);
+            return rc == 0 ? OF_TXR_DUPLICATE : classify(e);
+        }
+    }
+    call->tx = tx;
+    return OF_TXR_OK;
+}
+
+of_txr of_stage_tx_commit(of_call *call, int64_t **ids, size_t *n_ids, char *why, size_t why_size)
+{
+    of_db_tx *tx = call->tx;
+    *ids = NULL;
+    *n_ids = 0;
+    if (!tx)
+        return OF_TXR_OK;
+    int64_t *list = call->n_emitted ? calloc(call->n_emitted, sizeof(*list)) : NULL;
+    char source[512];
+    source_of(call, source, sizeof(source));
+    of_txr r = OF_TXR_OK;
+    if (call->n_emitted && !list) {
+        of_seterr(why, why_size, "out of memory");
+        r = OF_TXR_FAIL;
+    }
+    for (size_t i = 0; r == OF_TXR_OK && i < call->n_emitted; i++) {
+        if (of_db_outbox_add(tx, call->emitted[i].topic, call->emitted[i].event,
+                             call->input ? source : NULL, &list[i]) != 0) {
+            const char *msg = NULL;
+            r = classify(of_db_tx_error(tx, &msg));
+            of_seterr(why, why_size, "writing the outbox: %s", msg ? msg : "failed");
+        }
+    }
+    if (r == OF_TXR_OK && of_db_tx_commit(tx) != 0) {
+        const char *msg = NULL;
+        of_db_error e = of_db_tx_error(tx, &msg);
+        /* A doomed transaction (deadlock, lost connection) committed nothing: try again. */
+        r = of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(e);
+        of_seterr(why, why_size, "commit: %s", msg ? msg : "failed");
+    }
+    of_db_tx_end(tx);
+    call->tx = NULL;
+    if (r != OF_TXR_OK) {
+        free(list);
+        return r;
+    }
+    *ids = list;
+    *n_ids = call->n_emitted;
+    return OF_TXR_OK;
+}
+
+of_txr of_stage_tx_abort(of_call *call)
+{
+    of_db_tx *tx = call->tx;
+    if (!tx)
+        return OF_TXR_FAIL;
+    of_db_error e = of_db_tx_error(tx, NULL);
+    of_txr r = of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(e);
+    of_db_tx_end(tx); /* rolls back */
+    call->tx = NULL;
+    return r;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The relay
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct relay_round {
+    of_bus *bus;
+    int64_t *ids;
+    size_t n, cap;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending, failed;
+} relay_round;
+
+static void relay_delivered(void *opaque, int err, const char *errstr)
+{
+    relay_round *r = opaque;
+    pthread_mutex_lock(&r->mu);
+    if (err) {
+        r->failed = 1;
+        of_log(OF_LVL_WARN, NULL, NULL, "outbox relay: delivery failed: %s",
+               errstr ? errstr : "unknown");
+    }
+    r->pending--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int relay_one(void *opaque, int64_t id, const char *topic, const of_event *ev)
+{
+    relay_round *r = opaque;
+    char err[256];
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        int64_t *n = realloc(r->ids, cap * sizeof(*n));
+        if (!n)
+            return 1;
+        r->ids = n;
+        r->cap = cap;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->pending++;
+    pthread_mutex_unlock(&r->mu);
+    if (r->bus->ops->produce(r->bus, topic, ev, relay_delivered, r, err, sizeof(err)) != 0) {
+        pthread_mutex_lock(&r->mu);
+        r->pending--;
+        r->failed = 1;
+        pthread_mutex_unlock(&r->mu);
+        of_log(OF_LVL_WARN, NULL, NULL, "outbox relay: producing to %s: %s", topic, err);
+        return 1;
+    }
+    r->ids[r->n++] = id;
+    return 0;
+}
+
+/* Publishes the rows a fetch hands to relay_one and marks them published once all were
+ * acknowledged; -1 when reading, a delivery or the marking failed (they all go again later). */
+static int64_t relay_rows(of_db_pool *pool, of_bus *bus, int64_t grace_ms, const char *source,
+                          char *err, size_t err_size)
+{
+    relay_round r;
+    memset(&r, 0, sizeof(r));
+    r.bus = bus;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    int64_t got =
+        source ? of_db_outbox_fetch_source(pool, source, relay_one, &r, err, err_size)
+               : of_db_outbox_fetch_unpublished(pool, grace_ms, 500, relay_one, &r, err, err_size);
+    pthread_mutex_lock(&r.mu);
+    while (r.pending > 0)
+        pthread_cond_wait(&r.cv, &r.mu);
+    int failed = r.failed;
+    pthread_mutex_unlock(&r.mu);
+    int64_t published = -1;
+    if (got >= 0 && failed) {
+        of_seterr(err, err_size, "a delivery failed");
+    } else if (got >= 0) {
+        /* Marked only once all of them were acknowledged: a failure means they all go again
+         * (at least once, never lost). */
+        if (r.n == 0 || of_db_outbox_mark_published(pool, r.ids, r.n, err, err_size) == 0)
+            published = (int64_t)r.n;
+    }
+    free(r.ids);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+    return published;
+}
+
+int64_t of_outbox_relay_run_once(of_db_pool *pool, of_bus *bus, int64_t grace_ms)
+{
+    char err[256] = "";
+    int64_t n = relay_rows(pool, bus, grace_ms, NULL, err, sizeof(err));
+    if (n < 0)
+        of_log(OF_LVL_DEBUG, NULL, NULL, "outbox relay: %s", err);
+    else if (n > 0)
+        of_log(OF_LVL_INFO, NULL, NULL,
+               "outbox relay: published %" PRId64 " event%s a stopped host had left behind", n,
+               n == 1 ? "" : "s");
+    return n;
+}
+
+int64_t of_stage_tx_publish_pending(of_db_pool *pool, of_bus *bus, const char *group,
+                                    const of_event *ev, char *why, size_t why_size)
+{
+    char id[256], source[512];
+    of_stage_tx_event_id(ev, id, sizeof(id));
+    snprintf(source, sizeof(source), "%s/%s", group, id);
+    return relay_rows(pool, bus, 0, source, why, why_size);
+}
+
+struct of_outbox_relay {
+    of_db_pool *pool;
+    of_bus *bus;
+    int64_t grace_ms, retention_ms;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+};
+
+#define RELAY_INTERVAL_MS   1000
+#define CLEANUP_INTERVAL_MS (5 * 60 * 1000)
+
+static void *relay_main(void *arg)
+{
+    of_outbox_relay *rl = arg;
+    int64_t next_cleanup = of_mono_ms() + 10000;
+    pthread_mutex_lock(&rl->mu);
+    while (!rl->stop) {
+        pthread_mutex_unlock(&rl->mu);
+        of_outbox_relay_run_once(rl->pool, rl->bus, rl->grace_ms);
+        if (of_mono_ms() >= next_cleanup) {
+            char err[256];
+            int64_t n = of_db_cleanup(rl->pool, rl->retention_ms, err, sizeof(err));
+            if (n > 0)
+                of_log(OF_LVL_INFO, NULL, NULL, "outbox relay: removed %" PRId64 " old rows", n);
+            next_cleanup = of_mono_ms() + CLEANUP_INTERVAL_MS;
+        }
+        struct timespec until = of_mono_after_ms(RELAY_INTERVAL_MS);
+        pthread_mutex_lock(&rl->mu);
+        while (!rl->stop)
+            if (pthread_cond_timedwait(&rl->cv, &rl->mu, &until) == ETIMEDOUT)
+                break;
+    }
+    pthread_mutex_unlock(&rl->mu);
+    return NULL;
+}
+
+of_outbox_relay *of_outbox_relay_start(of_db_pool *pool, of_bus *bus, int64_t grace_ms,
+                                       int64_t retention_ms)
+{
+    of_outbox_relay *rl = calloc(1, sizeof(*rl));
+    if (!rl)
+        return NULL;
+    rl->pool = pool;
+    rl->bus = bus;
+    rl->grace_ms = grace_ms;
+    rl->retention_ms = retention_ms;
+    pthread_mutex_init(&rl->mu, NULL);
+    of_cond_init_monotonic(&rl->cv);
+    if (pthread_create(&rl->thread, NULL, relay_main, rl) != 0) {
+        pthread_cond_destroy(&rl->cv);
+        pthread_mutex_destroy(&rl->mu);
+        free(rl);
+        return NULL;
+    }
+    return rl;
+}
+
+void of_outbox_relay_stop(of_outbox_relay *rl)
+{
+    if (!rl)
+        return;
+    pthread_mutex_lock(&rl->mu);
+    rl->stop = 1;
+    pthread_cond_broadcast(&rl->cv);
+    pthread_mutex_unlock(&rl->mu);
+    pthread_join(rl->thread, NULL);
+    pthread_cond_destroy(&rl->cv);
+    pthread_mutex_destroy(&rl->mu);
+    free(rl);
+}
+
+int of_descriptor_uses_db(const of_stage_descriptor *desc)
+{
+    return desc &&
+           desc->struct_size >= offsetof(of_stage_descriptor, flags) + sizeof(desc->flags) &&
+           (desc->flags & OF_STAGE_DATABASE) != 0;
+}
+
+int of_stage_uses_db(const of_stage *st)
+{
+    return st && of_descriptor_uses_db(st->desc);
+}

@@ -1,0 +1,588 @@
+/* Transactions, savepoints, the inbox, the outbox, cleanup and the db_* functions of the host
+ * table, against the project's MariaDB (own database per run). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_db_util.h"
+
+#include "stage_runtime.h"
+
+#include <pthread.h>
+
+static of_db_pool *pool;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (dbt_create_database() != 0)
+        return -1;
+    pool = dbt_pool_for(dbt_name, 6);
+    if (!pool)
+        return -1;
+    char err[512] = "";
+    if (of_db_migrate(pool, OF_DB_HOST_COMPONENT, of_db_host_migrations(), NULL, NULL, err,
+                      sizeof(err)) != 0) {
+        fprintf(stderr, "host migrations: %s\n", err);
+        return -1;
+    }
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    if (!c || of_db_exec_text(c, "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL) "
+                                 "ENGINE=InnoDB") != 0) {
+        of_db_release(c);
+        return -1;
+    }
+    of_db_release(c);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    of_db_pool_free(pool);
+    return dbt_drop_database();
+}
+
+static of_db_tx *begin(void)
+{
+    char err[512] = "";
+    of_db_tx *tx = of_db_tx_begin(pool, err, sizeof(err));
+    if (!tx)
+        fail_msg("begin: %s", err);
+    return tx;
+}
+
+#define TX_OK(tx, expr)                                                                            \
+    do {                                                                                           \
+        if ((expr) < 0) {                                                                          \
+            const char *m_;                                                                        \
+            of_db_tx_error((tx), &m_);                                                             \
+            fail_msg("%s: %s", #expr, m_);                                                         \
+        }                                                                                          \
+    } while (0)
+
+/* A count through a fresh connection (what other hosts see). */
+static int64_t count_outside(const char *sql, const of_db_value *p, size_t n)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    int64_t v = dbt_int(c, sql, p, n);
+    of_db_release(c);
+    return v;
+}
+
+static void reset_acct(void)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM acct"));
+    of_db_release(c);
+}
+
+static void test_commit_and_rollback(void **state)
+{
+    (void)state;
+    reset_acct();
+    of_db_tx *tx = begin();
+    of_db_value p[2] = {OF_DB_I(1), OF_DB_I(100)};
+    assert_int_equal(of_db_tx_exec(tx, "INSERT INTO acct VALUES (?, ?)", p, 2), 1);
+    /* Not visible outside before the commit. */
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 0);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 1);
+    /* A finished transaction takes nothing more. */
+    assert_int_equal(of_db_tx_exec(tx, "SELECT 1", NULL, 0), -1);
+    const char *msg;
+    assert_int_equal(of_db_tx_error(tx, &msg), OF_DB_ERR_OTHER);
+    assert_non_null(strstr(msg, "already finished"));
+    assert_int_equal(of_db_tx_commit(tx), -1);
+    of_db_tx_end(tx);
+
+    tx = begin();
+    p[0] = OF_DB_I(2);
+    assert_int_equal(of_db_tx_exec(tx, "INSERT INTO acct VALUES (?, ?)", p, 2), 1);
+    assert_int_equal(of_db_tx_rollback(tx), 0);
+    of_db_tx_end(tx);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 1);
+
+    /* Ended without a commit: rolled back. */
+    tx = begin();
+    p[0] = OF_DB_I(3);
+    assert_int_equal(of_db_tx_exec(tx, "INSERT INTO acct VALUES (?, ?)", p, 2), 1);
+    of_db_tx_end(tx);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 1);
+}
+
+static void test_savepoints(void **state)
+{
+    (void)state;
+    reset_acct();
+    of_db_tx *tx = begin();
+    /* Three events batched in one transaction; the second one's work is undone. */
+    for (int ev = 1; ev <= 3; ev++) {
+        char sp[16];
+        snprintf(sp, sizeof(sp), "ev%d", ev);
+        TX_OK(tx, of_db_tx_savepoint(tx, sp));
+        of_db_value p[2] = {OF_DB_I(ev), OF_DB_I(ev * 10)};
+        TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (?, ?)", p, 2));
+        if (ev == 2)
+            TX_OK(tx, of_db_tx_rollback_to(tx, sp));
+    }
+    assert_int_equal(of_db_tx_savepoint(tx, "bad name; DROP TABLE acct"), -1);
+    const char *msg;
+    assert_int_equal(of_db_tx_error(tx, &msg), OF_DB_ERR_OTHER);
+    assert_non_null(strstr(msg, "bad savepoint name"));
+    assert_int_equal(of_db_tx_rollback_to(tx, "never_set"), -1);
+    assert_int_equal(of_db_tx_error(tx, &msg), OF_DB_ERR_OTHER);
+    assert_false(of_db_tx_doomed(tx));
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 2);
+    assert_int_equal(count_outside("SELECT CAST(SUM(id) AS SIGNED) FROM acct", NULL, 0), 4);
+}
+
+static void test_failed_statement_keeps_tx(void **state)
+{
+    (void)state;
+    reset_acct();
+    of_db_tx *tx = begin();
+    of_db_value p[2] = {OF_DB_I(1), OF_DB_I(5)};
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (?, ?)", p, 2));
+    assert_int_equal(of_db_tx_exec(tx, "INSERT INTO acct VALUES (?, ?)", p, 2), -1);
+    const char *msg;
+    assert_int_equal(of_db_tx_error(tx, &msg), OF_DB_ERR_DUPLICATE);
+    assert_false(of_db_tx_doomed(tx));
+    p[0] = OF_DB_I(2);
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (?, ?)", p, 2));
+    assert_int_equal(of_db_tx_error(tx, &msg), OF_DB_OK);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 2);
+}
+
+typedef struct locker {
+    of_db_tx *tx;
+    int id;
+    int64_t rc;
+    of_db_error err;
+} locker;
+
+static void *lock_row(void *opaque)
+{
+    locker *l = opaque;
+    of_db_value p = OF_DB_I(l->id);
+    l->rc = of_db_tx_exec(l->tx, "UPDATE acct SET bal = bal + 1 WHERE id = ?", &p, 1);
+    l->err = of_db_tx_error(l->tx, NULL);
+    return NULL;
+}
+
+static void test_deadlock_dooms_tx(void **state)
+{
+    (void)state;
+    reset_acct();
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    DBT_OK(c, of_db_exec_text(c, "INSERT INTO acct VALUES (1, 0), (2, 0)"));
+    of_db_release(c);
+    of_db_tx *a = begin(), *b = begin();
+    of_db_value one = OF_DB_I(1), two = OF_DB_I(2);
+    TX_OK(a, of_db_tx_exec(a, "UPDATE acct SET bal = bal + 1 WHERE id = ?", &one, 1));
+    TX_OK(b, of_db_tx_exec(b, "UPDATE acct SET bal = bal + 1 WHERE id = ?", &two, 1));
+    /* a waits for row 2 (in a thread), then b asks for row 1: a cycle. */
+    locker la = {.tx = a, .id = 2};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, lock_row, &la), 0);
+    struct timespec pause = {0, 300 * 1000000L};
+    nanosleep(&pause, NULL);
+    locker lb = {.tx = b, .id = 1};
+    lock_row(&lb);
+    pthread_join(th, NULL);
+    /* One of them is the deadlock's victim; the other got its row. */
+    locker *victim = la.rc < 0 ? &la : &lb, *winner = la.rc < 0 ? &lb : &la;
+    assert_int_equal(victim->rc, -1);
+    assert_int_equal(victim->err, OF_DB_ERR_TRANSIENT);
+    assert_int_equal(winner->rc, 1);
+    assert_true(of_db_tx_doomed(victim->tx));
+    assert_false(of_db_tx_doomed(winner->tx));
+    /* The victim refuses statements and the commit: the event is to be retried. */
+    assert_int_equal(of_db_tx_exec(victim->tx, "SELECT 1", NULL, 0), -1);
+    const char *msg;
+    assert_int_equal(of_db_tx_error(victim->tx, &msg), OF_DB_ERR_TRANSIENT);
+    assert_non_null(strstr(msg, "deadlock"));
+    assert_int_equal(of_db_tx_commit(victim->tx), -1);
+    assert_int_equal(of_db_tx_error(victim->tx, NULL), OF_DB_ERR_TRANSIENT);
+    assert_int_equal(of_db_tx_commit(winner->tx), 0);
+    of_db_tx_end(a);
+    of_db_tx_end(b);
+    /* Only the winner's two updates stayed. */
+    assert_int_equal(count_outside("SELECT CAST(SUM(bal) AS SIGNED) FROM acct", NULL, 0), 2);
+}
+
+static void test_connection_lost_in_tx(void **state)
+{
+    (void)state;
+    of_db_tx *tx = begin();
+    int64_t id = dbt_int(of_db_tx_conn(tx), "SELECT CONNECTION_ID()", NULL, 0);
+    of_db_value kid = OF_DB_I(id);
+    char err[256];
+    of_db_conn *k = of_db_acquire(pool, err, sizeof(err));
+    DBT_OK(k, of_db_exec(k, "KILL CONNECTION ?", &kid, 1));
+    of_db_release(k);
+    assert_int_equal(of_db_tx_exec(tx, "SELECT 1", NULL, 0), -1);
+    assert_int_equal(of_db_tx_error(tx, NULL), OF_DB_ERR_UNAVAILABLE);
+    assert_true(of_db_tx_doomed(tx));
+    assert_int_equal(of_db_tx_commit(tx), -1);
+    assert_int_equal(of_db_tx_error(tx, NULL), OF_DB_ERR_UNAVAILABLE);
+    of_db_tx_end(tx); /* the broken connection is closed, not pooled */
+    tx = begin();
+    assert_int_equal(of_db_tx_exec(tx, "SELECT 1", NULL, 0), 1);
+    of_db_tx_end(tx);
+}
+
+typedef struct inbox_arg {
+    const char *group, *event;
+    int rc;
+} inbox_arg;
+
+static void *record_in_new_tx(void *opaque)
+{
+    inbox_arg *a = opaque;
+    of_db_tx *tx = begin();
+    a->rc = of_db_inbox_record(tx, a->group, a->event);
+    if (a->rc >= 0)
+        of_db_tx_commit(tx);
+    of_db_tx_end(tx);
+    return NULL;
+}
+
+static void test_inbox(void **state)
+{
+    (void)state;
+    of_db_tx *tx = begin();
+    assert_int_equal(of_db_inbox_record(tx, "g1", "ev-1"), 1);
+    assert_int_equal(of_db_inbox_record(tx, "g1", "ev-1"), 0);
+    assert_int_equal(of_db_inbox_record(tx, "g2", "ev-1"), 1); /* another group applies it too */
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    /* A redelivery: already applied. */
+    tx = begin();
+    assert_int_equal(of_db_inbox_record(tx, "g1", "ev-1"), 0);
+    assert_int_equal(of_db_inbox_record(tx, "g1", "ev-2"), 1);
+    of_db_tx_end(tx); /* rolled back: ev-2 is not applied */
+    tx = begin();
+    assert_int_equal(of_db_inbox_record(tx, "g1", "ev-2"), 1);
+    assert_int_equal(of_db_inbox_record(tx, "", "ev-3"), -1);
+    assert_int_equal(of_db_tx_error(tx, NULL), OF_DB_ERR_OTHER);
+    /* An id longer than the column is an error, never silently cut to collide. */
+    char longid[300];
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    assert_int_equal(of_db_inbox_record(tx, "g1", longid), -1);
+    assert_false(of_db_tx_doomed(tx));
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+
+    /* The same event in two transactions at once (a rebalance): the second waits for the
+     * first and, once it committed, finds the event applied. */
+    tx = begin();
+    assert_int_equal(of_db_inbox_record(tx, "g1", "ev-race"), 1);
+    inbox_arg other = {"g1", "ev-race", -2};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, record_in_new_tx, &other), 0);
+    struct timespec pause = {0, 300 * 1000000L};
+    nanosleep(&pause, NULL);
+    assert_int_equal(other.rc, -2); /* still waiting for the row lock */
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    pthread_join(th, NULL);
+    assert_int_equal(other.rc, 0);
+    of_db_value g = OF_DB_S("g1");
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_inbox WHERE consumer_group = ?", &g, 1),
+                     3);
+}
+
+static of_event *make_event(const void *key, size_t key_len, const void *payload, size_t len)
+{
+    of_event *ev = of_event_new(key, key_len, payload, len);
+    assert_non_null(ev);
+    assert_int_equal(of_event_add_header(ev, "ce_id", "id-1", 4), 0);
+    assert_int_equal(of_event_add_header(ev, "bin", "\x00\xff\x01", 3), 0);
+    assert_int_equal(of_event_add_header(ev, "bin", "", 0), 0);
+    return ev;
+}
+
+typedef struct collected {
+    size_t n;
+    int64_t ids[2000];
+    char topic[64];
+    of_event *first;
+    size_t stop_after;
+} collected;
+
+static int collect(void *opaque, int64_t id, const char *topic, const of_event *ev)
+{
+    collected *c = opaque;
+    if (c->n == 0) {
+        snprintf(c->topic, sizeof(c->topic), "%s", topic);
+        c->first = of_event_clone(ev);
+    }
+    if (c->n < 2000)
+        c->ids[c->n] = id;
+    c->n++;
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+static void collected_reset(collected *c)
+{
+    of_event_free(c->first);
+    memset(c, 0, sizeof(*c));
+}
+
+static void clear_outbox(void)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM of_outbox"));
+    of_db_release(c);
+}
+
+static void test_outbox_round_trip(void **state)
+{
+    (void)state;
+    clear_outbox();
+    static collected got;
+    char err[512] = "";
+    static const char key[] = {'o', 0, 'r', (char)0xff};
+    static const char payload[] = "{\"order\":1}\0tail";
+    of_event *ev = make_event(key, sizeof(key), payload, sizeof(payload));
+    of_event *keyless = of_event_new(NULL, 0, "", 0);
+    of_db_tx *tx = begin();
+    int64_t id1 = 0, id2 = 0;
+    TX_OK(tx, of_db_outbox_add(tx, "orders.out", ev, NULL, &id1));
+    TX_OK(tx, of_db_outbox_add(tx, "orders.empty", keyless, NULL, &id2));
+    assert_true(id2 > id1 && id1 > 0);
+    /* Nothing visible to the relay before the commit. */
+    assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 10, collect, &got, err, sizeof(err)),
+                     0);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+
+    /* Rows younger than older_than are left to the publisher that wrote them. */
+    assert_int_equal(
+        of_db_outbox_fetch_unpublished(pool, 60000, 10, collect, &got, err, sizeof(err)), 0);
+    assert_int_equal(got.n, 0);
+    int64_t n = of_db_outbox_fetch_unpublished(pool, 0, 10, collect, &got, err, sizeof(err));
+    if (n < 0)
+        fail_msg("fetch: %s", err);
+    assert_int_equal(n, 2);
+    assert_int_equal(got.ids[0], id1);
+    assert_int_equal(got.ids[1], id2);
+    assert_string_equal(got.topic, "orders.out");
+    assert_int_equal(got.first->key_len, sizeof(key));
+    assert_memory_equal(got.first->key, key, sizeof(key));
+    assert_int_equal(got.first->payload_len, sizeof(payload));
+    assert_memory_equal(got.first->payload, payload, sizeof(payload));
+    assert_int_equal(got.first->n_headers, ev->n_headers);
+    for (size_t i = 0; i < ev->n_headers; i++) {
+        assert_string_equal(got.first->headers[i].name, ev->headers[i].name);
+        assert_int_equal(got.first->headers[i].value_len, ev->headers[i].value_len);
+        assert_memory_equal(got.first->headers[i].value, ev->headers[i].value,
+                            ev->headers[i].value_len);
+    }
+    collected_reset(&got);
+    /* The keyless one stays keyless. */
+    got.stop_after = 0;
+    n = of_db_outbox_fetch_unpublished(pool, 0, 10, collect, &got, err, sizeof(err));
+    assert_int_equal(n, 2);
+    collected_reset(&got);
+
+    /* Published ones are not fetched again. */
+    assert_int_equal(of_db_outbox_mark_published(pool, &id1, 1, err, sizeof(err)), 0);
+    n = of_db_outbox_fetch_unpublished(pool, 0, 10, collect, &got, err, sizeof(err));
+    assert_int_equal(n, 1);
+    assert_int_equal(got.ids[0], id2);
+    assert_string_equal(got.topic, "orders.empty");
+    assert_null(got.first->key);
+    assert_int_equal(got.first->payload_len, 0);
+    assert_int_equal(got.first->n_headers, 0);
+    collected_reset(&got);
+    assert_int_equal(of_db_outbox_mark_published(pool, &id2, 1, err, sizeof(err)), 0);
+    assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 10, collect, &got, err, sizeof(err)),
+                     0);
+    /* Marking again changes nothing and is no error. */
+    assert_int_equal(of_db_outbox_mark_published(pool, &id2, 1, err, sizeof(err)), 0);
+    assert_int_equal(of_db_outbox_mark_published(pool, NULL, 0, err, sizeof(err)), 0);
+
+    /* A rolled-back transaction leaves nothing in the outbox. */
+    tx = begin();
+    TX_OK(tx, of_db_outbox_add(tx, "orders.out", ev, NULL, NULL));
+    of_db_tx_end(tx);
+    assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 10, collect, &got, err, sizeof(err)),
+                     0);
+    /* A key longer than the column is refused. */
+    char longkey[1100];
+    memset(longkey, 'k', sizeof(longkey));
+    of_event *big = of_event_new(longkey, sizeof(longkey), "x", 1);
+    tx = begin();
+    assert_int_equal(of_db_outbox_add(tx, "orders.out", big, NULL, NULL), -1);
+    assert_int_equal(of_db_tx_error(tx, NULL), OF_DB_ERR_OTHER);
+    of_db_tx_end(tx);
+    of_event_free(big);
+    of_event_free(ev);
+    of_event_free(keyless);
+}
+
+static void test_outbox_many(void **state)
+{
+    (void)state;
+    clear_outbox();
+    static collected got;
+    char err[512] = "";
+    of_event *ev = make_event("k", 1, "p", 1);
+    of_db_tx *tx = begin();
+    for (int i = 0; i < 1200; i++)
+        TX_OK(tx, of_db_outbox_add(tx, i % 2 ? "a" : "b", ev, NULL, NULL));
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    of_event_free(ev);
+    /* limit, and a callback that stops early */
+    got.stop_after = 3;
+    assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 5, collect, &got, err, sizeof(err)),
+                     5);
+    assert_int_equal(got.n, 3);
+    collected_reset(&got);
+    assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 2000, collect, &got, err, sizeof(err)),
+                     1200);
+    for (size_t i = 1; i < got.n; i++)
+        assert_true(got.ids[i] > got.ids[i - 1]); /* oldest first */
+    /* More ids than one UPDATE takes. */
+    assert_int_equal(of_db_outbox_mark_published(pool, got.ids, 1100, err, sizeof(err)), 0);
+    collected_reset(&got);
+    assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 2000, collect, &got, err, sizeof(err)),
+                     100);
+    collected_reset(&got);
+    assert_int_equal(
+        count_outside("SELECT COUNT(*) FROM of_outbox WHERE published_at IS NOT NULL", NULL, 0),
+        1100);
+}
+
+static void test_cleanup(void **state)
+{
+    (void)state;
+    clear_outbox();
+    char err[512] = "";
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM of_inbox"));
+    /* 2500 old inbox rows (three batches) and 3 recent ones. */
+    DBT_OK(c, of_db_exec_text(c, "INSERT INTO of_inbox SELECT 'old', CONCAT('e', seq), "
+                                 "NOW(3) - INTERVAL 2 DAY FROM seq_1_to_2500"));
+    DBT_OK(c, of_db_exec_text(c, "INSERT INTO of_inbox SELECT 'new', CONCAT('e', seq), "
+                                 "NOW(3) - INTERVAL 10 MINUTE FROM seq_1_to_3"));
+    /* Outbox: published long ago (deleted), published recently, unpublished and old (kept:
+     * still to be published). */
+    DBT_OK(c,
+           of_db_exec_text(c, "INSERT INTO of_outbox (topic, payload, headers, created_at, "
+                              "published_at) VALUES "
+                              "('t', 'a', x'01', NOW(3) - INTERVAL 3 DAY, NOW(3) - INTERVAL 2 DAY),"
+                              "('t', 'b', x'01', NOW(3) - INTERVAL 3 DAY, NOW(3) - INTERVAL 2 DAY),"
+                              "('t', 'c', x'01', NOW(3) - INTERVAL 3 DAY, NOW(3)),"
+                              "('t', 'd', x'01', NOW(3) - INTERVAL 3 DAY, NULL)"));
+    of_db_release(c);
+    int64_t n = of_db_cleanup(pool, 3600 * 1000, err, sizeof(err));
+    if (n < 0)
+        fail_msg("cleanup: %s", err);
+    assert_int_equal(n, 2502);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_inbox", NULL, 0), 3);
+    assert_int_equal(
+        count_outside("SELECT COUNT(*) FROM of_inbox WHERE consumer_group = 'new'", NULL, 0), 3);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox", NULL, 0), 2);
+    assert_int_equal(
+        count_outside("SELECT COUNT(*) FROM of_outbox WHERE payload IN ('c', 'd')", NULL, 0), 2);
+    /* Nothing more to do. */
+    assert_int_equal(of_db_cleanup(pool, 3600 * 1000, err, sizeof(err)), 0);
+    /* A short retention takes the recent ones too (never the unpublished). */
+    assert_int_equal(of_db_cleanup(pool, 1000, err, sizeof(err)), 3);
+    struct timespec pause = {1, 100 * 1000000L};
+    nanosleep(&pause, NULL);
+    assert_int_equal(of_db_cleanup(pool, 1000, err, sizeof(err)), 1);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox", NULL, 0), 1);
+}
+
+static void test_host_api(void **state)
+{
+    (void)state;
+    reset_acct();
+    of_call call;
+    of_call_init(&call, NULL, NULL, 1);
+    /* No transaction: not configured. */
+    assert_int_equal(of_api_db_exec(&call, "SELECT 1", NULL, 0), -1);
+    assert_null(of_api_db_query(&call, "SELECT 1", NULL, 0));
+    const char *msg = NULL;
+    assert_int_equal(of_api_db_last_error(&call, &msg), OF_DB_ERR_NOT_CONFIGURED);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "OF_STAGE_DATABASE"));
+    assert_int_equal(of_api_db_last_error(NULL, NULL), OF_DB_ERR_NOT_CONFIGURED);
+    assert_int_equal(of_api_db_last_insert_id(&call), 0);
+
+    /* Through the host table: the lead wires these slots. */
+    call.tx = begin();
+    of_db_value p[2] = {OF_DB_I(7), OF_DB_I(70)};
+    assert_int_equal(of_api_db_exec(&call, "INSERT INTO acct VALUES (?, ?)", p, 2), 1);
+    assert_int_equal(of_api_db_last_error(&call, &msg), OF_DB_OK);
+    assert_int_equal(of_api_db_exec(&call, "INSERT INTO acct VALUES (?, ?)", p, 2), -1);
+    assert_int_equal(of_api_db_last_error(&call, &msg), OF_DB_ERR_DUPLICATE);
+    assert_non_null(strstr(msg, "Duplicate entry '7'"));
+    assert_int_equal(of_api_db_exec(&call, NULL, NULL, 0), -1);
+    assert_int_equal(of_api_db_last_error(&call, &msg), OF_DB_ERR_OTHER);
+    of_db_rows *r = of_api_db_query(&call, "SELECT id, bal FROM acct WHERE id >= ?", p, 1);
+    assert_non_null(r);
+    assert_int_equal(of_api_db_rows_columns(r), 2);
+    assert_int_equal(of_api_db_rows_next(r), 1);
+    of_db_value v;
+    assert_int_equal(of_api_db_rows_get(r, 1, &v), 0);
+    assert_int_equal(v.i, 70);
+    assert_int_equal(of_api_db_rows_get(r, 2, &v), -1);
+    assert_int_equal(of_api_db_rows_next(r), 0);
+    of_api_db_rows_free(r);
+    of_api_db_rows_free(NULL);
+    assert_int_equal(of_api_db_rows_next(NULL), -1);
+    assert_int_equal(of_api_db_rows_columns(NULL), 0);
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    DBT_OK(c, of_db_exec_text(c, "CREATE TABLE IF NOT EXISTS autoid (id BIGINT AUTO_INCREMENT "
+                                 "PRIMARY KEY, v INT)"));
+    of_db_release(c);
+    of_db_value one = OF_DB_I(1);
+    assert_int_equal(of_api_db_exec(&call, "INSERT INTO autoid (v) VALUES (?)", &one, 1), 1);
+    int64_t first = of_api_db_last_insert_id(&call);
+    assert_true(first > 0);
+    assert_int_equal(of_api_db_exec(&call, "INSERT INTO autoid (v) VALUES (?)", &one, 1), 1);
+    assert_int_equal(of_api_db_last_insert_id(&call), first + 1);
+    assert_int_equal(of_db_tx_commit(call.tx), 0);
+    of_db_tx_end(call.tx);
+    call.tx = NULL;
+    assert_int_equal(count_outside("SELECT bal FROM acct WHERE id = 7", NULL, 0), 70);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_commit_and_rollback),
+        cmocka_unit_test(test_savepoints),
+        cmocka_unit_test(test_failed_statement_keeps_tx),
+        cmocka_unit_test(test_deadlock_dooms_tx),
+        cmocka_unit_test(test_connection_lost_in_tx),
+        cmocka_unit_test(test_inbox),
+        cmocka_unit_test(test_outbox_round_trip),
+        cmocka_unit_test(test_outbox_many),
+        cmocka_unit_test(test_cleanup),
+        cmocka_unit_test(test_host_api),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
