@@ -74,8 +74,9 @@ static void print_dot(const of_pipeline *p)
             dot_str(s->outputs[k].output);
             printf("];\n");
         }
-        printf("  s%zu -> t%zu [style=dashed, color=red, label=\"dead letter\"];\n", i,
-               topic_index(p, s->dead_letter));
+        if (s->dead_letter)
+            printf("  s%zu -> t%zu [style=dashed, color=red, label=\"dead letter\"];\n", i,
+                   topic_index(p, s->dead_letter));
     }
     printf("}\n");
 }
@@ -102,7 +103,8 @@ static void print_mermaid(const of_pipeline *p)
             mermaid_str(s->outputs[k].output);
             printf("\" --> t%zu\n", topic_index(p, s->outputs[k].topic));
         }
-        printf("  s%zu -. \"dead letter\" .-> t%zu\n", i, topic_index(p, s->dead_letter));
+        if (s->dead_letter)
+            printf("  s%zu -. \"dead letter\" .-> t%zu\n", i, topic_index(p, s->dead_letter));
     }
 }
 

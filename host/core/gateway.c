@@ -311,10 +311,16 @@ static void send_raw(struct mg_connection *conn, int status, const char *ctype, 
         mg_disable_connection_keep_alive(conn);
     if (mg_response_header_start(conn, status) < 0)
         return;
+    /* 204 and 304 have no content, not even a length (RFC 9110 8.6). */
+    int no_content = status == 204 || status == 304;
+    if (no_content)
+        len = 0;
     char clen[32];
     snprintf(clen, sizeof(clen), "%zu", len);
-    mg_response_header_add(conn, "Content-Type", ctype, -1);
-    mg_response_header_add(conn, "Content-Length", clen, -1);
+    if (!no_content) {
+        mg_response_header_add(conn, "Content-Type", ctype, -1);
+        mg_response_header_add(conn, "Content-Length", clen, -1);
+    }
     mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
     if (o && o->no_store)
         mg_response_header_add(conn, "Cache-Control", "no-store", -1);
@@ -370,16 +376,8 @@ static int serve_readyz(of_gateway *gw, struct mg_connection *conn, const char *
         json_t *c = json_pack("{s:s}", "status", rc == 0 ? "up" : "down");
         if (rc != 0) {
             ready = 0;
-            if (detail[0] && c) {
-                char *safe = of_problem_json(200, "", detail, NULL, NULL); /* UTF-8-safe copy */
-                json_error_t e;
-                json_t *pj = safe ? json_loads(safe, 0, &e) : NULL;
-                json_t *d = pj ? json_object_get(pj, "detail") : NULL;
-                if (d)
-                    json_object_set(c, "detail", d);
-                json_decref(pj);
-                free(safe);
-            }
+            if (detail[0] && c)
+                json_object_set_new(c, "detail", of_json_string_lossy(detail));
             if (pos < sizeof(reasons)) {
                 int w = snprintf(reasons + pos, sizeof(reasons) - pos, "%s%s%s%s%s",
                                  pos ? ", " : "", gw->probes[i].name, detail[0] ? " (" : "", detail,
@@ -594,7 +592,7 @@ static int rate_limited(of_ratelimit *rl, const char *kind, const char *id,
 {
     if (!rl)
         return 0;
-    char key[300];
+    char key[1024]; /* the limiter digests long keys itself */
     snprintf(key, sizeof(key), "%s:%s", kind, id);
     int64_t retry_ms = 0;
     if (of_ratelimit_take(rl, key, of_mono_ms(), &retry_ms))
@@ -698,8 +696,7 @@ static int read_body(of_gateway *gw, struct mg_connection *conn, of_http_request
                  "the body ended after %zu of %lld bytes (the client stopped sending, or the "
                  "request timeout passed)",
                  len, content_length);
-        return send_problem(conn, req->path, 408, NULL, detail, NULL,
-                            &(answer_opts){.close = 1});
+        return send_problem(conn, req->path, 408, NULL, detail, NULL, &(answer_opts){.close = 1});
     }
     buf[len] = '\0';
     body_unread = 0;

@@ -237,6 +237,8 @@ char *of_problem_json(int status, const char *title, const char *detail, const c
                       const json_t *extra);
 /* 1 when s[0..n) is valid UTF-8 (as jansson accepts it), else 0. */
 int of_http_utf8_valid(const char *s, size_t n);
+/* A JSON string of s with every byte that is not UTF-8 replaced by U+FFFD; NULL: no memory. */
+json_t *of_json_string_lossy(const char *s);
 
 /* ---- the gateway ------------------------------------------------------------------------------
  */

@@ -79,6 +79,7 @@ void of_stage_cleanup(of_stage *st)
 {
     if (!st)
         return;
+    of_stage_http_free(st);
     free(st->ce_source);
     st->ce_source = NULL;
     free(st->dead_letter);

@@ -2,6 +2,8 @@
  * is reported with its position; nothing stops at the first one. */
 #include "pipeline.h"
 
+#include "gateway.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,8 +13,8 @@
 #define NAME_MAX_LEN  128
 #define TOPIC_MAX_LEN 249
 
-static const char *const top_keys[] = {"pipeline", "description", "topics",
-                                       "stages",   "tests",       NULL};
+static const char *const top_keys[] = {"pipeline", "description", "topics", "stages",
+                                       "routes",   "tests",       NULL};
 static const char *const topic_keys[] = {"partitions", "replication", "external", NULL};
 static const char *const stage_keys[] = {
     "name",           "plugin",      "inputs", "outputs", "concurrency", "max_in_flight",
@@ -106,6 +108,7 @@ void of_pipeline_free(of_pipeline *p)
     for (size_t i = 0; i < p->n_topics; i++)
         free(p->topics[i].name);
     free(p->topics);
+    of_routes_free(p->routes, p->n_routes);
     for (size_t i = 0; i < p->n_stages; i++) {
         of_stage_def *s = &p->stages[i];
         free(s->name);
@@ -703,11 +706,11 @@ static void parse_stage(pctx *c, size_t idx, const of_ynode *n, const of_ynode *
             resolve_plugin(c, s, x, where);
     }
 
+    /* A stage without inputs only answers HTTP routes (checked once routes are known). */
     x = of_ymap_get(n, "inputs");
-    if (!x)
-        perr(c, n, "%s is missing required key 'inputs'", where);
-    else
+    if (x)
         parse_inputs(c, s, x, where);
+    s->inputs_given = x != NULL;
 
     /* Outputs are only checked against the plugin once it is known; without a
      * registry they are still checked against topics. */
@@ -1275,6 +1278,20 @@ of_pipeline *of_pipeline_from_ydoc(const of_ydoc *doc, const of_plugin_registry 
     check_graph(&c, root);
     add_dead_letters(&c);
     parse_tests(&c, root);
+    if (of_routes_parse(of_ymap_get(root, "routes"), c.p, c.file, diag, &c.p->routes,
+                        &c.p->n_routes) == 0) {
+        for (size_t i = 0; i < c.p->n_stages; i++) {
+            const of_stage_def *st = &c.p->stages[i];
+            int served = 0;
+            for (size_t k = 0; k < c.p->n_routes && !served; k++)
+                served = strcmp(c.p->routes[k].stage, st->name) == 0;
+            if (!st->inputs_given && !served)
+                of_diag_add(diag, OF_SEV_ERROR, c.file, st->line, st->column,
+                            "stage '%s' has no inputs and serves no route: give it inputs "
+                            "(topics it consumes) or routes that name it",
+                            st->name);
+        }
+    }
 
 done:
     if (diag->errors != errors_before) {

@@ -38,6 +38,7 @@ typedef struct of_stage_def {
     const of_plugin *plugin; /* resolved in the registry; NULL if not found (an error) */
     char **inputs;
     size_t n_inputs;
+    int inputs_given; /* `inputs:` was written (a stage without it only serves routes) */
     of_output_map *outputs;
     size_t n_outputs;
     int concurrency;      /* worker threads; default 1, 1..256 */
@@ -106,6 +107,8 @@ typedef struct of_pipeline {
     size_t n_stages;
     of_test_def *tests;
     size_t n_tests;
+    struct of_route *routes; /* the HTTP routes (gateway.h), in file order */
+    size_t n_routes;
 } of_pipeline;
 
 /* Loads and validates a pipeline file. Every problem goes to diag; returns the pipeline when it

@@ -134,8 +134,7 @@ int of_http_utf8_valid(const char *s, size_t n)
     return 1;
 }
 
-/* A JSON string of s with every invalid byte replaced by U+FFFD. */
-static json_t *safe_string(const char *s)
+json_t *of_json_string_lossy(const char *s)
 {
     size_t n = strlen(s);
     if (of_http_utf8_valid(s, n))
@@ -164,7 +163,7 @@ static json_t *safe_string(const char *s)
 
 static int set_string(json_t *obj, const char *key, const char *value)
 {
-    json_t *v = safe_string(value);
+    json_t *v = of_json_string_lossy(value);
     return v ? json_object_set_new(obj, key, v) : -1;
 }
 

@@ -1221,6 +1221,16 @@ void of_runner_free(of_runner *r)
     free(r);
 }
 
+size_t of_runner_stage_count(const of_runner *r)
+{
+    return r ? r->n_stages : 0;
+}
+
+of_stage *of_runner_stage_at(of_runner *r, size_t i)
+{
+    return r && i < r->n_stages ? r->stages[i] : NULL;
+}
+
 int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
                           of_stage_stats *out)
 {

@@ -43,6 +43,11 @@ int of_runner_start(of_runner *r, char *errstr, size_t errstr_size);
 size_t of_runner_drain(of_runner *r, int64_t timeout_ms);
 void of_runner_free(of_runner *r); /* drains with a zero timeout if still running */
 
+/* The initialised stages, pipelines in the order added, stages in file order (for the gateway,
+ * which calls their route handlers). Owned by the runner. */
+size_t of_runner_stage_count(const of_runner *r);
+struct of_stage *of_runner_stage_at(of_runner *r, size_t i);
+
 /* Per-stage counts, for tests and later for /metrics. */
 typedef struct of_stage_stats {
     uint64_t received, processed_ok, emitted, retried, rejected, dead_lettered, in_flight;

@@ -1,6 +1,7 @@
 #include "stage_tx.h"
 
 #include "bus.h"
+#include "gateway.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -305,4 +306,80 @@ int of_descriptor_uses_db(const of_stage_descriptor *desc)
 int of_stage_uses_db(const of_stage *st)
 {
     return st && of_descriptor_uses_db(st->desc);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * HTTP route handlers
+ * ------------------------------------------------------------------------------------------- */
+
+/* Publishes a call's emitted events and waits for every acknowledgement; 0 when all arrived. */
+static int publish_call(of_bus *bus, const of_call *call)
+{
+    relay_round r;
+    memset(&r, 0, sizeof(r));
+    r.bus = bus;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    for (size_t i = 0; i < call->n_emitted; i++)
+        if (relay_one(&r, 0, call->emitted[i].topic, call->emitted[i].event) != 0)
+            break;
+    pthread_mutex_lock(&r.mu);
+    while (r.pending > 0)
+        pthread_cond_wait(&r.cv, &r.mu);
+    int ok = !r.failed && r.n == call->n_emitted;
+    pthread_mutex_unlock(&r.mu);
+    free(r.ids);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+    return ok ? 0 : -1;
+}
+
+of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn, of_http_request *req)
+{
+    const of_http_invoker *inv = opaque;
+    of_call call;
+    of_call_init(&call, stage, NULL, 1);
+    char why[512] = "";
+    int use_db = inv->db && of_stage_uses_db(stage);
+    if (use_db && of_stage_tx_open(inv->db, &call, NULL, why, sizeof(why)) != OF_TXR_OK) {
+        of_call_reset(&call);
+        of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name, "database: %s", why);
+        of_api_http_problem(req, 503, "Service Unavailable",
+                            "the database is unavailable; try again shortly");
+        return OF_RETRY;
+    }
+    of_status s = fn(stage->instance, &call, req);
+    if (s != OF_OK) {
+        if (use_db)
+            of_stage_tx_abort(&call);
+        of_call_reset(&call);
+        return s;
+    }
+    int64_t *ids = NULL;
+    size_t n_ids = 0;
+    if (use_db && of_stage_tx_commit(&call, &ids, &n_ids, why, sizeof(why)) != OF_TXR_OK) {
+        /* Nothing was committed, so the handler's answer must not claim otherwise. */
+        of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name, "database: %s", why);
+        of_http_request_clear_response(req);
+        of_api_http_problem(req, 503, "Service Unavailable",
+                            "the request could not be stored; try again shortly");
+        of_call_reset(&call);
+        return OF_RETRY;
+    }
+    /* Committed: the events are in the outbox. Publishing now keeps the latency low; if it
+     * fails, the relay publishes them later, so the answer stands. */
+    if (call.n_emitted && inv->bus) {
+        if (publish_call(inv->bus, &call) == 0) {
+            if (n_ids && of_db_outbox_mark_published(inv->db, ids, n_ids, why, sizeof(why)) != 0)
+                of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name,
+                       "marking outbox rows published failed: %s", why);
+        } else {
+            of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name,
+                   "publishing events failed; %s",
+                   use_db ? "the outbox relay publishes them" : "they are lost (no database)");
+        }
+    }
+    free(ids);
+    of_call_reset(&call);
+    return OF_OK;
 }

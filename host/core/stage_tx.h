@@ -53,4 +53,16 @@ void of_outbox_relay_stop(of_outbox_relay *relay);
 /* One round now (tests): returns the rows published, or -1. */
 int64_t of_outbox_relay_run_once(of_db_pool *pool, struct of_bus *bus, int64_t grace_ms);
 
+/* The gateway's invoke hook (gateway.h): runs a route handler in an of_call; for a stage with
+ * OF_STAGE_DATABASE in a transaction (no inbox: a request is not redelivered) whose outbox gets
+ * what the handler emits, committed when it returns OF_OK (a failed commit turns the answer into
+ * a 503), then published. */
+typedef struct of_http_invoker {
+    of_db_pool *db;     /* may be NULL */
+    struct of_bus *bus; /* may be NULL (nothing is published) */
+} of_http_invoker;
+struct of_http_request;
+of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn,
+                         struct of_http_request *req);
+
 #endif

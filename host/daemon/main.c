@@ -4,6 +4,7 @@
 #include "bus.h"
 #include "cache.h"
 #include "db.h"
+#include "gateway.h"
 #include "stage_tx.h"
 #include "hostconfig.h"
 #include "log.h"
@@ -33,19 +34,86 @@ static void usage(FILE *out)
           out);
 }
 
+typedef struct daemon_state daemon_state;
+struct daemon_state {
+    of_host_config *cfg;
+    of_plugin_registry reg;
+    of_pipeline **pipelines;
+    size_t n_pipelines;
+};
+
+/* Readiness probes for /readyz. */
+static int probe_kafka(void *opaque, char *detail, size_t size)
+{
+    of_bus *bus = opaque;
+    return bus->ops->ready(bus, detail, size) ? 0 : -1;
+}
+
+static int probe_mysql(void *opaque, char *detail, size_t size)
+{
+    return of_db_ping(opaque, detail, size);
+}
+
+static int probe_redis(void *opaque, char *detail, size_t size)
+{
+    if (of_cache_ping(opaque) == 0)
+        return 0;
+    snprintf(detail, size, "redis does not answer");
+    return -1;
+}
+
+/* The HTTP gateway, when the configuration has an http: section or a pipeline declares routes:
+ * its handlers are the stages' (already initialised by the runner). */
+static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bus, of_db_pool *db,
+                                 of_cache_pool *cache, of_http_invoker *invoker, char *err,
+                                 size_t err_size)
+{
+    size_t n_routes = 0;
+    for (size_t i = 0; i < st->n_pipelines; i++)
+        n_routes += st->pipelines[i]->n_routes;
+    if (!st->cfg->http && n_routes == 0)
+        return NULL;
+    of_http_config defaults;
+    memset(&defaults, 0, sizeof(defaults));
+    const of_http_config *hc = st->cfg->http;
+    if (!hc) {
+        of_http_config_default(&defaults);
+        hc = &defaults;
+    }
+    invoker->db = db;
+    invoker->bus = bus;
+    of_gateway *gw = of_gateway_new(hc, of_http_invoke, invoker);
+    if (hc == &defaults)
+        of_http_config_free(&defaults);
+    if (!gw) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    of_gateway_set_cache_pool(gw, cache);
+    for (size_t i = 0; i < of_runner_stage_count(runner); i++)
+        of_gateway_add_stage(gw, of_runner_stage_at(runner, i));
+    for (size_t i = 0; i < st->n_pipelines; i++) {
+        const of_pipeline *p = st->pipelines[i];
+        of_gateway_add_routes(gw, p->name, p->file, p->routes, p->n_routes);
+    }
+    of_gateway_add_probe(gw, bus->ops->name, probe_kafka, bus);
+    if (db)
+        of_gateway_add_probe(gw, "mysql", probe_mysql, db);
+    if (cache)
+        of_gateway_add_probe(gw, "redis", probe_redis, cache);
+    if (of_gateway_start(gw, err, err_size) != 0) {
+        of_gateway_free(gw);
+        return NULL;
+    }
+    return gw;
+}
+
 static void log_migration(void *opaque, const char *component, const of_migration *m)
 {
     (void)opaque;
     of_log(OF_LVL_INFO, NULL, NULL, "database: applied migration %s %d (%s)", component, m->version,
            m->name);
 }
-
-typedef struct daemon_state {
-    of_host_config *cfg;
-    of_plugin_registry reg;
-    of_pipeline **pipelines;
-    size_t n_pipelines;
-} daemon_state;
 
 static void state_free(daemon_state *st)
 {
@@ -151,6 +219,8 @@ int main(int argc, char **argv)
     of_db_pool *db = NULL;
     of_outbox_relay *relay = NULL;
     of_cache_pool *cache = NULL;
+    of_gateway *gw = NULL;
+    of_http_invoker invoker = {0};
     if (st.cfg->mysql) {
         /* Schema first: a stage never runs against tables it does not have. Migrations are
          * safe when several hosts start together (a lock serialises them). */
@@ -204,6 +274,14 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    err[0] = '\0';
+    gw = start_gateway(&st, runner, bus, db, cache, &invoker, err, sizeof(err));
+    if (!gw && err[0]) {
+        of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the HTTP gateway:\n%s", err);
+        goto out;
+    }
+    if (gw)
+        of_log(OF_LVL_INFO, NULL, NULL, "http: listening on port %d", of_gateway_port(gw));
     of_log(OF_LVL_INFO, NULL, NULL, "orderflowd %s running %zu pipeline%s on the %s bus",
            OF_VERSION, st.n_pipelines, st.n_pipelines == 1 ? "" : "s", bus->ops->name);
 
@@ -220,6 +298,8 @@ int main(int argc, char **argv)
                sig == SIGTERM ? "SIGTERM" : "SIGINT", (long long)st.cfg->drain_timeout_ms);
         break;
     }
+    /* No new requests while the stages drain: handlers call into them. */
+    of_gateway_stop(gw);
     size_t abandoned = of_runner_drain(runner, st.cfg->drain_timeout_ms);
     if (abandoned)
         of_log(OF_LVL_WARN, NULL, NULL,
@@ -228,6 +308,7 @@ int main(int argc, char **argv)
     of_log(OF_LVL_INFO, NULL, NULL, "stopped");
     rc = 0;
 out:
+    of_gateway_free(gw);
     of_outbox_relay_stop(relay);
     of_runner_free(runner);
     if (bus)

@@ -355,7 +355,7 @@ static void test_structure_errors(void **state)
 
     assert_null(from_text("pipeline: p\nstages:\n  - {name: s}\n", &reg));
     expect_error("stage 's' is missing required key 'plugin'", 3, 5);
-    expect_error("stage 's' is missing required key 'inputs'", 3, 5);
+    expect_error("stage 's' has no inputs and serves no route", 3, 5);
 }
 
 static void test_stage_errors(void **state)
