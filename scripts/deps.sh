@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   librdkafka-dev libmariadb-dev libhiredis-dev libyaml-dev libjwt-dev libjansson-dev
   libcivetweb-dev libcmocka-dev libcrypt-dev
-  clang-format kcat
+  clang-format kcat curl openssl python3
 )
 
 missing=()

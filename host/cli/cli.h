@@ -27,5 +27,6 @@ int of_cmd_test(const of_cli *cli, int argc, char **argv);
 int of_cmd_version(const of_cli *cli, int argc, char **argv);
 int of_cmd_migrate(const of_cli *cli, int argc, char **argv);
 int of_cmd_dlq(const of_cli *cli, int argc, char **argv);
+int of_cmd_token(const of_cli *cli, int argc, char **argv);
 
 #endif

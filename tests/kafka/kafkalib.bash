@@ -63,7 +63,13 @@ start_daemon() {
   "$ORDERFLOWD" -c "$2" >>"$TMP/$1.log" 2>&1 &
   DAEMON_PID=$!
   PIDS+=("$DAEMON_PID")
-  wait_for "$TMP/$1.log" "running" 60 || fail "$1 did not start"
+  local deadline=$((SECONDS + 60))
+  while [ $SECONDS -lt $deadline ]; do
+    grep -qF running "$TMP/$1.log" 2>/dev/null && return 0
+    kill -0 "$DAEMON_PID" 2>/dev/null || break # refused to start: no point waiting
+    sleep 0.2
+  done
+  fail "$1 did not start"
 }
 
 # wait_for FILE TEXT SECONDS: waits until FILE contains TEXT.
