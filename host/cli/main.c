@@ -86,8 +86,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"lint", of_cmd_lint}, {"plugins", of_cmd_plugins}, {"graph", of_cmd_graph},
         {"test", of_cmd_test}, {"migrate", of_cmd_migrate}, {"version", of_cmd_version},
-        {"dlq", of_cmd_dlq},
-        {"token", of_cmd_token},
+        {"dlq", of_cmd_dlq},   {"token", of_cmd_token},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)

@@ -52,15 +52,10 @@ static void perr(pctx *c, const of_ynode *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void perr(pctx *c, const of_ynode *at, const char *fmt, ...)
 {
-    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    of_diag_addv(c->diag, OF_SEV_ERROR, c->file, at ? at->line : 0, at ? at->column : 0, fmt, ap);
     va_end(ap);
-    of_diag_add(c->diag, OF_SEV_ERROR, c->file, at ? at->line : 0, at ? at->column : 0, "%s",
-                msg ? msg : "out of memory");
-    free(msg);
 }
 
 /* A scalar that is not null; reports "must be WHAT; got ..." otherwise. With secret, a scalar

@@ -30,15 +30,10 @@ static void perr(pctx *c, const of_ynode *at, of_severity sev, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 static void perr(pctx *c, const of_ynode *at, of_severity sev, const char *fmt, ...)
 {
-    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    of_diag_addv(c->diag, sev, c->file, at ? at->line : 0, at ? at->column : 0, fmt, ap);
     va_end(ap);
-    of_diag_add(c->diag, sev, c->file, at ? at->line : 0, at ? at->column : 0, "%s",
-                msg ? msg : "out of memory");
-    free(msg);
 }
 
 void of_mysql_config_defaults(of_mysql_config *out)

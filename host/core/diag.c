@@ -19,8 +19,8 @@ void of_diag_free(of_diag *d)
     memset(d, 0, sizeof(*d));
 }
 
-void of_diag_add(of_diag *d, of_severity sev, const char *file, int line, int column,
-                 const char *fmt, ...)
+void of_diag_addv(of_diag *d, of_severity sev, const char *file, int line, int column,
+                  const char *fmt, va_list ap)
 {
     /* Count first: even if the entry cannot be stored, the caller must see that it failed. */
     if (sev == OF_SEV_ERROR)
@@ -35,12 +35,8 @@ void of_diag_add(of_diag *d, of_severity sev, const char *file, int line, int co
         d->entries = e;
         d->cap = cap;
     }
-    va_list ap;
-    va_start(ap, fmt);
     char *msg = NULL;
-    int n = vasprintf(&msg, fmt, ap);
-    va_end(ap);
-    if (n < 0)
+    if (vasprintf(&msg, fmt, ap) < 0)
         return;
     of_diag_entry *e = &d->entries[d->count++];
     e->severity = sev;
@@ -48,6 +44,15 @@ void of_diag_add(of_diag *d, of_severity sev, const char *file, int line, int co
     e->line = line;
     e->column = column;
     e->message = msg;
+}
+
+void of_diag_add(of_diag *d, of_severity sev, const char *file, int line, int column,
+                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    of_diag_addv(d, sev, file, line, column, fmt, ap);
+    va_end(ap);
 }
 
 static int cmp_entry(const void *a, const void *b)

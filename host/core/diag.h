@@ -3,6 +3,7 @@
 #ifndef OF_DIAG_H
 #define OF_DIAG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -28,6 +29,9 @@ void of_diag_free(of_diag *d);
  * error count still grows, so the caller still refuses the input). */
 void of_diag_add(of_diag *d, of_severity sev, const char *file, int line, int column,
                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The same with a va_list, for wrappers that take a node's position. */
+void of_diag_addv(of_diag *d, of_severity sev, const char *file, int line, int column,
+                  const char *fmt, va_list ap);
 /* Sorts by file, line, column (stable), then prints "file:line:column: error: message". */
 void of_diag_print(of_diag *d, FILE *out);
 

@@ -3,6 +3,7 @@
 #include "pipeline.h"
 
 #include "gateway.h"
+#include "yaml_json.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -39,11 +40,7 @@ typedef struct pctx {
 
 static void vreport(pctx *c, of_severity sev, int line, int column, const char *fmt, va_list ap)
 {
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    of_diag_add(c->diag, sev, c->file, line, column, "%s", msg ? msg : "out of memory");
-    free(msg);
+    of_diag_addv(c->diag, sev, c->file, line, column, fmt, ap);
 }
 
 static void perr(pctx *c, const of_ynode *at, const char *fmt, ...)
@@ -916,54 +913,6 @@ static void add_dead_letters(pctx *c)
  * -------------------------------------------------------------------------------------------
  */
 
-static json_t *to_json(const of_ynode *n);
-
-static json_t *scalar_json(const of_ynode *n)
-{
-    if (n->quoted)
-        return json_stringn(n->str, n->len);
-    if (n->is_null)
-        return json_null();
-    if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE"))
-        return json_true();
-    if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE"))
-        return json_false();
-    int64_t i;
-    double d;
-    char why[8];
-    if (of_parse_int(n->str, &i, why, sizeof(why)) == 0)
-        return json_integer((json_int_t)i);
-    if (of_parse_double(n->str, &d, why, sizeof(why)) == 0)
-        return json_real(d);
-    return json_stringn(n->str, n->len);
-}
-
-static json_t *to_json(const of_ynode *n)
-{
-    if (n->kind == OF_Y_SCALAR)
-        return scalar_json(n);
-    if (n->kind == OF_Y_SEQ) {
-        json_t *a = json_array();
-        for (size_t i = 0; a && i < n->n_items; i++) {
-            json_t *v = to_json(n->items[i]);
-            if (!v || json_array_append_new(a, v) < 0) {
-                json_decref(a);
-                return NULL;
-            }
-        }
-        return a;
-    }
-    json_t *o = json_object();
-    for (size_t i = 0; o && i < n->n_pairs; i++) {
-        json_t *v = to_json(n->pairs[i].value);
-        if (!v || json_object_set_new(o, n->pairs[i].key->str, v) < 0) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
 static int looks_like_json(const char *s)
 {
     const char *p = s;
@@ -1009,7 +958,7 @@ static int parse_event(pctx *c, of_test_event *e, const of_ynode *n, const char 
         if (e->value && !v->is_null)
             e->value_is_json = looks_like_json(e->value);
     } else {
-        json_t *j = to_json(v);
+        json_t *j = of_ynode_to_json(v);
         char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(j);
         if (!text) {

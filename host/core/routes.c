@@ -1,6 +1,7 @@
 /* The `routes:` section of a pipeline file: which method and path go to which stage's handler,
  * validated with every problem at its line:column. */
 #include "gateway.h"
+#include "yaml_json.h"
 
 #include "options.h"
 
@@ -40,15 +41,10 @@ static void rerr(rctx *c, const of_ynode *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void rerr(rctx *c, const of_ynode *at, const char *fmt, ...)
 {
-    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    of_diag_addv(c->diag, OF_SEV_ERROR, c->file, at ? at->line : 0, at ? at->column : 0, fmt, ap);
     va_end(ap);
-    of_diag_add(c->diag, OF_SEV_ERROR, c->file, at ? at->line : 0, at ? at->column : 0, "%s",
-                msg ? msg : "out of memory");
-    free(msg);
 }
 
 static char *xstrdup(rctx *c, const of_ynode *at, const char *s)
@@ -212,48 +208,6 @@ static void shape_of(const of_route *r, char *buf, size_t size)
 /* ---------------------------------------------------------------------------------------------
  * request_schema: YAML to JSON (the OpenAPI document carries it)
  * ------------------------------------------------------------------------------------------- */
-
-static json_t *yaml_to_json(const of_ynode *n)
-{
-    if (n->kind == OF_Y_SCALAR) {
-        if (n->quoted)
-            return json_stringn(n->str, n->len);
-        if (n->is_null)
-            return json_null();
-        if (!strcmp(n->str, "true"))
-            return json_true();
-        if (!strcmp(n->str, "false"))
-            return json_false();
-        int64_t i;
-        double d;
-        char why[8];
-        if (of_parse_int(n->str, &i, why, sizeof(why)) == 0)
-            return json_integer((json_int_t)i);
-        if (of_parse_double(n->str, &d, why, sizeof(why)) == 0)
-            return json_real(d);
-        return json_stringn(n->str, n->len);
-    }
-    if (n->kind == OF_Y_SEQ) {
-        json_t *a = json_array();
-        for (size_t i = 0; a && i < n->n_items; i++) {
-            json_t *v = yaml_to_json(n->items[i]);
-            if (!v || json_array_append_new(a, v) < 0) {
-                json_decref(a);
-                return NULL;
-            }
-        }
-        return a;
-    }
-    json_t *o = json_object();
-    for (size_t i = 0; o && i < n->n_pairs; i++) {
-        json_t *v = yaml_to_json(n->pairs[i].value);
-        if (!v || json_object_set_new(o, n->pairs[i].key->str, v) < 0) {
-            json_decref(o);
-            return NULL;
-        }
-    }
-    return o;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * One route
@@ -446,7 +400,7 @@ static int parse_route(rctx *c, of_route *r, const of_ynode *n, size_t idx, cons
                    (strcmp(m->str, "GET") == 0 || strcmp(m->str, "DELETE") == 0)) {
             rerr(c, rs, "%s: a %s request has no body, so no request_schema", where, m->str);
         } else {
-            json_t *j = yaml_to_json(rs);
+            json_t *j = of_ynode_to_json(rs);
             char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
             json_decref(j);
             if (!text)

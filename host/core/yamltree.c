@@ -105,14 +105,10 @@ static void err(builder *b, int line, int column, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void err(builder *b, int line, int column, const char *fmt, ...)
 {
-    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    of_diag_addv(b->diag, OF_SEV_ERROR, b->file, line, column, fmt, ap);
     va_end(ap);
-    of_diag_add(b->diag, OF_SEV_ERROR, b->file, line, column, "%s", msg ? msg : "out of memory");
-    free(msg);
 }
 
 static void oom(builder *b, int line, int column)

@@ -3,45 +3,9 @@
 # event is dead-lettered, the host keeps running), and when the database is back every event is
 # written exactly once and comes out.
 source "$(dirname "$0")/kafkalib.bash"
-bash "$SERVICES" status mariadb >/dev/null 2>&1 || bash "$SERVICES" start mariadb >/dev/null
-eval "$(bash "$SERVICES" env)"
-db="orderflow_t${RUN_ID//[^a-z0-9]/}"
-sql() {
-  mariadb -h "$OF_MYSQL_HOST" -P "$OF_MYSQL_PORT" -u "$OF_MYSQL_USER" -p"$OF_MYSQL_PASSWORD" \
-    --batch --skip-column-names "$@"
-}
-sql -e "CREATE DATABASE \`$db\`"
-drop_db() { sql -e "DROP DATABASE IF EXISTS \`$db\`" || true; }
-
+with_database
 name="dbo-$RUN_ID"
-cat >"$TMP/p.yaml" <<YAML
-pipeline: $name
-topics:
-  $name.in: { partitions: 4, external: true }
-  $name.written: { partitions: 4 }
-  $name.out: { partitions: 1 }
-stages:
-  - name: write
-    plugin: dbtap
-    inputs: [$name.in]
-    outputs: { out: $name.written }
-    concurrency: 3
-  - name: sink
-    plugin: tap
-    inputs: [$name.written]
-    outputs: { out: $name.out }
-    config: { tag: sink, record: "$TMP/records" }
-YAML
-host_config "$TMP/host.yaml" "$TMP/p.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql:
-  host: "$OF_MYSQL_HOST"
-  port: $OF_MYSQL_PORT
-  user: "$OF_MYSQL_USER"
-  password: "\${OF_MYSQL_PASSWORD}"
-  database: "$db"
-  pool_size: 4
-YAML
+dbtap_pipeline "$TMP/p.yaml" "$name"
 
 start_daemon d1 "$TMP/host.yaml"
 produce "$name.in" 0 10 8

@@ -5,11 +5,8 @@
 # limiting, roles and the first admin from `orderflow token`, /readyz, and MariaDB and Redis
 # outages (a 503, never a 500 or a crash).
 source "$(dirname "$0")/kafkalib.bash"
-for s in mariadb redis; do bash "$SERVICES" status "$s" >/dev/null 2>&1 || bash "$SERVICES" start "$s" >/dev/null; done
-eval "$(bash "$SERVICES" env)"
-db="orderflow_t${RUN_ID//[^a-z0-9]/}"
-sql() { mariadb -h "$OF_MYSQL_HOST" -P "$OF_MYSQL_PORT" -u "$OF_MYSQL_USER" -p"$OF_MYSQL_PASSWORD" --batch --skip-column-names "$@"; }
-sql -e "CREATE DATABASE \`$db\`"
+bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
+with_database
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$port"
 head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
@@ -167,5 +164,5 @@ done
 grep -q 'correct horse battery' "$TMP/d1.log" && fail "a password appeared in the log"
 kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID" || fail "orderflowd did not stop cleanly"
-sql -e "DROP DATABASE IF EXISTS \`$db\`" || true
+drop_db
 finish

@@ -156,3 +156,51 @@ stages:
     config: { tag: sink, record: "$record"$sink_extra }
 YAML
 }
+
+# with_database: starts MariaDB when it is down, creates this test's own database $db (dropped by
+# drop_db) and defines sql() for the test's queries.
+with_database() {
+  bash "$SERVICES" status mariadb >/dev/null 2>&1 || bash "$SERVICES" start mariadb >/dev/null
+  eval "$(bash "$SERVICES" env)"
+  db="orderflow_t${RUN_ID//[^a-z0-9]/}"
+  sql -e "CREATE DATABASE \`$db\`"
+}
+sql() {
+  mariadb -h "$OF_MYSQL_HOST" -P "$OF_MYSQL_PORT" -u "$OF_MYSQL_USER" -p"$OF_MYSQL_PASSWORD" \
+    --batch --skip-column-names "$@"
+}
+drop_db() { sql -e "DROP DATABASE IF EXISTS \`$db\`" || true; }
+
+# dbtap_pipeline FILE NAME: in -> write (dbtap: one row per event) -> written -> sink (tap,
+# records to $TMP/records); and the host configuration $TMP/host.yaml with this test's database.
+dbtap_pipeline() {
+  local file=$1 name=$2
+  cat >"$file" <<YAML
+pipeline: $name
+topics:
+  $name.in: { partitions: 4, external: true }
+  $name.written: { partitions: 4 }
+  $name.out: { partitions: 1 }
+stages:
+  - name: write
+    plugin: dbtap
+    inputs: [$name.in]
+    outputs: { out: $name.written }
+    concurrency: 3
+  - name: sink
+    plugin: tap
+    inputs: [$name.written]
+    outputs: { out: $name.out }
+    config: { tag: sink, record: "$TMP/records" }
+YAML
+  host_config "$TMP/host.yaml" "$file"
+  cat >>"$TMP/host.yaml" <<YAML
+mysql:
+  host: "$OF_MYSQL_HOST"
+  port: $OF_MYSQL_PORT
+  user: "$OF_MYSQL_USER"
+  password: "\${OF_MYSQL_PASSWORD}"
+  database: "$db"
+  pool_size: 4
+YAML
+}
