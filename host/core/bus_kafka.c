@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,13 +75,26 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
     free(ctx);
 }
 
+static _Atomic int g_fatal; /* a producer fatal error happened: nothing can be produced again */
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    (void)rk;
     (void)opaque;
     /* Transport errors are retried by librdkafka itself; the health thread reports readiness. */
-    of_log(err == RD_KAFKA_RESP_ERR__FATAL ? OF_LVL_ERROR : OF_LVL_DEBUG, NULL, NULL,
-           "kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    if (err != RD_KAFKA_RESP_ERR__FATAL) {
+        of_log(OF_LVL_DEBUG, NULL, NULL, "kafka: %s: %s",
+               rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+        return;
+    }
+    char why[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+    of_log(OF_LVL_ERROR, NULL, NULL,
+           "kafka: fatal producer error %s: %s; stopping so that a restart gets a new producer "
+           "(the outbox and inbox make the restart safe)",
+           rd_kafka_err2name(orig), why);
+    /* Every later produce would fail: the daemon drains what it can and exits. */
+    if (!atomic_exchange(&g_fatal, 1))
+        raise(SIGTERM);
 }
 
 /* librdkafka's own log lines go through the host's log. A property given for both clients
@@ -126,7 +140,9 @@ static void *health_main(void *arg)
     while (!atomic_load(&b->stop)) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err = rd_kafka_metadata(b->producer, 0, NULL, &md, 2000);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0) {
+        if (atomic_load(&g_fatal)) {
+            set_ready(b, 0, "the producer had a fatal error; restarting");
+        } else if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->broker_cnt > 0) {
             set_ready(b, 1, NULL);
         } else {
             char why[200];

@@ -6,6 +6,7 @@
 
 #include "cache.h"
 #include "db.h"
+#include "stage_tx.h"
 #include "gateway.h"
 
 #include "log.h"
@@ -212,8 +213,33 @@ static void child_traceparent(const of_event *input, char out[56])
     out[55] = '\0';
 }
 
+/* The id of the index-th event a stage emits for an input: derived from the input's own id, so
+ * a redelivered or retried input yields the same ids and the next stage's inbox recognises the
+ * repeat (a name-based UUID, version 8, from SHA-256). */
+static void derived_id(const of_event *input, const of_stage *st, const char *output,
+                       size_t index, char out[37])
+{
+    char in_id[256], seed[1024];
+    of_stage_tx_event_id(input, in_id, sizeof(in_id));
+    int n = snprintf(seed, sizeof(seed), "%s|%s|%s|%zu", in_id,
+                     st && st->ce_source ? st->ce_source : "", output ? output : "", index);
+    uint8_t h[32];
+    of_sha256(seed, n > 0 ? (size_t)n : 0, h);
+    h[6] = (uint8_t)((h[6] & 0x0f) | 0x80); /* version 8: custom */
+    h[8] = (uint8_t)((h[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    static const char hex[] = "0123456789abcdef";
+    size_t pos = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[pos++] = '-';
+        out[pos++] = hex[h[i] >> 4];
+        out[pos++] = hex[h[i] & 0x0f];
+    }
+    out[pos] = '\0';
+}
+
 int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st,
-                             const char *output)
+                             const char *output, size_t index)
 {
     /* Decided before anything is inherited: which of the generated ones the stage set. */
     int own_id = has_header(ev, "ce_id"), own_source = has_header(ev, "ce_source"),
@@ -250,7 +276,10 @@ int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage
     }
     if (!own_id) {
         char id[37];
-        of_uuid4(id);
+        if (input)
+            derived_id(input, st, output, index, id);
+        else
+            of_uuid4(id); /* an HTTP request is not redelivered: a random id is right */
         if (of_event_add_header(ev, "ce_id", id, strlen(id)) != 0)
             return -1;
     }
@@ -621,7 +650,7 @@ static int api_emit(of_call *call, const char *output, const void *key, size_t k
                                 headers[i].value ? headers[i].value_len : 0) != 0)
             goto nomem;
     }
-    if (of_add_inherited_headers(ev, call->input, st, out_name) != 0)
+    if (of_add_inherited_headers(ev, call->input, st, out_name, call->n_emitted) != 0)
         goto nomem;
     if (call->n_emitted == call->cap_emitted) {
         size_t ncap = call->cap_emitted ? call->cap_emitted * 2 : 4;

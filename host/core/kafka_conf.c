@@ -78,7 +78,10 @@ rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role
     /* Keys go to the partition Kafka's Java clients and the embedded bus choose (murmur2), so
      * events of one order keep one partition whichever client produced them. */
     if (role == OF_KAFKA_PRODUCER &&
-        set(conf, "partitioner", "murmur2_random", errstr, errstr_size))
+        (set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
+         /* A delivery gives up within a minute, so a drain and the outbox relay's grace (which
+          * must be longer) stay bounded; an operator property may say otherwise. */
+         set(conf, "message.timeout.ms", "60000", errstr, errstr_size)))
         goto fail;
     if (role == OF_KAFKA_CONSUMER &&
         (set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||

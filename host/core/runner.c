@@ -79,10 +79,11 @@ struct of_stage_rt {
     int consumer_paused; /* under mu: what the bus was last told */
     of_breaker breaker;
     int breaker_ok;
-    of_db_pool *db;         /* borrowed: set for a stage with OF_STAGE_DATABASE */
-    char group[512];        /* the consumer group, also the inbox's name for this stage */
-    uint64_t next_gen;      /* under mu */
-    pthread_cond_t done_cv; /* CLOCK_MONOTONIC; an event finished (a revocation waits on it) */
+    of_db_pool *db;             /* borrowed: set for a stage with OF_STAGE_DATABASE */
+    char group[512];            /* the consumer group, also the inbox's name for this stage */
+    int64_t revoke_deadline_ms; /* consumer thread only: the current revocation's deadline */
+    uint64_t next_gen;          /* under mu */
+    pthread_cond_t done_cv;     /* CLOCK_MONOTONIC; an event finished (a revocation waits on it) */
     int max_in_flight;
     _Atomic int stopping; /* the consumer thread must stop */
     _Atomic int abandon;  /* the drain's deadline passed: give up what is not finished */
@@ -675,7 +676,12 @@ static void on_revoked(void *opaque, const char *topic, int32_t partition, int l
     pthread_mutex_lock(&rt->mu);
     part_track *p = find_part(rt, topic, partition);
     if (p && !lost) {
-        struct timespec deadline = of_mono_after_ms(REVOKE_WAIT_MS);
+        /* One deadline for all the partitions of one revocation (the hook is called once per
+         * partition): N partitions must not wait N times as long. */
+        int64_t now = of_mono_ms();
+        if (now > rt->revoke_deadline_ms + 1000)
+            rt->revoke_deadline_ms = now + REVOKE_WAIT_MS;
+        struct timespec deadline = of_mono_after_ms(rt->revoke_deadline_ms - now);
         while (of_offtrack_pending(p->tracker) > 0 && !atomic_load(&rt->abandon)) {
             if (pthread_cond_timedwait(&rt->done_cv, &rt->mu, &deadline) == ETIMEDOUT)
                 break;

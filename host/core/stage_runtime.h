@@ -107,9 +107,11 @@ void of_rfc3339_now(char *buf, size_t size); /* "2024-05-01T12:00:00.123Z" */
 /* Adds to an emitted event, each unless the stage set a header of that name: the input's
  * tracestate and ce_* extension headers; a traceparent continuing the input's trace with a new
  * span (a new trace when the input has none or a malformed one); ce_type
- * "<pipeline>.<stage>.<output>"; a fresh ce_id; this stage's ce_source; ce_time now;
+ * "<pipeline>.<stage>.<output>"; a ce_id derived from the input's id, this stage and the
+ * emit's index (the same on every redelivery, so the next stage's inbox sees the repeat; random
+ * without an input); this stage's ce_source; ce_time now;
  * ce_specversion 1.0; content-type application/json. */
 int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st,
-                             const char *output);
+                             const char *output, size_t index);
 
 #endif

@@ -118,9 +118,17 @@ of_txr of_stage_tx_abort(of_call *call)
  * The relay
  * ------------------------------------------------------------------------------------------- */
 
+/* One relayed row: its own delivery context, so only the rows that were acknowledged are marked
+ * published and a row that keeps failing does not make the others go out again and again. */
+typedef struct relay_row {
+    struct relay_round *round;
+    int64_t id;
+    int ok;
+} relay_row;
+
 typedef struct relay_round {
     of_bus *bus;
-    int64_t *ids;
+    relay_row **rows;
     size_t n, cap;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -129,12 +137,15 @@ typedef struct relay_round {
 
 static void relay_delivered(void *opaque, int err, const char *errstr)
 {
-    relay_round *r = opaque;
+    relay_row *row = opaque;
+    relay_round *r = row->round;
     pthread_mutex_lock(&r->mu);
     if (err) {
         r->failed = 1;
-        of_log(OF_LVL_WARN, NULL, NULL, "outbox relay: delivery failed: %s",
-               errstr ? errstr : "unknown");
+        of_log(OF_LVL_WARN, NULL, NULL, "outbox relay: delivery of row %" PRId64 " failed: %s",
+               row->id, errstr ? errstr : "unknown");
+    } else {
+        row->ok = 1;
     }
     r->pending--;
     pthread_cond_broadcast(&r->cv);
@@ -147,16 +158,23 @@ static int relay_one(void *opaque, int64_t id, const char *topic, const of_event
     char err[256];
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 64;
-        int64_t *n = realloc(r->ids, cap * sizeof(*n));
-        if (!n)
+        relay_row **rows = realloc(r->rows, cap * sizeof(*rows));
+        if (!rows)
             return 1;
-        r->ids = n;
+        r->rows = rows;
         r->cap = cap;
     }
+    /* Rows are allocated one by one: a delivery callback may run while the array grows. */
+    relay_row *row = calloc(1, sizeof(*row));
+    if (!row)
+        return 1;
+    row->round = r;
+    row->id = id;
+    r->rows[r->n++] = row;
     pthread_mutex_lock(&r->mu);
     r->pending++;
     pthread_mutex_unlock(&r->mu);
-    if (r->bus->ops->produce(r->bus, topic, ev, relay_delivered, r, err, sizeof(err)) != 0) {
+    if (r->bus->ops->produce(r->bus, topic, ev, relay_delivered, row, err, sizeof(err)) != 0) {
         pthread_mutex_lock(&r->mu);
         r->pending--;
         r->failed = 1;
@@ -164,40 +182,65 @@ static int relay_one(void *opaque, int64_t id, const char *topic, const of_event
         of_log(OF_LVL_WARN, NULL, NULL, "outbox relay: producing to %s: %s", topic, err);
         return 1;
     }
-    r->ids[r->n++] = id;
     return 0;
 }
 
-/* Publishes the rows a fetch hands to relay_one and marks them published once all were
- * acknowledged; -1 when reading, a delivery or the marking failed (they all go again later). */
+static void round_init(relay_round *r, of_bus *bus)
+{
+    memset(r, 0, sizeof(*r));
+    r->bus = bus;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+}
+
+/* Waits for every delivery; 1 when all rows were acknowledged. The acknowledged rows' ids go
+ * to *ok_ids (malloc'ed, *n_ok of them). */
+static int round_wait(relay_round *r, int64_t **ok_ids, size_t *n_ok)
+{
+    pthread_mutex_lock(&r->mu);
+    while (r->pending > 0)
+        pthread_cond_wait(&r->cv, &r->mu);
+    int all = !r->failed;
+    pthread_mutex_unlock(&r->mu);
+    *ok_ids = r->n ? malloc(r->n * sizeof(**ok_ids)) : NULL;
+    *n_ok = 0;
+    for (size_t i = 0; i < r->n && *ok_ids; i++)
+        if (r->rows[i]->ok)
+            (*ok_ids)[(*n_ok)++] = r->rows[i]->id;
+    return all;
+}
+
+static void round_free(relay_round *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->rows[i]);
+    free(r->rows);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+}
+
+/* Publishes the rows a fetch hands to relay_one and marks the acknowledged ones published;
+ * returns how many, or -1 when reading failed or some row was not delivered (that one goes
+ * again with the next round; the others are not repeated). */
 static int64_t relay_rows(of_db_pool *pool, of_bus *bus, int64_t grace_ms, const char *source,
                           char *err, size_t err_size)
 {
     relay_round r;
-    memset(&r, 0, sizeof(r));
-    r.bus = bus;
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
+    round_init(&r, bus);
+    err[0] = '\0';
     int64_t got =
         source ? of_db_outbox_fetch_source(pool, source, relay_one, &r, err, err_size)
                : of_db_outbox_fetch_unpublished(pool, grace_ms, 500, relay_one, &r, err, err_size);
-    pthread_mutex_lock(&r.mu);
-    while (r.pending > 0)
-        pthread_cond_wait(&r.cv, &r.mu);
-    int failed = r.failed;
-    pthread_mutex_unlock(&r.mu);
-    int64_t published = -1;
-    if (got >= 0 && failed) {
-        of_seterr(err, err_size, "a delivery failed");
-    } else if (got >= 0) {
-        /* Marked only once all of them were acknowledged: a failure means they all go again
-         * (at least once, never lost). */
-        if (r.n == 0 || of_db_outbox_mark_published(pool, r.ids, r.n, err, err_size) == 0)
-            published = (int64_t)r.n;
-    }
-    free(r.ids);
-    pthread_cond_destroy(&r.cv);
-    pthread_mutex_destroy(&r.mu);
+    int64_t *ok = NULL;
+    size_t n_ok = 0;
+    int all = round_wait(&r, &ok, &n_ok);
+    if (n_ok && of_db_outbox_mark_published(pool, ok, n_ok, err, err_size) != 0)
+        all = 0;
+    if (got >= 0 && !all && !err[0])
+        of_seterr(err, err_size, "%zu of %zu rows were not delivered", r.n - n_ok, r.n);
+    int64_t published = got >= 0 && all ? (int64_t)n_ok : -1;
+    free(ok);
+    round_free(&r);
     return published;
 }
 
@@ -316,22 +359,16 @@ int of_stage_uses_db(const of_stage *st)
 static int publish_call(of_bus *bus, const of_call *call)
 {
     relay_round r;
-    memset(&r, 0, sizeof(r));
-    r.bus = bus;
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
-    for (size_t i = 0; i < call->n_emitted; i++)
-        if (relay_one(&r, 0, call->emitted[i].topic, call->emitted[i].event) != 0)
-            break;
-    pthread_mutex_lock(&r.mu);
-    while (r.pending > 0)
-        pthread_cond_wait(&r.cv, &r.mu);
-    int ok = !r.failed && r.n == call->n_emitted;
-    pthread_mutex_unlock(&r.mu);
-    free(r.ids);
-    pthread_cond_destroy(&r.cv);
-    pthread_mutex_destroy(&r.mu);
-    return ok ? 0 : -1;
+    round_init(&r, bus);
+    int ok = 1;
+    for (size_t i = 0; ok && i < call->n_emitted; i++)
+        ok = relay_one(&r, (int64_t)i, call->emitted[i].topic, call->emitted[i].event) == 0;
+    int64_t *ids = NULL;
+    size_t n_ok = 0;
+    int all = round_wait(&r, &ids, &n_ok);
+    free(ids);
+    round_free(&r);
+    return ok && all && n_ok == call->n_emitted ? 0 : -1;
 }
 
 of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn, of_http_request *req)
@@ -373,10 +410,19 @@ of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn, of_h
             if (n_ids && of_db_outbox_mark_published(inv->db, ids, n_ids, why, sizeof(why)) != 0)
                 of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name,
                        "marking outbox rows published failed: %s", why);
-        } else {
+        } else if (use_db) {
             of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name,
-                   "publishing events failed; %s",
-                   use_db ? "the outbox relay publishes them" : "they are lost (no database)");
+                   "publishing events failed; the outbox relay publishes them");
+        } else {
+            /* Without an outbox nothing would ever publish them: the request failed. */
+            of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name,
+                   "publishing events failed; answering 503");
+            of_http_request_clear_response(req);
+            of_api_http_problem(req, 503, "Service Unavailable",
+                                "the request could not be completed; try again shortly");
+            free(ids);
+            of_call_reset(&call);
+            return OF_RETRY;
         }
     }
     free(ids);

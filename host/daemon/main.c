@@ -266,9 +266,10 @@ int main(int argc, char **argv)
         goto out;
     }
     if (db) {
-        /* Publishes what a crash left in the outbox (rows older than 10 s, which no running
-         * worker is still publishing) and removes inbox and outbox rows after a day. */
-        relay = of_outbox_relay_start(db, bus, 10000, 24LL * 3600 * 1000);
+        /* Publishes what a crash left in the outbox (rows older than 90 s: longer than a delivery
+         * may take, 60 s, so no running worker still publishes them) and removes inbox and
+         * outbox rows after a day. */
+        relay = of_outbox_relay_start(db, bus, 90000, 24LL * 3600 * 1000);
         if (!relay) {
             of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the outbox relay");
             goto out;

@@ -352,7 +352,7 @@ static void test_outputs_routed_with_inherited_headers(void **state)
         assert_non_null(id);
         assert_string_not_equal(id, "input-id");
         assert_int_equal(strlen(id), 36);
-        assert_int_equal(id[14], '4'); /* UUID version 4 */
+        assert_int_equal(id[14], '8'); /* derived from the input's id: UUID version 8 */
         const char *when = hdr(ev, "ce_time");
         assert_non_null(when);
         assert_int_equal(strlen(when), 24);
@@ -1171,6 +1171,40 @@ static void test_open_breaker_pauses_consumption(void **state)
     env_free(&e);
 }
 
+/* A redelivered input (the same ce_id) yields the same ids for what the stage emits, so the
+ * next stage's inbox recognises the repeat; another input yields other ids. */
+static void test_emitted_ids_follow_the_input(void **state)
+{
+    (void)state;
+    static tpipe t;
+    tp_init(&t, "shop");
+    tp_topic(&t, "in", 1);
+    tp_topic(&t, "t.even", 1);
+    tp_topic(&t, "t.odd", 1);
+    tp_topic(&t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(&t, "route", &router_desc, "in", "in.dlq");
+    tp_map(d, "even", "t.even");
+    tp_map(d, "odd", "t.odd");
+    env e;
+    env_new(&e);
+    add_and_start(&e, &t);
+    of_header same[] = {{"ce_id", "order-17-placed", 15}};
+    of_header other[] = {{"ce_id", "order-18-placed", 15}};
+    produce(e.bus, "in", "k0", "0", same, 1);
+    produce(e.bus, "in", "k0", "0", same, 1); /* a redelivery */
+    produce(e.bus, "in", "k0", "0", other, 1);
+    wait_idle(&e);
+    collected even;
+    collect(e.bus, "t.even", &even);
+    assert_int_equal(even.n, 6); /* two emits per input */
+    assert_string_equal(hdr(even.ev[0], "ce_id"), hdr(even.ev[2], "ce_id"));
+    assert_string_equal(hdr(even.ev[1], "ce_id"), hdr(even.ev[3], "ce_id"));
+    assert_string_not_equal(hdr(even.ev[0], "ce_id"), hdr(even.ev[1], "ce_id"));
+    assert_string_not_equal(hdr(even.ev[0], "ce_id"), hdr(even.ev[4], "ce_id"));
+    collected_free(&even);
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1189,6 +1223,7 @@ int main(void)
         cmocka_unit_test(test_two_pipelines_chained),
         cmocka_unit_test(test_start_failure_cleans_up),
         cmocka_unit_test(test_open_breaker_pauses_consumption),
+        cmocka_unit_test(test_emitted_ids_follow_the_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
