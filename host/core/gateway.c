@@ -25,7 +25,9 @@
 
 #include <civetweb.h>
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1209,6 +1211,50 @@ static int tls_bundle(const of_http_config *cfg, char *path, size_t size, errbuf
     return fd;
 }
 
+#ifndef OF_TLSSHIM_DIR
+#define OF_TLSSHIM_DIR "/usr/lib/orderflow/tlsshim"
+#endif
+
+/* Where the OpenSSL 3 shims are (host/tlsshim/): the build tree's when the running program lives
+ * in the build tree (like of_default_plugin_dir), otherwise the installed ones. */
+static const char *tls_shim_dir(void)
+{
+#if defined(OF_BUILD_DIR) && defined(OF_BUILD_TLSSHIM_DIR)
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        size_t blen = strlen(OF_BUILD_DIR);
+        if ((size_t)n > blen && strncmp(exe, OF_BUILD_DIR, blen) == 0 && exe[blen] == '/')
+            return OF_BUILD_TLSSHIM_DIR;
+    }
+#endif
+    return OF_TLSSHIM_DIR;
+}
+
+/* civetweb 1.15 dlopen()s "libssl.so" and "libcrypto.so" and looks up OpenSSL 1.1 names, some of
+ * which OpenSSL 3 no longer has. Loading our shims (SONAMEs libssl.so / libcrypto.so, depending
+ * on the real OpenSSL 3 libraries, defining the missing names) globally first makes civetweb's
+ * dlopen() return them. Never unloaded. On failure, why says what (for the error message). */
+static void tls_load_shims(char *why, size_t size)
+{
+    static const char *const names[] = {"libcrypto.so", "libssl.so"};
+    const char *dir = tls_shim_dir();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        if (!dlopen(path, RTLD_NOW | RTLD_GLOBAL)) {
+            const char *e = dlerror();
+            if (!e)
+                e = path;
+            size_t len = strlen(e) < size - 1 ? strlen(e) : size - 1; /* may truncate */
+            memcpy(why, e, len);
+            why[len] = '\0';
+            return;
+        }
+    }
+}
+
 int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
 {
     errbuf eb = {.buf = errstr, .size = errstr_size};
@@ -1252,16 +1298,22 @@ int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
     }
 
     int tls = cfg->tls_cert && cfg->tls_key;
+    char shim_why[512] = "";
+    if (tls)
+        tls_load_shims(shim_why, sizeof(shim_why));
     unsigned want = tls ? MG_FEATURES_TLS : 0;
     unsigned got = mg_init_library(want);
     gw->lib_inited = 1;
     if (tls && !(got & MG_FEATURES_TLS)) {
         eb_add(&eb,
-               "%s:%d:%d: http tls: the civetweb library cannot use TLS here (it could not load "
-               "OpenSSL: Debian's libcivetweb 1.15 looks for OpenSSL 1.1 functions that OpenSSL "
-               "3 no longer has); terminate TLS in a reverse proxy and listen on plain HTTP, or "
-               "build with a civetweb made for OpenSSL 3",
-               cfile, cfg->tls_line, cfg->tls_column);
+               "%s:%d:%d: http tls: the civetweb library cannot use TLS here: it could not load "
+               "OpenSSL through libssl.so and libcrypto.so (%s%s); install libssl3 and "
+               "orderflow's OpenSSL 3 shims (%s), or terminate TLS in a reverse proxy and "
+               "listen on plain HTTP",
+               cfile, cfg->tls_line, cfg->tls_column,
+               shim_why[0] ? "the OpenSSL 3 shims did not load: "
+                           : "the shims loaded, yet civetweb found OpenSSL unusable",
+               shim_why, tls_shim_dir());
         goto fail;
     }
     if (cfg->listen[0] == '[' && !mg_check_feature(MG_FEATURES_IPV6)) {
