@@ -1,0 +1,605 @@
+/*
+ * inventory: products, stock and reservations for the order saga (docs/orders.md,
+ * docs/inventory.md).
+ *
+ * A database stage (OF_STAGE_DATABASE): each try of process() runs in the host's transaction,
+ * which also records the input in the inbox and what is emitted in the outbox. It consumes
+ *
+ *   order.placed       (orders.placed)       -> reserves every line or none; emits
+ *                                                inventory.reserved or inventory.rejected
+ *   inventory.release  (inventory.commands)  -> RESERVED lines go back to available;
+ *                                                emits inventory.released when any did
+ *   inventory.commit   (inventory.commands)  -> RESERVED lines leave on-hand stock;
+ *                                                emits inventory.committed when any did
+ *
+ * and emits on its one output "events" (inventory.events), keyed by the order id, with ce_type
+ * set explicitly. The database decides every reservation: one conditional UPDATE per line
+ * (`... WHERE sku = ? AND available >= ?`), in SKU order so that two orders never lock the same
+ * rows in opposite orders; when a line cannot be reserved, the lines this try already reserved
+ * are given back in the same transaction before the rejection is emitted, so the commit that
+ * follows OF_OK leaves stock as it was.
+ *
+ * The admin routes (create_product, set_stock, list_products, get_product) are in
+ * inventory_http.c.
+ */
+#include "inventory.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const of_option options[] = {
+    {.name = "max_lines",
+     .type = OF_OPT_INT,
+     .default_value = "100",
+     .description = "most lines an order may have; larger orders are rejected as invalid",
+     .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
+     .min = 1,
+     .max = 1000},
+    {.name = NULL},
+};
+
+static const char *const outputs[] = {"events", NULL};
+
+static const of_migration migrations[] = {
+    {1, "create products, stock and reservations",
+     "CREATE TABLE products (\n"
+     "  sku VARCHAR(64) NOT NULL,\n"
+     "  name VARCHAR(200) NOT NULL,\n"
+     "  price_cents BIGINT NOT NULL,\n"
+     "  currency CHAR(3) NOT NULL,\n"
+     "  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (sku),\n"
+     "  CONSTRAINT products_price CHECK (price_cents >= 0)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;\n"
+     "CREATE TABLE stock (\n"
+     "  sku VARCHAR(64) NOT NULL,\n"
+     "  on_hand BIGINT NOT NULL,\n"
+     "  available BIGINT NOT NULL,\n"
+     "  reserved BIGINT NOT NULL,\n"
+     "  updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) "
+     "ON UPDATE CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (sku),\n"
+     "  CONSTRAINT stock_product FOREIGN KEY (sku) REFERENCES products (sku),\n"
+     "  CONSTRAINT stock_on_hand CHECK (on_hand >= 0),\n"
+     "  CONSTRAINT stock_available CHECK (available >= 0),\n"
+     "  CONSTRAINT stock_reserved CHECK (reserved >= 0)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;\n"
+     "CREATE TABLE reservations (\n"
+     "  order_id VARCHAR(64) NOT NULL,\n"
+     "  sku VARCHAR(64) NOT NULL,\n"
+     "  quantity BIGINT NOT NULL,\n"
+     "  state ENUM('RESERVED','RELEASED','COMMITTED') NOT NULL DEFAULT 'RESERVED',\n"
+     "  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) "
+     "ON UPDATE CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (order_id, sku),\n"
+     "  KEY reservations_sku (sku),\n"
+     "  CONSTRAINT reservations_product FOREIGN KEY (sku) REFERENCES products (sku),\n"
+     "  CONSTRAINT reservations_quantity CHECK (quantity > 0)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+    {0, NULL, NULL},
+};
+
+/* ---- emitting ------------------------------------------------------------------------------- */
+
+/* Emits doc (consumed) with ce_type `type`, keyed by the order id. */
+static of_status emit_event(inventory *inv, of_call *call, const char *type, const char *order_id,
+                            json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        inv->api->set_reason(call, "out of memory");
+        return OF_RETRY;
+    }
+    of_header h = {.name = "ce_type", .value = type, .value_len = strlen(type)};
+    int rc = inv->api->emit(call, "events", order_id, strlen(order_id), text, strlen(text), &h, 1);
+    free(text);
+    if (rc != 0) {
+        inv->api->set_reason(call, "emit %s failed", type);
+        return OF_RETRY;
+    }
+    return OF_OK;
+}
+
+static of_status emit_rejected(inventory *inv, of_call *call, const char *order_id,
+                               const char *reason, const char *sku)
+{
+    json_t *doc = json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason);
+    if (doc && sku)
+        json_object_set_new(doc, "sku", json_string(sku));
+    of_status st = emit_event(inv, call, "inventory.rejected", order_id, doc);
+    if (st == OF_OK)
+        inv->api->counter_add(inv->rejected, 1);
+    return st;
+}
+
+/* A database call failed: outages and deadlocks are retried, anything else is a bug (the
+ * event goes to the dead-letter topic, from where it can be replayed once fixed). */
+static of_status db_failed(inventory *inv, of_call *call, const char *what)
+{
+    const char *msg = NULL;
+    of_db_error e = inv->api->db_last_error(call, &msg);
+    inv->api->set_reason(call, "%s: %s", what, msg ? msg : "database error");
+    if (e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE)
+        return OF_RETRY;
+    inv->api->log(inv->stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
+                  msg ? msg : "no reason");
+    return OF_REJECT;
+}
+
+/* ---- order.placed --------------------------------------------------------------------------- */
+
+typedef struct order_line {
+    const char *sku; /* in the parsed document */
+    int64_t quantity;
+} order_line;
+
+static int line_cmp(const void *a, const void *b)
+{
+    return strcmp(((const order_line *)a)->sku, ((const order_line *)b)->sku);
+}
+
+typedef struct order {
+    char id[INV_ORDER_ID_MAX + 1];
+    json_t *customer_id; /* borrowed from the document */
+    int64_t total_cents;
+    const char *currency;
+    order_line *lines; /* sorted by sku */
+    size_t n_lines;
+} order;
+
+/* Validates an order.placed document; 0, or -1 with the reason in why (the order id is filled
+ * whenever the document has a usable one). */
+static int parse_order(inventory *inv, json_t *doc, order *o, char *why, size_t why_size)
+{
+    char shown[80];
+    if (!json_is_object(doc)) {
+        snprintf(why, why_size, "the payload is not a JSON object");
+        return -1;
+    }
+    json_t *id = json_object_get(doc, "order_id");
+    if (!json_is_string(id) || json_string_length(id) == 0 ||
+        json_string_length(id) > INV_ORDER_ID_MAX ||
+        strlen(json_string_value(id)) != json_string_length(id)) {
+        snprintf(why, why_size, "order_id must be a string of 1 to %d characters",
+                 INV_ORDER_ID_MAX);
+        return -1;
+    }
+    snprintf(o->id, sizeof(o->id), "%s", json_string_value(id));
+    o->customer_id = json_object_get(doc, "customer_id");
+    if (!(json_is_string(o->customer_id) && json_string_length(o->customer_id) > 0) &&
+        !json_is_integer(o->customer_id)) {
+        snprintf(why, why_size, "customer_id is missing");
+        return -1;
+    }
+    json_t *total = json_object_get(doc, "total_cents");
+    if (!json_is_integer(total) || json_integer_value(total) < 0) {
+        snprintf(why, why_size, "total_cents must be an integer >= 0");
+        return -1;
+    }
+    o->total_cents = json_integer_value(total);
+    json_t *cur = json_object_get(doc, "currency");
+    if (!json_is_string(cur) ||
+        !inv_valid_currency(json_string_value(cur), json_string_length(cur))) {
+        snprintf(why, why_size, "currency must be an ISO 4217 code (three capital letters)");
+        return -1;
+    }
+    o->currency = json_string_value(cur);
+    json_t *items = json_object_get(doc, "items");
+    if (!json_is_array(items) || json_array_size(items) == 0) {
+        snprintf(why, why_size, "items must be a non-empty array");
+        return -1;
+    }
+    if ((int64_t)json_array_size(items) > inv->max_lines) {
+        snprintf(why, why_size, "more than %" PRId64 " lines", inv->max_lines);
+        return -1;
+    }
+    o->n_lines = json_array_size(items);
+    o->lines = calloc(o->n_lines, sizeof(*o->lines));
+    if (!o->lines) {
+        snprintf(why, why_size, "out of memory");
+        return -2;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item)
+    {
+        if (!json_is_object(item)) {
+            snprintf(why, why_size, "items[%zu] is not an object", i);
+            return -1;
+        }
+        json_t *sku = json_object_get(item, "sku");
+        if (!json_is_string(sku) ||
+            !inv_valid_sku(json_string_value(sku), json_string_length(sku))) {
+            snprintf(why, why_size, "items[%zu].sku must be 1 to %d of A-Z a-z 0-9 . _ -", i,
+                     INV_SKU_MAX);
+            return -1;
+        }
+        json_t *qty = json_object_get(item, "quantity");
+        if (!json_is_integer(qty) || json_integer_value(qty) <= 0 ||
+            json_integer_value(qty) > INV_QTY_MAX) {
+            snprintf(why, why_size, "items[%zu].quantity must be an integer from 1 to %d", i,
+                     INV_QTY_MAX);
+            return -1;
+        }
+        json_t *price = json_object_get(item, "unit_price_cents");
+        if (price && (!json_is_integer(price) || json_integer_value(price) < 0)) {
+            snprintf(why, why_size, "items[%zu].unit_price_cents must be an integer >= 0", i);
+            return -1;
+        }
+        o->lines[i].sku = json_string_value(sku);
+        o->lines[i].quantity = json_integer_value(qty);
+    }
+    qsort(o->lines, o->n_lines, sizeof(*o->lines), line_cmp);
+    for (i = 1; i < o->n_lines; i++) {
+        if (strcmp(o->lines[i - 1].sku, o->lines[i].sku) == 0) {
+            inv_shown(o->lines[i].sku, strlen(o->lines[i].sku), shown, sizeof(shown));
+            snprintf(why, why_size, "sku %s appears in more than one line", shown);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Why line `l` could not be reserved: an unknown SKU or not enough stock. */
+static of_status unreservable_reason(inventory *inv, of_call *call, const order_line *l,
+                                     const char **reason)
+{
+    of_db_value p = OF_DB_S(l->sku);
+    of_db_rows *rows = inv->api->db_query(call, "SELECT 1 FROM products WHERE sku = ?", &p, 1);
+    if (!rows)
+        return db_failed(inv, call, "looking up a product");
+    int found = inv->api->db_rows_next(rows);
+    inv->api->db_rows_free(rows);
+    if (found < 0)
+        return db_failed(inv, call, "looking up a product");
+    *reason = found ? "insufficient stock" : "unknown sku";
+    return OF_OK;
+}
+
+/* 1 when this order already has reservation rows (a second order.placed for it, with another
+ * event id than the first: the inbox did not catch it), 0 when not, -1 on error. */
+static int order_known(inventory *inv, of_call *call, const char *order_id)
+{
+    of_db_value p = OF_DB_S(order_id);
+    of_db_rows *rows =
+        inv->api->db_query(call, "SELECT 1 FROM reservations WHERE order_id = ? LIMIT 1", &p, 1);
+    if (!rows)
+        return -1;
+    int found = inv->api->db_rows_next(rows);
+    inv->api->db_rows_free(rows);
+    return found;
+}
+
+/* Reserves every line of o or none. */
+static of_status reserve(inventory *inv, of_call *call, const order *o)
+{
+    const of_host_api *api = inv->api;
+    int known = order_known(inv, call, o->id);
+    if (known < 0)
+        return db_failed(inv, call, "looking up the order's reservations");
+    if (known) {
+        api->log(inv->stage, OF_LOG_WARN,
+                 "order %s was already reserved or answered: this order.placed is ignored", o->id);
+        return OF_OK;
+    }
+    size_t done = 0;
+    for (; done < o->n_lines; done++) {
+        const order_line *l = &o->lines[done];
+        of_db_value p[] = {OF_DB_I(l->quantity), OF_DB_I(l->quantity), OF_DB_S(l->sku),
+                           OF_DB_I(l->quantity)};
+        int64_t n = api->db_exec(call,
+                                 "UPDATE stock SET available = available - ?, "
+                                 "reserved = reserved + ? WHERE sku = ? AND available >= ?",
+                                 p, 4);
+        if (n < 0)
+            return db_failed(inv, call, "reserving stock");
+        if (n == 0)
+            break;
+    }
+    if (done < o->n_lines) {
+        /* Give back what this try reserved: the host commits on OF_OK. The rows are still
+         * locked by this transaction, so nobody saw the intermediate state. */
+        for (size_t i = 0; i < done; i++) {
+            const order_line *l = &o->lines[i];
+            of_db_value p[] = {OF_DB_I(l->quantity), OF_DB_I(l->quantity), OF_DB_S(l->sku)};
+            int64_t n = api->db_exec(call,
+                                     "UPDATE stock SET available = available + ?, "
+                                     "reserved = reserved - ? WHERE sku = ?",
+                                     p, 3);
+            if (n < 0)
+                return db_failed(inv, call, "undoing a partial reservation");
+            if (n != 1) {
+                api->set_reason(call, "undoing a partial reservation: sku %s vanished", l->sku);
+                return OF_RETRY; /* rolled back by the host; cannot happen with the FK */
+            }
+        }
+        const char *reason = NULL;
+        of_status st = unreservable_reason(inv, call, &o->lines[done], &reason);
+        if (st != OF_OK)
+            return st;
+        return emit_rejected(inv, call, o->id, reason, o->lines[done].sku);
+    }
+    for (size_t i = 0; i < o->n_lines; i++) {
+        const order_line *l = &o->lines[i];
+        of_db_value p[] = {OF_DB_S(o->id), OF_DB_S(l->sku), OF_DB_I(l->quantity)};
+        if (api->db_exec(call,
+                         "INSERT INTO reservations (order_id, sku, quantity, state) "
+                         "VALUES (?, ?, ?, 'RESERVED')",
+                         p, 3) < 0) {
+            const char *msg = NULL;
+            if (api->db_last_error(call, &msg) == OF_DB_ERR_DUPLICATE) {
+                /* A concurrent try for the same order id: the next try sees it and skips. */
+                api->set_reason(call, "order %s reserved concurrently", o->id);
+                return OF_RETRY;
+            }
+            return db_failed(inv, call, "recording a reservation");
+        }
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < o->n_lines; i++)
+        json_array_append_new(items, json_pack("{s:s, s:I}", "sku", o->lines[i].sku, "quantity",
+                                               (json_int_t)o->lines[i].quantity));
+    json_t *doc = items ? json_pack("{s:s, s:O, s:I, s:s, s:o}", "order_id", o->id, "customer_id",
+                                    o->customer_id, "total_cents", (json_int_t)o->total_cents,
+                                    "currency", o->currency, "items", items)
+                        : NULL;
+    of_status st = emit_event(inv, call, "inventory.reserved", o->id, doc);
+    if (st == OF_OK)
+        api->counter_add(inv->reserved, 1);
+    return st;
+}
+
+/* The order id to answer an invalid order with: the payload's when usable, else the key. */
+static int fallback_order_id(inventory *inv, of_call *call, json_t *doc, char *out, size_t size)
+{
+    json_t *id = json_is_object(doc) ? json_object_get(doc, "order_id") : NULL;
+    if (json_is_string(id) && json_string_length(id) > 0 &&
+        json_string_length(id) <= INV_ORDER_ID_MAX &&
+        strlen(json_string_value(id)) == json_string_length(id)) {
+        snprintf(out, size, "%s", json_string_value(id));
+        return 0;
+    }
+    size_t klen = 0;
+    const char *key = inv->api->event_key(call, &klen);
+    if (key && klen > 0 && klen <= INV_ORDER_ID_MAX && !memchr(key, '\0', klen)) {
+        snprintf(out, size, "%.*s", (int)klen, key);
+        return 0;
+    }
+    return -1;
+}
+
+static of_status invalid_order(inventory *inv, of_call *call, json_t *doc, const char *why)
+{
+    char id[INV_ORDER_ID_MAX + 1];
+    if (fallback_order_id(inv, call, doc, id, sizeof(id)) != 0) {
+        /* Nobody could correlate an answer: a dead letter, not a business answer. */
+        inv->api->set_reason(call, "invalid order without an order id: %s", why);
+        return OF_REJECT;
+    }
+    char reason[512];
+    snprintf(reason, sizeof(reason), "invalid order: %s", why);
+    inv->api->counter_add(inv->invalid, 1);
+    return emit_rejected(inv, call, id, reason, NULL);
+}
+
+static of_status on_order_placed(inventory *inv, of_call *call, json_t *doc)
+{
+    order o = {0};
+    char why[256] = "";
+    int rc = parse_order(inv, doc, &o, why, sizeof(why));
+    of_status st;
+    if (rc == -2) {
+        inv->api->set_reason(call, "%s", why);
+        st = OF_RETRY;
+    } else if (rc != 0) {
+        st = invalid_order(inv, call, doc, why);
+    } else {
+        st = reserve(inv, call, &o);
+    }
+    free(o.lines);
+    return st;
+}
+
+/* ---- inventory.release / inventory.commit --------------------------------------------------- */
+
+typedef struct held {
+    char sku[INV_SKU_MAX + 1];
+    int64_t quantity;
+} held;
+
+/* Ends the order's RESERVED rows: released (back to available) or committed (out of on-hand). */
+static of_status settle(inventory *inv, of_call *call, const char *order_id, int commit)
+{
+    const of_host_api *api = inv->api;
+    of_db_value id = OF_DB_S(order_id);
+    of_db_rows *rows = api->db_query(call,
+                                     "SELECT sku, quantity FROM reservations WHERE order_id = ? "
+                                     "AND state = 'RESERVED' ORDER BY sku FOR UPDATE",
+                                     &id, 1);
+    if (!rows)
+        return db_failed(inv, call, "reading the order's reservations");
+    held *list = NULL;
+    size_t n = 0, cap = 0;
+    int r;
+    while ((r = api->db_rows_next(rows)) == 1) {
+        of_db_value sku, qty;
+        if (api->db_rows_get(rows, 0, &sku) != 0 || api->db_rows_get(rows, 1, &qty) != 0 ||
+            sku.type != OF_DB_TEXT || sku.len > INV_SKU_MAX || qty.type != OF_DB_INT) {
+            r = -2;
+            break;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            held *nl = realloc(list, ncap * sizeof(*nl));
+            if (!nl) {
+                r = -3;
+                break;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        memcpy(list[n].sku, sku.p, sku.len);
+        list[n].sku[sku.len] = '\0';
+        list[n].quantity = qty.i;
+        n++;
+    }
+    api->db_rows_free(rows);
+    if (r < 0) {
+        free(list);
+        if (r == -1)
+            return db_failed(inv, call, "reading the order's reservations");
+        api->set_reason(call, r == -3 ? "out of memory" : "unexpected reservation row");
+        return r == -3 ? OF_RETRY : OF_REJECT;
+    }
+    const char *sql = commit ? "UPDATE stock SET on_hand = on_hand - ?, reserved = reserved - ? "
+                               "WHERE sku = ?"
+                             : "UPDATE stock SET available = available + ?, "
+                               "reserved = reserved - ? WHERE sku = ?";
+    for (size_t i = 0; i < n; i++) {
+        of_db_value p[] = {OF_DB_I(list[i].quantity), OF_DB_I(list[i].quantity),
+                           OF_DB_S(list[i].sku)};
+        if (api->db_exec(call, sql, p, 3) < 0) {
+            free(list);
+            return db_failed(inv, call, commit ? "committing stock" : "releasing stock");
+        }
+    }
+    free(list);
+    if (n == 0) {
+        api->log(inv->stage, OF_LOG_INFO, "%s of order %s: nothing reserved, nothing to do",
+                 commit ? "commit" : "release", order_id);
+        return OF_OK;
+    }
+    of_db_value p[] = {OF_DB_S(commit ? "COMMITTED" : "RELEASED"), OF_DB_S(order_id)};
+    if (api->db_exec(call,
+                     "UPDATE reservations SET state = ? WHERE order_id = ? AND state = 'RESERVED'",
+                     p, 2) < 0)
+        return db_failed(inv, call, "updating the reservations");
+    of_status st = emit_event(inv, call, commit ? "inventory.committed" : "inventory.released",
+                              order_id, json_pack("{s:s}", "order_id", order_id));
+    if (st == OF_OK)
+        api->counter_add(commit ? inv->committed : inv->released, 1);
+    return st;
+}
+
+static of_status on_command(inventory *inv, of_call *call, json_t *doc, int commit)
+{
+    json_t *id = json_is_object(doc) ? json_object_get(doc, "order_id") : NULL;
+    if (!json_is_string(id) || json_string_length(id) == 0 ||
+        json_string_length(id) > INV_ORDER_ID_MAX ||
+        strlen(json_string_value(id)) != json_string_length(id)) {
+        inv->api->set_reason(call, "%s: order_id must be a string of 1 to %d characters",
+                             commit ? "inventory.commit" : "inventory.release", INV_ORDER_ID_MAX);
+        return OF_REJECT;
+    }
+    json_t *reason = json_object_get(doc, "reason");
+    if (reason && !json_is_string(reason) && !json_is_null(reason)) {
+        inv->api->set_reason(call, "%s: reason must be a string",
+                             commit ? "inventory.commit" : "inventory.release");
+        return OF_REJECT;
+    }
+    return settle(inv, call, json_string_value(id), commit);
+}
+
+/* ---- the stage ------------------------------------------------------------------------------ */
+
+static of_status inventory_process(void *instance, of_call *call)
+{
+    inventory *inv = instance;
+    const of_host_api *api = inv->api;
+    size_t tlen = 0, plen = 0;
+    const char *type = api->event_header(call, "ce_type", &tlen);
+    char t[64];
+    if (!type || tlen == 0 || tlen >= sizeof(t)) {
+        api->set_reason(call, "no ce_type header: not an event this stage knows");
+        return OF_REJECT;
+    }
+    memcpy(t, type, tlen);
+    t[tlen] = '\0';
+    int kind = strcmp(t, "order.placed") == 0        ? 0
+               : strcmp(t, "inventory.release") == 0 ? 1
+               : strcmp(t, "inventory.commit") == 0  ? 2
+                                                     : -1;
+    if (kind < 0) {
+        char shown[80];
+        inv_shown(t, tlen, shown, sizeof(shown));
+        api->set_reason(call, "unknown ce_type '%s'", shown);
+        return OF_REJECT;
+    }
+    const char *payload = api->event_payload(call, &plen);
+    json_error_t err;
+    json_t *doc = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, &err);
+    if (!doc) {
+        enum json_error_code code = json_error_code(&err);
+        if (kind == 0 &&
+            (code == json_error_duplicate_key || code == json_error_numeric_overflow)) {
+            /* JSON, but not an order this stage accepts: the business answers it. */
+            return invalid_order(inv, call, NULL,
+                                 code == json_error_duplicate_key
+                                     ? "a JSON object has the same key twice"
+                                     : "a number is out of range");
+        }
+        api->set_reason(call, "the payload is not JSON: %s (line %d, column %d)", err.text,
+                        err.line, err.column);
+        return OF_REJECT;
+    }
+    of_status st =
+        kind == 0 ? on_order_placed(inv, call, doc) : on_command(inv, call, doc, kind == 2);
+    json_decref(doc);
+    return st;
+}
+
+static int inventory_init(of_stage *stage, const of_host_api *api, const of_config *cfg,
+                          void **instance, char *errstr, size_t errstr_size)
+{
+    if (!OF_API_HAS(api, db_exec) || !OF_API_HAS(api, db_last_error) ||
+        !OF_API_HAS(api, http_handler) || !OF_API_HAS(api, http_problem)) {
+        snprintf(errstr, errstr_size, "this host lacks the database or HTTP functions (ABI 1.1)");
+        return -1;
+    }
+    inventory *inv = calloc(1, sizeof(*inv));
+    if (!inv) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    inv->api = api;
+    inv->stage = stage;
+    inv->max_lines = api->config_int(cfg, "max_lines");
+    inv->reserved = api->counter_register(stage, "inventory_reserved_total", "orders reserved");
+    inv->rejected = api->counter_register(stage, "inventory_rejected_total",
+                                          "orders rejected (invalid, unknown sku, no stock)");
+    inv->invalid = api->counter_register(stage, "inventory_invalid_orders_total",
+                                         "orders rejected as invalid");
+    inv->released = api->counter_register(stage, "inventory_released_total", "orders released");
+    inv->committed = api->counter_register(stage, "inventory_committed_total", "orders committed");
+    if (inv_http_register(inv, errstr, errstr_size) != 0) {
+        free(inv);
+        return -1;
+    }
+    *instance = inv;
+    return 0;
+}
+
+static void inventory_shutdown(void *instance)
+{
+    free(instance);
+}
+
+static const of_stage_descriptor descriptor = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "inventory",
+    .version = "1.0.0",
+    .description = "products, stock and all-or-nothing reservations for the order saga",
+    .options = options,
+    .outputs = outputs,
+    .init = inventory_init,
+    .process = inventory_process,
+    .shutdown = inventory_shutdown,
+    .flags = OF_STAGE_DATABASE,
+    .migrations = migrations,
+};
+
+OF_STAGE_DEFINE(descriptor)
