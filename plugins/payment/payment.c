@@ -1,0 +1,553 @@
+/*
+ * payment: charges orders once their stock is reserved, and refunds them on command (the
+ * order saga, docs/orders.md; this stage: docs/payment.md).
+ *
+ *   inventory.reserved {order_id, customer_id, total_cents, currency, items}
+ *       -> payment.captured {order_id, payment_id, amount_cents, currency}
+ *       |  payment.declined {order_id, reason}
+ *   payment.refund {order_id, reason}
+ *       -> payment.refunded {order_id, payment_id, amount_cents, currency}
+ *
+ * A database stage: each try of process() runs in the host's transaction, which also records
+ * the input event (a redelivered event is skipped) and writes what is emitted to the outbox.
+ * The table `payments` has one row per order (a unique key on order_id): an order is charged at
+ * most once, a second inventory.reserved for it re-emits the recorded outcome, a second refund
+ * does nothing. Events are dispatched on their ce_type header, not on the topic; other types
+ * (inventory.rejected, released, committed) are acknowledged without effect.
+ *
+ * The charge happens before the transaction commits: when the commit fails after a successful
+ * charge, the retry charges again with the same idempotency key (the order id) and the provider
+ * answers with the first charge (the simulated provider is a pure function of the order).
+ */
+#include <orderflow/stage.h>
+
+#include "provider.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { PROVIDER_SIMULATED = 0, PROVIDER_HTTP = 1 };
+
+typedef struct payment {
+    const of_host_api *api;
+    of_stage *stage;
+    int provider;
+    /* simulated */
+    pay_sim sim;
+    char **customers;
+    char *marker;
+    int64_t latency_ms;
+    /* http */
+    pay_url url;
+    int64_t timeout_ms;
+    char *api_key;
+    of_counter *captured, *declined, *refunded, *failures, *duplicates;
+} payment;
+
+static const char *const providers[] = {"simulated", "http", NULL};
+
+static const of_option options[] = {
+    {.name = "provider",
+     .type = OF_OPT_ENUM,
+     .default_value = "simulated",
+     .description = "simulated (rules below) or http (a payment service at url)",
+     .enum_values = providers},
+    {.name = "decline_over_cents",
+     .type = OF_OPT_INT,
+     .default_value = "0",
+     .description = "simulated: amounts above it are declined; 0 = no limit",
+     .flags = OF_OPT_HAS_MIN,
+     .min = 0},
+    {.name = "decline_customers",
+     .type = OF_OPT_LIST,
+     .description = "simulated: customer ids that are always declined"},
+    {.name = "decline_marker",
+     .type = OF_OPT_STRING,
+     .description = "simulated: a customer id containing this text is declined"},
+    {.name = "latency",
+     .type = OF_OPT_DURATION,
+     .default_value = "0ms",
+     .description = "simulated: time each charge takes",
+     .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
+     .min = 0,
+     .max = 60000},
+    {.name = "transient_failure_rate",
+     .type = OF_OPT_DOUBLE,
+     .default_value = "0",
+     .description = "simulated: fraction of charge tries that fail transiently (retried); "
+                    "deterministic per order id and attempt",
+     .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
+     .min = 0,
+     .max = 1},
+    {.name = "url",
+     .type = OF_OPT_STRING,
+     .description = "http: the provider's charge endpoint, http://host[:port]/path (refunds go "
+                    "to url/refunds)"},
+    {.name = "timeout",
+     .type = OF_OPT_DURATION,
+     .default_value = "2s",
+     .description = "http: bound on connecting, sending and receiving one request",
+     .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
+     .min = 1,
+     .max = 60000},
+    {.name = "api_key",
+     .type = OF_OPT_STRING,
+     .description = "http: sent as Authorization: Bearer",
+     .flags = OF_OPT_SECRET},
+    {.name = NULL},
+};
+
+static const char *const outputs[] = {"events", NULL};
+
+static const of_migration migrations[] = {
+    {1, "create payments",
+     "CREATE TABLE payments (\n"
+     "  id BIGINT NOT NULL AUTO_INCREMENT,\n"
+     "  order_id VARCHAR(64) NOT NULL,\n"
+     "  amount_cents BIGINT NOT NULL,\n"
+     "  currency CHAR(3) NOT NULL,\n"
+     "  state ENUM('CAPTURED','REFUNDED','DECLINED') NOT NULL,\n"
+     "  provider_ref VARCHAR(128) NULL,\n"
+     "  reason VARCHAR(255) NULL,\n"
+     "  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)\n"
+     "    ON UPDATE CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (id),\n"
+     "  UNIQUE KEY payments_order (order_id)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+    {0, NULL, NULL},
+};
+
+/* ---- init and shutdown ---------------------------------------------------------------- */
+
+static void payment_free(payment *p)
+{
+    const of_host_api *api = p->api;
+    if (p->customers) {
+        for (size_t i = 0; i < p->sim.n_customers; i++)
+            api->free(p->customers[i]);
+        api->free(p->customers);
+    }
+    api->free(p->marker);
+    if (p->api_key) {
+        memset(p->api_key, 0, strlen(p->api_key));
+        api->free(p->api_key);
+    }
+    api->free(p);
+}
+
+static int payment_init(of_stage *stage, const of_host_api *api, const of_config *cfg,
+                        void **instance, char *errstr, size_t errstr_size)
+{
+    if (!OF_API_HAS(api, db_exec) || !OF_API_HAS(api, db_last_insert_id)) {
+        snprintf(errstr, errstr_size, "this host has no database functions (ABI 1.1 needed)");
+        return -1;
+    }
+    payment *p = api->calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    p->api = api;
+    p->stage = stage;
+    p->provider =
+        api->config_enum(cfg, "provider") == PROVIDER_HTTP ? PROVIDER_HTTP : PROVIDER_SIMULATED;
+    p->sim.decline_over_cents = api->config_int(cfg, "decline_over_cents");
+    p->sim.transient_failure_rate = api->config_double(cfg, "transient_failure_rate");
+    p->latency_ms = api->config_duration_ms(cfg, "latency");
+    p->timeout_ms = api->config_duration_ms(cfg, "timeout");
+    size_t n = api->config_list_count(cfg, "decline_customers");
+    if (n > 0) {
+        p->customers = api->calloc(n, sizeof(char *));
+        if (!p->customers)
+            goto oom;
+        for (size_t i = 0; i < n; i++) {
+            const char *c = api->config_list_item(cfg, "decline_customers", i);
+            if (!(p->customers[i] = api->strdup(c ? c : "")))
+                goto oom;
+            p->sim.n_customers = i + 1;
+        }
+    }
+    p->sim.customers = (const char *const *)p->customers;
+    const char *marker = api->config_string(cfg, "decline_marker");
+    if (marker && *marker && !(p->marker = api->strdup(marker)))
+        goto oom;
+    p->sim.marker = p->marker;
+    const char *key = api->config_string(cfg, "api_key");
+    if (key && *key && !(p->api_key = api->strdup(key)))
+        goto oom;
+    if (p->provider == PROVIDER_HTTP) {
+        const char *url = api->config_string(cfg, "url");
+        char err[200];
+        if (!url || !*url) {
+            snprintf(errstr, errstr_size, "provider http needs a url");
+            payment_free(p);
+            return -1;
+        }
+        if (pay_url_parse(url, &p->url, err, sizeof(err)) != 0) {
+            snprintf(errstr, errstr_size, "%s", err);
+            payment_free(p);
+            return -1;
+        }
+    }
+    p->captured = api->counter_register(stage, "payments_captured_total", "charges captured");
+    p->declined = api->counter_register(stage, "payments_declined_total", "charges declined");
+    p->refunded = api->counter_register(stage, "payments_refunded_total", "payments refunded");
+    p->failures = api->counter_register(stage, "payment_provider_failures_total",
+                                        "provider calls that failed transiently (retried)");
+    p->duplicates = api->counter_register(stage, "payments_duplicate_total",
+                                          "reserved events for an order already charged");
+    if (p->provider == PROVIDER_HTTP)
+        api->log(stage, OF_LOG_INFO, "payment provider: http://%s:%s%s (timeout %" PRId64 " ms)",
+                 p->url.host, p->url.port, p->url.path, p->timeout_ms);
+    else
+        api->log(stage, OF_LOG_INFO,
+                 "payment provider: simulated (decline over %" PRId64 " cents, %zu blocked "
+                 "customers, marker '%s', transient failure rate %.3f)",
+                 p->sim.decline_over_cents, p->sim.n_customers, p->marker ? p->marker : "",
+                 p->sim.transient_failure_rate);
+    *instance = p;
+    return 0;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+    payment_free(p);
+    return -1;
+}
+
+static void payment_shutdown(void *instance)
+{
+    if (instance)
+        payment_free(instance);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void count(payment *p, of_counter *c)
+{
+    if (c)
+        p->api->counter_add(c, 1);
+}
+
+static of_status db_failed(payment *p, of_call *call, const char *what)
+{
+    const char *msg = NULL;
+    of_db_error e = p->api->db_last_error(call, &msg);
+    p->api->set_reason(call, "%s: %s", what, msg ? msg : "database error");
+    return e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE || e == OF_DB_ERR_DUPLICATE
+               ? OF_RETRY
+               : OF_REJECT;
+}
+
+/* The payload as a JSON object, or NULL with the reason set (the event is rejected). */
+static json_t *read_object(payment *p, of_call *call)
+{
+    size_t len;
+    const char *payload = p->api->event_payload(call, &len);
+    json_error_t e;
+    json_t *doc = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &e);
+    if (!doc) {
+        p->api->set_reason(call, "malformed JSON: %s (line %d, column %d)", e.text, e.line,
+                           e.column);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        p->api->set_reason(call, "malformed event: the payload is not a JSON object");
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* A string field of 1..max bytes without NUL; NULL with the reason set. */
+static const char *string_field(payment *p, of_call *call, const json_t *doc, const char *name,
+                                size_t max, int required)
+{
+    const json_t *v = json_object_get(doc, name);
+    if (!v && !required)
+        return "";
+    if (!json_is_string(v) || (required && json_string_length(v) == 0) ||
+        json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v)) {
+        p->api->set_reason(call, "malformed event: %s must be a string of %d to %zu characters",
+                           name, required ? 1 : 0, max);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+typedef struct payment_row {
+    int found;
+    int64_t id;
+    int64_t amount_cents;
+    char currency[4];
+    char state[16];
+    char reason[PAY_REASON_MAX + 1];
+} payment_row;
+
+static void copy_text(const of_db_value *v, char *dst, size_t size)
+{
+    if (v->type == OF_DB_TEXT || v->type == OF_DB_BLOB) {
+        size_t n = v->len < size - 1 ? v->len : size - 1;
+        memcpy(dst, v->p, n);
+        dst[n] = '\0';
+    } else {
+        dst[0] = '\0';
+    }
+}
+
+/* The order's payment (locked for this transaction with `lock`). 0 (row->found says whether
+ * there is one), or -1 with the reason set and *status the outcome. No lock before an insert:
+ * a locking read of a missing row takes a gap lock, and two such transactions inserting into the
+ * same gap deadlock; the unique key on order_id is what keeps a second charge out. */
+static int load_payment(payment *p, of_call *call, const char *order_id, int lock, payment_row *row,
+                        of_status *status)
+{
+    const of_host_api *api = p->api;
+    memset(row, 0, sizeof(*row));
+    of_db_value param = OF_DB_S(order_id);
+    of_db_rows *rows = api->db_query(call,
+                                     lock ? "SELECT id, amount_cents, currency, state, reason "
+                                            "FROM payments WHERE order_id = ? FOR UPDATE"
+                                          : "SELECT id, amount_cents, currency, state, reason "
+                                            "FROM payments WHERE order_id = ?",
+                                     &param, 1);
+    if (!rows) {
+        *status = db_failed(p, call, "reading the payment");
+        return -1;
+    }
+    int r = api->db_rows_next(rows);
+    if (r == 1) {
+        of_db_value v[5];
+        for (size_t i = 0; i < 5; i++)
+            if (api->db_rows_get(rows, i, &v[i]) != 0)
+                v[i] = OF_DB_NULLV;
+        row->found = 1;
+        row->id = v[0].i;
+        row->amount_cents = v[1].i;
+        copy_text(&v[2], row->currency, sizeof(row->currency));
+        copy_text(&v[3], row->state, sizeof(row->state));
+        copy_text(&v[4], row->reason, sizeof(row->reason));
+    }
+    api->db_rows_free(rows);
+    if (r < 0) {
+        *status = db_failed(p, call, "reading the payment");
+        return -1;
+    }
+    return 0;
+}
+
+/* Emits `doc` (consumed) as `ce_type` on "events", keyed by the order id. */
+static of_status emit_event(payment *p, of_call *call, const char *order_id, const char *ce_type,
+                            json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        p->api->set_reason(call, "out of memory");
+        return OF_RETRY;
+    }
+    of_header h = {.name = "ce_type", .value = ce_type, .value_len = strlen(ce_type)};
+    int rc = p->api->emit(call, "events", order_id, strlen(order_id), text, strlen(text), &h, 1);
+    free(text);
+    if (rc != 0) {
+        p->api->set_reason(call, "emit failed");
+        return OF_RETRY;
+    }
+    return OF_OK;
+}
+
+static json_t *amount_event(const char *order_id, int64_t id, int64_t amount, const char *currency)
+{
+    return json_pack("{s:s, s:I, s:I, s:s}", "order_id", order_id, "payment_id", (json_int_t)id,
+                     "amount_cents", (json_int_t)amount, "currency", currency);
+}
+
+static of_status emit_recorded(payment *p, of_call *call, const char *order_id,
+                               const payment_row *row)
+{
+    if (strcmp(row->state, "DECLINED") == 0)
+        return emit_event(p, call, order_id, "payment.declined",
+                          json_pack("{s:s, s:s}", "order_id", order_id, "reason", row->reason));
+    return emit_event(p, call, order_id,
+                      strcmp(row->state, "REFUNDED") == 0 ? "payment.refunded" : "payment.captured",
+                      amount_event(order_id, row->id, row->amount_cents, row->currency));
+}
+
+/* ---- inventory.reserved: charge ---------------------------------------------------------- */
+
+static of_status on_reserved(payment *p, of_call *call, json_t *doc)
+{
+    const of_host_api *api = p->api;
+    const char *order_id = string_field(p, call, doc, "order_id", 64, 1);
+    if (!order_id)
+        return OF_REJECT;
+    const char *customer_id = string_field(p, call, doc, "customer_id", 255, 1);
+    if (!customer_id)
+        return OF_REJECT;
+    const json_t *total = json_object_get(doc, "total_cents");
+    if (!json_is_integer(total) || json_integer_value(total) < 0) {
+        api->set_reason(call, "malformed event: total_cents must be an integer >= 0");
+        return OF_REJECT;
+    }
+    const char *currency = string_field(p, call, doc, "currency", 3, 1);
+    if (!currency)
+        return OF_REJECT;
+    if (strlen(currency) != 3 || currency[0] < 'A' || currency[0] > 'Z' || currency[1] < 'A' ||
+        currency[1] > 'Z' || currency[2] < 'A' || currency[2] > 'Z') {
+        api->set_reason(call, "malformed event: currency must be 3 upper-case letters");
+        return OF_REJECT;
+    }
+
+    payment_row row;
+    of_status st;
+    if (load_payment(p, call, order_id, 0, &row, &st) != 0)
+        return st;
+    if (row.found) {
+        count(p, p->duplicates);
+        api->log(p->stage, OF_LOG_INFO,
+                 "order %s already has payment %" PRId64 " (%s): not charged again", order_id,
+                 row.id, row.state);
+        return emit_recorded(p, call, order_id, &row);
+    }
+
+    pay_charge charge = {.order_id = order_id,
+                         .customer_id = customer_id,
+                         .amount_cents = (int64_t)json_integer_value(total),
+                         .currency = currency,
+                         .attempt = api->event_attempt(call)};
+    pay_result res;
+    if (p->provider == PROVIDER_HTTP) {
+        pay_http_charge(&p->url, p->api_key, p->timeout_ms, &charge, &res);
+    } else {
+        if (p->latency_ms > 0) {
+            struct timespec ts = {p->latency_ms / 1000, (p->latency_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        pay_sim_charge(&p->sim, &charge, &res);
+    }
+    if (res.verdict == PAY_RETRY) {
+        count(p, p->failures);
+        api->log(p->stage, OF_LOG_WARN, "charge for order %s failed (attempt %d): %s", order_id,
+                 charge.attempt, res.reason);
+        api->set_reason(call, "%s", res.reason);
+        return OF_RETRY;
+    }
+
+    int captured = res.verdict == PAY_CAPTURED;
+    of_db_value params[] = {
+        OF_DB_S(order_id),
+        OF_DB_I(charge.amount_cents),
+        OF_DB_S(currency),
+        OF_DB_S(captured ? "CAPTURED" : "DECLINED"),
+        captured ? OF_DB_S(res.ref) : OF_DB_NULLV,
+        captured ? OF_DB_NULLV : OF_DB_S(res.reason),
+    };
+    if (api->db_exec(call,
+                     "INSERT INTO payments (order_id, amount_cents, currency, state, "
+                     "provider_ref, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                     params, 6) < 0)
+        return db_failed(p, call, "recording the payment");
+    int64_t id = api->db_last_insert_id(call);
+    if (captured) {
+        count(p, p->captured);
+        api->log(p->stage, OF_LOG_DEBUG, "order %s: captured %" PRId64 " %s as payment %" PRId64,
+                 order_id, charge.amount_cents, currency, id);
+        return emit_event(p, call, order_id, "payment.captured",
+                          amount_event(order_id, id, charge.amount_cents, currency));
+    }
+    count(p, p->declined);
+    api->log(p->stage, OF_LOG_INFO, "order %s: declined: %s", order_id, res.reason);
+    return emit_event(p, call, order_id, "payment.declined",
+                      json_pack("{s:s, s:s}", "order_id", order_id, "reason", res.reason));
+}
+
+/* ---- payment.refund ------------------------------------------------------------------------ */
+
+static of_status on_refund(payment *p, of_call *call, json_t *doc)
+{
+    const of_host_api *api = p->api;
+    const char *order_id = string_field(p, call, doc, "order_id", 64, 1);
+    if (!order_id)
+        return OF_REJECT;
+    const char *reason = string_field(p, call, doc, "reason", PAY_REASON_MAX, 0);
+    if (!reason)
+        return OF_REJECT;
+
+    payment_row row;
+    of_status st;
+    if (load_payment(p, call, order_id, 1, &row, &st) != 0)
+        return st;
+    if (!row.found || strcmp(row.state, "CAPTURED") != 0) {
+        api->log(p->stage, OF_LOG_INFO, "refund for order %s: %s, nothing to do", order_id,
+                 !row.found ? "no payment" : row.state);
+        return OF_OK;
+    }
+
+    pay_result res = {.verdict = PAY_CAPTURED};
+    if (p->provider == PROVIDER_HTTP)
+        pay_http_refund(&p->url, p->api_key, p->timeout_ms, order_id, &res);
+    if (res.verdict != PAY_CAPTURED) {
+        count(p, p->failures);
+        api->log(p->stage, OF_LOG_WARN, "refund for order %s failed (attempt %d): %s", order_id,
+                 api->event_attempt(call), res.reason);
+        api->set_reason(call, "%s", res.reason);
+        return OF_RETRY;
+    }
+    of_db_value params[] = {*reason ? OF_DB_S(reason) : OF_DB_NULLV, OF_DB_I(row.id)};
+    if (api->db_exec(call,
+                     "UPDATE payments SET state = 'REFUNDED', reason = ? "
+                     "WHERE id = ? AND state = 'CAPTURED'",
+                     params, 2) < 0)
+        return db_failed(p, call, "recording the refund");
+    count(p, p->refunded);
+    api->log(p->stage, OF_LOG_INFO, "order %s: payment %" PRId64 " refunded", order_id, row.id);
+    return emit_event(p, call, order_id, "payment.refunded",
+                      amount_event(order_id, row.id, row.amount_cents, row.currency));
+}
+
+/* ---- process ------------------------------------------------------------------------------- */
+
+static of_status payment_process(void *instance, of_call *call)
+{
+    payment *p = instance;
+    const of_host_api *api = p->api;
+    size_t len = 0;
+    const char *type = api->event_header(call, "ce_type", &len);
+    if (!type) {
+        api->set_reason(call, "no ce_type header: cannot tell what the event is");
+        return OF_REJECT;
+    }
+    int reserved = len == 18 && memcmp(type, "inventory.reserved", 18) == 0;
+    int refund = len == 14 && memcmp(type, "payment.refund", 14) == 0;
+    if (!reserved && !refund) {
+        if (api->log_enabled(p->stage, OF_LOG_DEBUG))
+            api->log(p->stage, OF_LOG_DEBUG, "ignored an event of type %.*s",
+                     (int)(len > 64 ? 64 : len), type);
+        return OF_OK;
+    }
+    json_t *doc = read_object(p, call);
+    if (!doc)
+        return OF_REJECT;
+    of_status st = reserved ? on_reserved(p, call, doc) : on_refund(p, call, doc);
+    json_decref(doc);
+    return st;
+}
+
+static const of_stage_descriptor descriptor = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "payment",
+    .version = "1.0.0",
+    .description = "charges reserved orders once (simulated or HTTP provider), refunds them",
+    .options = options,
+    .outputs = outputs,
+    .init = payment_init,
+    .process = payment_process,
+    .shutdown = payment_shutdown,
+    .flags = OF_STAGE_DATABASE,
+    .migrations = migrations,
+};
+
+OF_STAGE_DEFINE(descriptor)
