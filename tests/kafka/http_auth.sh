@@ -112,6 +112,9 @@ attack() { # attack NAME TOKEN REASON
 req GET /api/v1/users/me "" -H "Authorization: Bearer $(forge HS256 "$TMP/secret" "$good")"
 expect 200 "a correctly forged token"
 attack "alg none" "$(forge none "$TMP/secret" "$good")" "none"
+# Algorithm confusion: a token whose header claims another algorithm is refused before any
+# signature check, whatever it was signed with.
+attack "another algorithm" "$(forge RS256 "$TMP/secret" "$good")" "algorithm"
 echo "another secret that is long enough to be a key!!" >"$TMP/other"
 attack "wrong key" "$(forge HS256 "$TMP/other" "$good")" "signature"
 attack "expired" "$(forge HS256 "$TMP/secret" "${good/\"exp\":$((now + 600))/\"exp\":$((now - 600))}")" "expired"
