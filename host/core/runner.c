@@ -36,6 +36,8 @@
 /* How long a revoked partition's in-flight events may take to finish before the partition is
  * handed over with them uncommitted (its next owner then processes them again). */
 #define REVOKE_WAIT_MS 10000
+/* Tries to publish a dead letter whole before it goes without its payload. */
+#define DLQ_WHOLE_TRIES 3
 
 typedef struct qitem {
     of_event *ev;
@@ -402,9 +404,34 @@ static void dead_letter(worker *w, const of_event *ev, uint64_t gen, int attempt
            "event %s[%" PRId32 "]@%" PRId64 " to dead-letter topic '%s' after %d %s (%s): %s",
            ev->topic, ev->partition, ev->offset, st->dead_letter ? st->dead_letter : "(none)",
            attempts, attempts == 1 ? "try" : "tries", status, reason);
-    for (int64_t pause_ms = 100;;) {
+    int tries = 0;
+    for (int64_t pause_ms = 100;; tries++) {
         char err[256] = "no dead-letter topic";
         of_event *dl = st->dead_letter ? make_dead_letter(st, ev, attempts, reason, status) : NULL;
+        /* A dead letter the broker keeps refusing (too large, say) would stall this worker for
+         * good: after a few tries it goes without its payload, which stays in the input topic
+         * at the position the headers give. */
+        if (dl && tries >= DLQ_WHOLE_TRIES && dl->payload_len > 0) {
+            char note[512];
+            snprintf(note, sizeof(note),
+                     "%zu bytes dropped; the event is at the position of_dlq_topic, "
+                     "of_dlq_partition and of_dlq_offset give",
+                     dl->payload_len);
+            of_event *slim = of_event_new(dl->key, dl->key_len, "", 0);
+            for (size_t i = 0; slim && i < dl->n_headers; i++)
+                if (of_event_add_header(slim, dl->headers[i].name, dl->headers[i].value,
+                                        dl->headers[i].value_len) != 0) {
+                    of_event_free(slim);
+                    slim = NULL;
+                }
+            if (slim &&
+                of_event_set_header(slim, OF_DLQ_H_PAYLOAD_DROPPED, note, strlen(note)) == 0) {
+                of_event_free(dl);
+                dl = slim;
+            } else {
+                of_event_free(slim);
+            }
+        }
         int rc = -1;
         if (dl) {
             rc = publish_one(rt, st->dead_letter, dl, err, sizeof(err));

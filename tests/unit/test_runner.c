@@ -1205,6 +1205,91 @@ static void test_emitted_ids_follow_the_input(void **state)
     env_free(&e);
 }
 
+/* A bus that refuses dead letters with a payload over 16 bytes, as a broker refuses messages over
+ * its size limit; everything else goes to the memory bus underneath. */
+static of_bus_ops g_picky_ops;
+static of_bus *g_picky_inner;
+static int picky_produce(of_bus *bus, const char *topic, const of_event *ev, of_delivery_cb cb,
+                         void *opaque, char *errstr, size_t errstr_size)
+{
+    (void)bus;
+    if (strstr(topic, ".dlq") && ev->payload_len > 16) {
+        snprintf(errstr, errstr_size, "Broker: Message size too large");
+        return -1;
+    }
+    return g_picky_inner->ops->produce(g_picky_inner, topic, ev, cb, opaque, errstr, errstr_size);
+}
+
+static int picky_ensure(of_bus *bus, const char *topic, int partitions, int replication,
+                        char *errstr, size_t errstr_size)
+{
+    (void)bus;
+    return g_picky_inner->ops->ensure_topic(g_picky_inner, topic, partitions, replication, errstr,
+                                            errstr_size);
+}
+
+static of_consumer *picky_subscribe(of_bus *bus, const char *group, const char *const *topics,
+                                    size_t n, const of_consumer_hooks *hooks, char *errstr,
+                                    size_t errstr_size)
+{
+    (void)bus;
+    return g_picky_inner->ops->subscribe(g_picky_inner, group, topics, n, hooks, errstr,
+                                         errstr_size);
+}
+
+static of_status reject_all_process(void *instance, of_call *call)
+{
+    (void)instance;
+    g_api->set_reason(call, "refused");
+    return OF_REJECT;
+}
+
+static const of_stage_descriptor reject_all_desc = {
+    OF_DESCRIPTOR_HEADER,          .name = "refuser", .version = "1", .init = save_api,
+    .process = reject_all_process,
+};
+
+/* A dead letter the broker refuses whole goes without its payload after a few tries, instead of
+ * stalling the worker for good; the events after it still flow. */
+static void test_dead_letter_too_large_goes_without_payload(void **state)
+{
+    (void)state;
+    static tpipe t;
+    tp_init(&t, "orders");
+    tp_topic(&t, "in", 1);
+    tp_topic(&t, "in.dlq", 1);
+    tp_stage(&t, "refuse", &reject_all_desc, "in", "in.dlq");
+    env e;
+    env_new(&e);
+    g_picky_inner = e.bus;
+    g_picky_ops = *e.bus->ops;
+    g_picky_ops.produce = picky_produce;
+    g_picky_ops.ensure_topic = picky_ensure;
+    g_picky_ops.subscribe = picky_subscribe;
+    static of_bus picky;
+    picky.ops = &g_picky_ops;
+    of_runner_free(e.runner); /* a runner on the picky bus instead */
+    e.runner = of_runner_new(&picky, e.metrics);
+    of_log_level_t saved = of_log_get_level();
+    of_log_set_level(OF_LVL_ERROR - 1 + 1); /* the refusals are logged as errors: expected */
+    add_and_start(&e, &t);
+    produce(e.bus, "in", "k", "a payload far longer than sixteen bytes", NULL, 0);
+    produce(e.bus, "in", "k", "small", NULL, 0);
+    wait_idle(&e);
+    of_log_set_level(saved);
+    collected dlq;
+    collect(e.bus, "in.dlq", &dlq);
+    assert_int_equal(dlq.n, 2);
+    assert_int_equal(dlq.ev[0]->payload_len, 0);
+    assert_non_null(strstr(hdr(dlq.ev[0], OF_DLQ_H_PAYLOAD_DROPPED), "39 bytes dropped"));
+    assert_string_equal(hdr(dlq.ev[0], OF_DLQ_H_ERROR), "refused");
+    assert_string_equal(hdr(dlq.ev[0], OF_DLQ_H_OFFSET), "0");
+    assert_string_equal(dlq.ev[1]->payload, "small"); /* whole: it fits */
+    assert_null(hdr(dlq.ev[1], OF_DLQ_H_PAYLOAD_DROPPED));
+    collected_free(&dlq);
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1224,6 +1309,7 @@ int main(void)
         cmocka_unit_test(test_start_failure_cleans_up),
         cmocka_unit_test(test_open_breaker_pauses_consumption),
         cmocka_unit_test(test_emitted_ids_follow_the_input),
+        cmocka_unit_test(test_dead_letter_too_large_goes_without_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

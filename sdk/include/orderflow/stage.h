@@ -129,6 +129,9 @@ struct of_host_api;
 #define OF_DLQ_H_ATTEMPTS  "of_dlq_attempts" /* tries made, decimal */
 #define OF_DLQ_H_ERROR     "of_dlq_error"    /* the reason given with set_reason */
 #define OF_DLQ_H_STATUS    "of_dlq_status"   /* "rejected" or "retries-exhausted" */
+/* Present when the broker refused the dead letter whole (too large, say) and it was published
+ * without its payload, which stays in the input topic at the position the headers give. */
+#define OF_DLQ_H_PAYLOAD_DROPPED "of_dlq_payload_dropped"
 
 /* init: called once per configured stage before any event.
  *   stage   - the host's handle for this stage; keep it for logging and metrics.
