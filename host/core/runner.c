@@ -36,6 +36,9 @@
 /* How long a revoked partition's in-flight events may take to finish before the partition is
  * handed over with them uncommitted (its next owner then processes them again). */
 #define REVOKE_WAIT_MS 10000
+/* How far (in max_in_flight units) a partition's last dispatched event may run ahead of its
+ * commit point before consumption pauses. */
+#define WINDOW_FACTOR 10
 /* Tries to publish a dead letter whole before it goes without its payload. */
 #define DLQ_WHOLE_TRIES 3
 
@@ -60,6 +63,7 @@ typedef struct part_track {
     int32_t partition;
     of_offset_tracker *tracker;
     int64_t committed; /* last committed next_offset, -1 before the first commit */
+    int wide;          /* its uncommitted window is over the limit (counted in rt->wide_parts) */
     uint64_t gen;      /* new for every assignment: events of an earlier one never commit */
 } part_track;
 
@@ -77,6 +81,7 @@ struct of_stage_rt {
     uint64_t in_flight; /* under mu */
     /* Two reasons to pause the consumer, kept apart so one's end does not undo the other. */
     int paused_bp;       /* under mu: max_in_flight reached (backpressure) */
+    int wide_parts;      /* under mu: partitions whose uncommitted window is over the limit */
     int paused_brk;      /* under mu: the circuit breaker is open */
     int consumer_paused; /* under mu: what the bus was last told */
     of_breaker breaker;
@@ -151,6 +156,7 @@ static part_track *find_or_add_part(struct of_stage_rt *rt, const char *topic, i
     }
     p->partition = partition;
     p->committed = -1;
+    p->wide = 0;
     p->gen = ++rt->next_gen;
     rt->n_parts++;
     return p;
@@ -164,8 +170,36 @@ static part_track *live_part(struct of_stage_rt *rt, const of_event *ev, uint64_
     return p && p->gen == gen ? p : NULL;
 }
 
+static void apply_pause_locked(struct of_stage_rt *rt);
+
+/* Under rt->mu: one stuck event holds its partition's commit back while the events after it
+ * finish; the tracker would grow without bound and a restart would repeat all of them. Past
+ * WINDOW_FACTOR x max_in_flight offsets between the commit point and the last dispatched event,
+ * the consumer pauses until the stuck event is done. */
+static void update_window_locked(struct of_stage_rt *rt, part_track *p)
+{
+    int64_t last = of_offtrack_last(p->tracker), next = of_offtrack_committable(p->tracker);
+    int wide =
+        last >= 0 && next >= 0 && last + 1 - next > (int64_t)WINDOW_FACTOR * rt->max_in_flight;
+    if (wide == p->wide)
+        return;
+    p->wide = wide;
+    rt->wide_parts += wide ? 1 : -1;
+    if (wide)
+        of_log(OF_LVL_WARN, rt->st->pipeline_name, stage_name(rt->st),
+               "partition %s[%" PRId32 "]: offset %" PRId64 " has held its commit back for %" PRId64
+               " events; consumption paused until it is done",
+               p->topic, p->partition, next, last + 1 - next);
+    apply_pause_locked(rt);
+}
+
 static void drop_part_locked(struct of_stage_rt *rt, part_track *p)
 {
+    if (p->wide) {
+        p->wide = 0;
+        rt->wide_parts--;
+        apply_pause_locked(rt);
+    }
     free(p->topic);
     of_offtrack_free(p->tracker);
     size_t i = (size_t)(p - rt->parts);
@@ -176,7 +210,7 @@ static void drop_part_locked(struct of_stage_rt *rt, part_track *p)
 /* Under rt->mu: tells the bus whether to hand out events, from both pause reasons. */
 static void apply_pause_locked(struct of_stage_rt *rt)
 {
-    int want = rt->paused_bp || rt->paused_brk;
+    int want = rt->paused_bp || rt->paused_brk || rt->wide_parts > 0;
     if (!rt->consumer || want == rt->consumer_paused)
         return;
     rt->consumer_paused = want;
@@ -233,6 +267,7 @@ static void finish_event(struct of_stage_rt *rt, const of_event *ev, uint64_t ge
                        "commit of %s[%" PRId32 "] at %" PRId64 " failed; retried with the next",
                        p->topic, p->partition, next);
         }
+        update_window_locked(rt, p);
     }
     in_flight_dec_locked(rt);
     pthread_mutex_unlock(&rt->mu);
@@ -761,6 +796,7 @@ static void dispatch(struct of_stage_rt *rt, of_event *ev)
                 rt->paused_bp = 1;
                 apply_pause_locked(rt);
             }
+            update_window_locked(rt, p);
             pthread_mutex_unlock(&rt->mu);
             break;
         }

@@ -1290,6 +1290,79 @@ static void test_dead_letter_too_large_goes_without_payload(void **state)
     env_free(&e);
 }
 
+/* A stage whose "hold" event waits until the test releases it. */
+static pthread_mutex_t g_hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_hold_cv = PTHREAD_COND_INITIALIZER;
+static int g_hold_released;
+
+static of_status holder_process(void *instance, of_call *call)
+{
+    (void)instance;
+    if (strcmp(g_api->event_payload(call, NULL), "hold") == 0) {
+        pthread_mutex_lock(&g_hold_mu);
+        while (!g_hold_released)
+            pthread_cond_wait(&g_hold_cv, &g_hold_mu);
+        pthread_mutex_unlock(&g_hold_mu);
+    }
+    return OF_OK;
+}
+
+static const of_stage_descriptor holder_desc = {
+    OF_DESCRIPTOR_HEADER, .name = "holder",          .version = "1",
+    .init = save_api,     .process = holder_process,
+};
+
+/* One stuck event holds its partition's commit back while the events after it (other keys, on
+ * another worker) finish: the consumer pauses once the window passes 10 x max_in_flight instead
+ * of taking the whole partition, and takes the rest once the stuck event is done. */
+static void test_stuck_event_bounds_the_window(void **state)
+{
+    (void)state;
+    static tpipe t;
+    tp_init(&t, "win");
+    tp_topic(&t, "in", 1);
+    tp_topic(&t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(&t, "hold", &holder_desc, "in", "in.dlq");
+    d->concurrency = 2;
+    d->max_in_flight = 2;
+    /* Keys on the two workers (murmur2 % 2, as the runner dispatches). */
+    char hold_key[16] = "h0", flow_key[16] = "";
+    uint32_t hw = (of_murmur2(hold_key, strlen(hold_key)) & 0x7fffffffu) % 2;
+    for (int i = 0; !flow_key[0] && i < 100; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "f%d", i);
+        if ((of_murmur2(k, strlen(k)) & 0x7fffffffu) % 2 != hw)
+            snprintf(flow_key, sizeof(flow_key), "%s", k);
+    }
+    assert_true(flow_key[0] != '\0');
+    g_hold_released = 0;
+    env e;
+    env_new(&e);
+    add_and_start(&e, &t);
+    produce(e.bus, "in", hold_key, "hold", NULL, 0);
+    for (int i = 0; i < 100; i++)
+        produce(e.bus, "in", flow_key, "flow", NULL, 0);
+    of_stage_stats st;
+    for (int waited = 0; waited < 10000; waited += 10) {
+        stats_of(&e, "win", "hold", &st);
+        if (st.processed_ok >= 20)
+            break;
+        sleep_ms(10);
+    }
+    sleep_ms(200); /* what would be taken without the bound is taken by now */
+    stats_of(&e, "win", "hold", &st);
+    assert_true(st.processed_ok >= 20);
+    assert_true(st.received <= 1 + 10 * 2 + 2 + 1); /* the window limit, plus in flight */
+    pthread_mutex_lock(&g_hold_mu);
+    g_hold_released = 1;
+    pthread_cond_broadcast(&g_hold_cv);
+    pthread_mutex_unlock(&g_hold_mu);
+    wait_idle(&e);
+    stats_of(&e, "win", "hold", &st);
+    assert_int_equal(st.processed_ok, 101);
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1310,6 +1383,7 @@ int main(void)
         cmocka_unit_test(test_open_breaker_pauses_consumption),
         cmocka_unit_test(test_emitted_ids_follow_the_input),
         cmocka_unit_test(test_dead_letter_too_large_goes_without_payload),
+        cmocka_unit_test(test_stuck_event_bounds_the_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
