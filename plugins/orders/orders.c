@@ -1,0 +1,339 @@
+/*
+ * orders: the order saga's owner (docs/orders.md, docs/orders-plugin.md).
+ *
+ * A database stage (OF_STAGE_DATABASE): every try of process() and every route handler runs in
+ * the host's transaction, which also records the input in the inbox and what is emitted in the
+ * outbox. The HTTP intake (orders_http.c) writes an order and its order.placed in one
+ * transaction; process() (orders_saga.c) moves the order through its states on the inventory
+ * and payment events. Every move is one conditional UPDATE (`... WHERE id = ? AND status = ?`),
+ * so a late or repeated event finds the order elsewhere and changes nothing.
+ *
+ * Outputs: placed (orders.placed), status (orders.status), inventory (inventory.commands),
+ * payment (payment.commands).
+ */
+#include "orders.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const outputs[] = {"placed", "status", "inventory", "payment", NULL};
+
+static const of_migration migrations[] = {
+    {1, "create orders, order_items and order_history",
+     "CREATE TABLE orders (\n"
+     "  id CHAR(36) NOT NULL,\n"
+     "  customer_id VARCHAR(64) NOT NULL,\n"
+     "  status VARCHAR(16) NOT NULL,\n"
+     "  total_cents BIGINT NOT NULL,\n"
+     "  currency CHAR(3) NOT NULL,\n"
+     "  idempotency_key VARCHAR(128) NULL,\n"
+     "  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (id),\n"
+     "  UNIQUE KEY orders_idempotency (customer_id, idempotency_key),\n"
+     "  KEY orders_customer_created (customer_id, created_at)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;\n"
+     "CREATE TABLE order_items (\n"
+     "  order_id CHAR(36) NOT NULL,\n"
+     "  line INT NOT NULL,\n"
+     "  sku VARCHAR(64) NOT NULL,\n"
+     "  quantity INT NOT NULL,\n"
+     "  unit_price_cents BIGINT NOT NULL,\n"
+     "  PRIMARY KEY (order_id, line),\n"
+     "  CONSTRAINT order_items_order FOREIGN KEY (order_id) REFERENCES orders (id)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;\n"
+     "CREATE TABLE order_history (\n"
+     "  order_id CHAR(36) NOT NULL,\n"
+     "  seq INT NOT NULL,\n"
+     "  from_status VARCHAR(16) NULL,\n"
+     "  to_status VARCHAR(16) NOT NULL,\n"
+     "  reason VARCHAR(255) NOT NULL,\n"
+     "  at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (order_id, seq),\n"
+     "  CONSTRAINT order_history_order FOREIGN KEY (order_id) REFERENCES orders (id)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+    {0, NULL, NULL},
+};
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+int ord_uuid(char out[ORD_ID_LEN + 1])
+{
+    unsigned char b[16];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t r = read(fd, b + got, sizeof(b) - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            close(fd);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    snprintf(out, ORD_ID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+    return 0;
+}
+
+int ord_valid_id(const char *s)
+{
+    if (!s || strlen(s) != ORD_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < ORD_ID_LEN; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int ord_valid_sku(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > ORD_SKU_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int64_t ord_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ord_rfc3339_ms(int64_t ms, char *out, size_t size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    int frac = (int)(ms % 1000);
+    if (frac < 0) {
+        frac += 1000;
+        secs--;
+    }
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm)) {
+        snprintf(out, size, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, size, "%s.%03dZ", base, frac);
+}
+
+void ord_shown(const char *s, size_t len, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; s && i < len && o + 1 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[o++] = (char)(c < 0x20 || c >= 0x7F || c == '"' || c == '\\' ? '?' : c);
+    }
+    if (size)
+        out[o] = '\0';
+}
+
+int ord_terminal(const char *status)
+{
+    return strcmp(status, "CONFIRMED") == 0 || strcmp(status, "REJECTED") == 0 ||
+           strcmp(status, "CANCELLED") == 0;
+}
+
+int ord_emit(orders *o, of_call *call, const char *output, const char *type, const char *order_id,
+             json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return -1;
+    of_header h = {.name = "ce_type", .value = type, .value_len = strlen(type)};
+    int rc = o->api->emit(call, output, order_id, strlen(order_id), text, strlen(text), &h, 1);
+    free(text);
+    return rc;
+}
+
+/* ---- reading and moving an order ------------------------------------------------------------ */
+
+/* Copies a text column into out (size bytes); 0, or -1 when not text or too long. */
+static int text_col(const of_host_api *api, of_db_rows *rows, size_t col, char *out, size_t size)
+{
+    of_db_value v;
+    if (api->db_rows_get(rows, col, &v) != 0 || v.type != OF_DB_TEXT || v.len >= size)
+        return -1;
+    memcpy(out, v.p, v.len);
+    out[v.len] = '\0';
+    return 0;
+}
+
+int ord_load_head(orders *o, of_call *call, const char *order_id, int lock, char status[17],
+                  char customer[ORD_CUSTOMER_MAX + 1])
+{
+    const of_host_api *api = o->api;
+    of_db_value p = OF_DB_S(order_id);
+    of_db_rows *rows =
+        api->db_query(call,
+                      lock ? "SELECT status, customer_id FROM orders WHERE id = ? FOR UPDATE"
+                           : "SELECT status, customer_id FROM orders WHERE id = ?",
+                      &p, 1);
+    if (!rows)
+        return -1;
+    int r = api->db_rows_next(rows);
+    if (r == 1 && (text_col(api, rows, 0, status, 17) != 0 ||
+                   text_col(api, rows, 1, customer, ORD_CUSTOMER_MAX + 1) != 0)) {
+        api->log(o->stage, OF_LOG_ERROR, "order %s: unexpected row shape", order_id);
+        r = -1;
+    }
+    api->db_rows_free(rows);
+    return r;
+}
+
+void ord_cache_status(orders *o, const char *order_id, int64_t seq, const char *status)
+{
+    if (!o->has_cache)
+        return;
+    char key[80], value[48];
+    snprintf(key, sizeof(key), "order:%s:status", order_id);
+    int n = snprintf(value, sizeof(value), "%" PRId64 ":%s", seq, status);
+    if (o->api->cache_set(o->stage, key, value, (size_t)n, ORD_STATUS_TTL_MS) != 0)
+        o->api->log(o->stage, OF_LOG_DEBUG, "order %s: status not cached (Redis unavailable)",
+                    order_id);
+}
+
+ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char *from,
+                      const char *to, const char *reason)
+{
+    const of_host_api *api = o->api;
+    of_db_value u[] = {OF_DB_S(to), OF_DB_S(order_id), OF_DB_S(from)};
+    int64_t n = api->db_exec(
+        call, "UPDATE orders SET status = ?, updated_at = NOW(3) WHERE id = ? AND status = ?", u,
+        3);
+    if (n < 0)
+        return ORD_TR_DB_ERROR;
+    if (n == 0)
+        return ORD_TR_NOT_IN;
+    /* The UPDATE holds the order's row lock: transitions of one order are serialised, so
+     * max(seq) + 1 is free. */
+    of_db_value id = OF_DB_S(order_id);
+    of_db_rows *rows = api->db_query(call,
+                                     "SELECT o.customer_id, (SELECT COALESCE(MAX(seq), 0) FROM "
+                                     "order_history h WHERE h.order_id = o.id) "
+                                     "FROM orders o WHERE o.id = ?",
+                                     &id, 1);
+    if (!rows)
+        return ORD_TR_DB_ERROR;
+    char customer[ORD_CUSTOMER_MAX + 1];
+    of_db_value seqv = {0};
+    int r = api->db_rows_next(rows);
+    if (r == 1 && (text_col(api, rows, 0, customer, sizeof(customer)) != 0 ||
+                   api->db_rows_get(rows, 1, &seqv) != 0 || seqv.type != OF_DB_INT))
+        r = -2;
+    api->db_rows_free(rows);
+    if (r != 1) {
+        if (r == -2)
+            api->log(o->stage, OF_LOG_ERROR, "order %s: unexpected row shape", order_id);
+        return ORD_TR_DB_ERROR;
+    }
+    int64_t seq = seqv.i + 1, at = ord_now_ms();
+    char reason_cut[ORD_REASON_MAX + 1];
+    snprintf(reason_cut, sizeof(reason_cut), "%s", reason ? reason : "");
+    size_t rl = strlen(reason_cut);
+    if (reason && strlen(reason) > rl) { /* cut, never inside a UTF-8 sequence */
+        while (rl > 0 && ((unsigned char)reason[rl] & 0xC0) == 0x80)
+            rl--;
+        reason_cut[rl] = '\0';
+    }
+    of_db_value h[] = {OF_DB_S(order_id), OF_DB_I(seq),        OF_DB_S(from),
+                       OF_DB_S(to),       OF_DB_S(reason_cut), OF_DB_I(at)};
+    if (api->db_exec(call,
+                     "INSERT INTO order_history (order_id, seq, from_status, to_status, reason, "
+                     "at) VALUES (?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000))",
+                     h, 6) < 0)
+        return ORD_TR_DB_ERROR;
+    char when[40];
+    ord_rfc3339_ms(at, when, sizeof(when));
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "order_id", order_id, "customer_id",
+                            customer, "from", from, "to", to, "reason", reason_cut, "at", when);
+    if (ord_emit(o, call, "status", "order.status_changed", order_id, doc) != 0)
+        return ORD_TR_EMIT_ERROR;
+    ord_cache_status(o, order_id, seq, to);
+    api->counter_add(o->transitions, 1);
+    api->log(o->stage, OF_LOG_INFO, "order %s: %s -> %s (%s)", order_id, from, to, reason_cut);
+    return ORD_TR_DONE;
+}
+
+/* ---- the stage ------------------------------------------------------------------------------ */
+
+static int orders_init(of_stage *stage, const of_host_api *api, const of_config *cfg,
+                       void **instance, char *errstr, size_t errstr_size)
+{
+    (void)cfg;
+    if (!OF_API_HAS(api, db_exec) || !OF_API_HAS(api, db_last_error) ||
+        !OF_API_HAS(api, http_handler) || !OF_API_HAS(api, http_problem)) {
+        snprintf(errstr, errstr_size, "this host lacks the database or HTTP functions (ABI 1.1)");
+        return -1;
+    }
+    orders *o = calloc(1, sizeof(*o));
+    if (!o) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    o->api = api;
+    o->stage = stage;
+    o->has_cache = OF_API_HAS(api, cache_get) && OF_API_HAS(api, cache_set);
+    o->placed = api->counter_register(stage, "orders_placed_total", "orders placed");
+    o->transitions =
+        api->counter_register(stage, "orders_transitions_total", "order status transitions");
+    o->ignored = api->counter_register(stage, "orders_ignored_events_total",
+                                       "saga events that found the order in another state");
+    o->refunds = api->counter_register(stage, "orders_late_capture_refunds_total",
+                                       "captures of cancelled orders sent back for a refund");
+    if (ord_http_register(o, errstr, errstr_size) != 0) {
+        free(o);
+        return -1;
+    }
+    *instance = o;
+    return 0;
+}
+
+static void orders_shutdown(void *instance)
+{
+    free(instance);
+}
+
+static const of_stage_descriptor descriptor = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "orders",
+    .version = "1.0.0",
+    .description = "order intake over HTTP and the order saga's state machine",
+    .options = NULL,
+    .outputs = outputs,
+    .init = orders_init,
+    .process = ord_process,
+    .shutdown = orders_shutdown,
+    .flags = OF_STAGE_DATABASE,
+    .migrations = migrations,
+};
+
+OF_STAGE_DEFINE(descriptor)

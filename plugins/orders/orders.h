@@ -1,0 +1,82 @@
+/*
+ * orders: shared declarations of the stage (orders.c: descriptor, schema, transitions and
+ * helpers), its saga consumer (orders_saga.c: process()) and its HTTP routes (orders_http.c).
+ */
+#ifndef ORDERFLOW_ORDERS_H
+#define ORDERFLOW_ORDERS_H
+
+#include <orderflow/stage.h>
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ORD_ID_LEN        36   /* orders.id CHAR(36): a UUID v4 */
+#define ORD_EVENT_ID_MAX  64   /* order ids accepted in events (looked up, never stored) */
+#define ORD_CUSTOMER_MAX  64   /* orders.customer_id VARCHAR(64) */
+#define ORD_SKU_MAX       64   /* order_items.sku VARCHAR(64) */
+#define ORD_IDEM_MAX      128  /* orders.idempotency_key VARCHAR(128) */
+#define ORD_REASON_MAX    255  /* order_history.reason VARCHAR(255) */
+#define ORD_LINES_MAX     100  /* lines of one order */
+#define ORD_QTY_MAX       1000 /* quantity of one line */
+#define ORD_STATUS_TTL_MS (24LL * 3600 * 1000)
+
+typedef struct orders {
+    const of_host_api *api;
+    of_stage *stage;
+    int has_cache;
+    of_counter *placed, *transitions, *ignored, *refunds;
+} orders;
+
+/* Outcome of a conditional transition. */
+typedef enum ord_tr {
+    ORD_TR_DONE = 1,      /* moved, history appended, status event emitted */
+    ORD_TR_NOT_IN = 0,    /* the order is not in `from` (or unknown): nothing changed */
+    ORD_TR_DB_ERROR = -1, /* see db_last_error */
+    ORD_TR_EMIT_ERROR = -2
+} ord_tr;
+
+/* ---- orders.c ---- */
+
+/* A new UUID v4 from /dev/urandom into out (ORD_ID_LEN + 1 bytes); 0, or -1. */
+int ord_uuid(char out[ORD_ID_LEN + 1]);
+/* 1 when s has the shape of an id this plugin generates (lower-case UUID). */
+int ord_valid_id(const char *s);
+/* 1 when s (len bytes) is a SKU: 1..64 of [A-Za-z0-9._-]. */
+int ord_valid_sku(const char *s, size_t len);
+/* Milliseconds since the epoch (CLOCK_REALTIME). */
+int64_t ord_now_ms(void);
+/* RFC 3339 UTC with milliseconds. */
+void ord_rfc3339_ms(int64_t ms, char *out, size_t size);
+/* A printable, bounded copy of untrusted text for a message. */
+void ord_shown(const char *s, size_t len, char *out, size_t size);
+/* 1 for CONFIRMED, REJECTED, CANCELLED. */
+int ord_terminal(const char *status);
+
+/* Emits doc (consumed) on output with ce_type `type`, keyed by order_id; 0, or -1. */
+int ord_emit(orders *o, of_call *call, const char *output, const char *type, const char *order_id,
+             json_t *doc);
+
+/* The order's current status and customer (copied into the buffers): 1 found, 0 unknown,
+ * -1 database error. `lock` adds FOR UPDATE. */
+int ord_load_head(orders *o, of_call *call, const char *order_id, int lock, char status[17],
+                  char customer[ORD_CUSTOMER_MAX + 1]);
+
+/* `UPDATE orders SET status=to ... WHERE id=? AND status=from`; when a row moved: appends the
+ * history row (seq = max + 1), emits order.status_changed on "status" and caches
+ * "<seq>:<to>" under order:<id>:status. */
+ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char *from,
+                      const char *to, const char *reason);
+
+/* Caches "<seq>:<status>" for the order (best effort). */
+void ord_cache_status(orders *o, const char *order_id, int64_t seq, const char *status);
+
+/* ---- orders_saga.c ---- */
+
+of_status ord_process(void *instance, of_call *call);
+
+/* ---- orders_http.c ---- */
+
+int ord_http_register(orders *o, char *errstr, size_t errstr_size);
+
+#endif /* ORDERFLOW_ORDERS_H */
