@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# The main job: installs what is needed, builds, starts the local services and runs a pipeline
-# end to end on the real Kafka broker.
-#
-# Until the order pipeline lands (it needs the MySQL, Redis and gateway work that follows), the
-# demo runs the example pipeline pipelines/examples/triage.yaml: it lints it, draws it, runs its
-# declared tests on the embedded bus, then starts orderflowd on Kafka, sends it three support
-# messages and shows where each one ended up.
+# The main job: installs what is needed, builds, starts the local services (Kafka, MariaDB,
+# Redis) and orderflowd with pipelines/orders.yaml and pipelines/accounts.yaml, creates a demo
+# admin, products and a customer, places three orders - one confirmed, one declined by the
+# payment provider, one rejected for lack of stock - and prints each order's path to its final
+# state.
 set -euo pipefail
 # Plugin files and folders writable by group or others are refused by the loader.
 umask 022
@@ -20,53 +18,112 @@ echo "== build"
 bash scripts/build.sh "$root/build"
 cli=$root/build/host/orderflow
 daemon=$root/build/host/orderflowd
-
-echo "== orderflow version"
-"$cli" version
-echo "== orderflow plugins"
-"$cli" plugins
 echo "== orderflow lint pipelines/"
 "$cli" lint pipelines/
-echo "== orderflow graph --format mermaid pipelines/examples/triage.yaml"
-"$cli" graph --format mermaid pipelines/examples/triage.yaml
-echo "== orderflow test pipelines/examples/triage.yaml (embedded bus)"
-"$cli" test pipelines/examples/triage.yaml 2>/dev/null
 
-echo "== orderflowd on Kafka ($OF_KAFKA_BOOTSTRAP)"
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+port=${ORDERFLOW_DEMO_PORT:-18080}
+base="http://127.0.0.1:$port"
+head -c 48 /dev/urandom | base64 -w0 >"$work/jwt-secret"
+chmod 600 "$work/jwt-secret"
+export ORDERFLOW_JWT_KEY_FILE=$work/jwt-secret ORDERFLOW_JWT_ISSUER=https://demo.orderflow \
+  ORDERFLOW_JWT_AUDIENCE=shop-api
 cat >"$work/orderflow.yaml" <<YAML
 plugin_dirs: [ "$root/build/plugins" ]
-pipelines: [ "$root/pipelines/examples/triage.yaml" ]
+pipelines: [ "$root/pipelines/accounts.yaml", "$root/pipelines/orders.yaml" ]
 bus:
   type: kafka
   kafka: { bootstrap: "$OF_KAFKA_BOOTSTRAP" }
+mysql:
+  host: "$OF_MYSQL_HOST"
+  port: $OF_MYSQL_PORT
+  user: "$OF_MYSQL_USER"
+  password: "\${OF_MYSQL_PASSWORD}"
+  database: "$OF_MYSQL_DATABASE"
+redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT }
+http: { listen: "127.0.0.1:$port" }
 log: { level: info }
 YAML
+
+echo "== orderflowd (log in $work/daemon.log)"
 "$daemon" -c "$work/orderflow.yaml" 2>"$work/daemon.log" &
 pid=$!
-for _ in $(seq 1 150); do grep -q running "$work/daemon.log" && break; sleep 0.2; done
+for _ in $(seq 1 300); do
+  grep -q "running" "$work/daemon.log" && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/daemon.log"; exit 1; }
+  sleep 0.2
+done
 
-run=$(date +%s)
-printf '%s\n' \
-  "demo-$run-1|{\"text\": \"URGENT: the shop is down\"}" \
-  "demo-$run-2|{\"text\": \"urgent: please refund order 42\"}" \
-  "demo-$run-3|{\"text\": \"a question about an invoice\"}" |
-  kcat -P -b "$OF_KAFKA_BOOTSTRAP" -t messages -K '|'
-echo "sent 3 messages with keys demo-$run-1..3 to topic 'messages'"
+# call METHOD PATH TOKEN [JSON]: prints the body; the HTTP status goes to $work/status (a file,
+# since callers often run it in a command substitution).
+call() {
+  local args=(-s -o "$work/body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $3")
+  [ $# -ge 4 ] && args+=(-H 'Content-Type: application/json' --data-binary "$4")
+  curl "${args[@]}" "$base$2" >"$work/status"
+  cat "$work/body"
+}
+status() { cat "$work/status"; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-for topic in messages.outage messages.urgent.other messages.routine; do
-  for _ in $(seq 1 50); do
-    got=$(kcat -C -b "$OF_KAFKA_BOOTSTRAP" -t "$topic" -o beginning -e -q -f '%k %s\n' 2>/dev/null |
-      grep "^demo-$run-" || true)
-    [ -n "$got" ] && break
+echo "== a demo admin (its token from orderflow token) and products"
+admin=$("$cli" token --key-file "$work/jwt-secret" --sub demo-admin --roles admin \
+  --iss "$ORDERFLOW_JWT_ISSUER" --aud "$ORDERFLOW_JWT_AUDIENCE" --ttl 10m)
+for p in "BOOK-1 Paperback 2500 100" "LAPTOP-1 Laptop 150000 5" "RARE-1 Rare-print 9900 1"; do
+  read -r sku name price stock <<<"$p"
+  call POST /api/v1/products "$admin" \
+    "{\"sku\":\"$sku\",\"name\":\"$name\",\"price_cents\":$price,\"currency\":\"EUR\",\"initial_stock\":$stock}" >/dev/null
+  # On a second run the product exists (409): its stock is put back for the demo.
+  [ "$(status)" = 409 ] && call PUT "/api/v1/products/$sku/stock" "$admin" "{\"on_hand\":$stock}" >/dev/null
+  echo "   $sku  $name  $price cents  stock $stock"
+done
+
+echo "== a customer registers and logs in"
+email="customer-$(date +%s)@demo.orderflow"
+call POST /api/v1/auth/register "" \
+  "{\"email\":\"$email\",\"password\":\"a demo password\",\"display_name\":\"Demo Customer\"}" >/dev/null
+token=$(call POST /api/v1/auth/login "" "{\"email\":\"$email\",\"password\":\"a demo password\"}" |
+  json '["access_token"]')
+echo "   $email"
+
+echo "== three orders"
+declare -A orders
+for o in "confirmed:BOOK-1:2" "declined:LAPTOP-1:1" "rejected:RARE-1:2"; do
+  IFS=: read -r what sku qty <<<"$o"
+  id=$(call POST /api/v1/orders "$token" "{\"items\":[{\"sku\":\"$sku\",\"quantity\":$qty}]}" |
+    json '["order_id"]')
+  echo "   $qty x $sku -> HTTP $(status), order $id (expected to end $what)"
+  orders[$what]=$id
+done
+
+echo "== each order's path to its final state"
+declare -A expect=([confirmed]=CONFIRMED [declined]=CANCELLED [rejected]=REJECTED)
+wrong=0
+for what in confirmed declined rejected; do
+  id=${orders[$what]}
+  for _ in $(seq 1 150); do
+    st=$(call GET "/api/v1/orders/$id" "$token" | json '["status"]')
+    case "$st" in CONFIRMED | REJECTED | CANCELLED) break ;; esac
     sleep 0.2
   done
-  echo "-- $topic"
-  echo "${got:-(nothing)}" | sed 's/^/   /'
+  echo "-- order $id: $st"
+  [ "$st" = "${expect[$what]}" ] || wrong=$((wrong + 1))
+  call GET "/api/v1/orders/$id" "$token" | python3 -c '
+import json, sys
+o = json.load(sys.stdin)
+for h in o.get("history", []):
+    print("   %-24s %-9s -> %-9s %s" % (h.get("at", ""), h.get("from") or "", h.get("to", ""), h.get("reason", "")))'
 done
-kill -TERM "$pid"
-wait "$pid" || true
-echo "== orderflowd log"
-sed 's/^/   /' "$work/daemon.log"
+if [ "$wrong" != 0 ]; then
+  echo "demo failed: $wrong order(s) did not end as expected; see $work/daemon.log" >&2
+  trap - EXIT
+  kill "$pid" 2>/dev/null
+  exit 1
+fi
 echo "demo finished"
+
