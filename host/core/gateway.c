@@ -16,6 +16,7 @@
  * segments first and percent-decodes each one after, so "%2F" inside a parameter never becomes
  * a separator, and "." / ".." segments (encoded or not) are refused rather than resolved. */
 #include "gateway.h"
+#include "plugin_path.h"
 
 #include "cache.h"
 #include "log.h"
@@ -1219,15 +1220,9 @@ static int tls_bundle(const of_http_config *cfg, char *path, size_t size, errbuf
  * in the build tree (like of_default_plugin_dir), otherwise the installed ones. */
 static const char *tls_shim_dir(void)
 {
-#if defined(OF_BUILD_DIR) && defined(OF_BUILD_TLSSHIM_DIR)
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        size_t blen = strlen(OF_BUILD_DIR);
-        if ((size_t)n > blen && strncmp(exe, OF_BUILD_DIR, blen) == 0 && exe[blen] == '/')
-            return OF_BUILD_TLSSHIM_DIR;
-    }
+#if defined(OF_BUILD_TLSSHIM_DIR)
+    if (of_running_in_build_tree())
+        return OF_BUILD_TLSSHIM_DIR;
 #endif
     return OF_TLSSHIM_DIR;
 }

@@ -216,8 +216,8 @@ static void child_traceparent(const of_event *input, char out[56])
 /* The id of the index-th event a stage emits for an input: derived from the input's own id, so
  * a redelivered or retried input yields the same ids and the next stage's inbox recognises the
  * repeat (a name-based UUID, version 8, from SHA-256). */
-static void derived_id(const of_event *input, const of_stage *st, const char *output,
-                       size_t index, char out[37])
+static void derived_id(const of_event *input, const of_stage *st, const char *output, size_t index,
+                       char out[37])
 {
     char in_id[256], seed[1024];
     of_stage_tx_event_id(input, in_id, sizeof(in_id));

@@ -9,17 +9,25 @@
 #define OF_DEFAULT_PLUGIN_DIR "/usr/lib/orderflow/plugins"
 #endif
 
-const char *of_default_plugin_dir(void)
+int of_running_in_build_tree(void)
 {
-#if defined(OF_BUILD_DIR) && defined(OF_BUILD_PLUGIN_DIR)
+#if defined(OF_BUILD_DIR)
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n > 0) {
         exe[n] = '\0';
         size_t blen = strlen(OF_BUILD_DIR);
-        if ((size_t)n > blen && strncmp(exe, OF_BUILD_DIR, blen) == 0 && exe[blen] == '/')
-            return OF_BUILD_PLUGIN_DIR;
+        return (size_t)n > blen && strncmp(exe, OF_BUILD_DIR, blen) == 0 && exe[blen] == '/';
     }
+#endif
+    return 0;
+}
+
+const char *of_default_plugin_dir(void)
+{
+#if defined(OF_BUILD_PLUGIN_DIR)
+    if (of_running_in_build_tree())
+        return OF_BUILD_PLUGIN_DIR;
 #endif
     return OF_DEFAULT_PLUGIN_DIR;
 }

@@ -9,6 +9,10 @@
  * otherwise the installed one. Returns a static string. */
 const char *of_default_plugin_dir(void);
 
+/* 1 when the running program is one of the build tree's (it then uses the build tree's plugins
+ * and helper libraries, never the installed ones). */
+int of_running_in_build_tree(void);
+
 /* Splits ORDERFLOW_PLUGIN_PATH (colon-separated) into at most max entries of out, which point
  * into a static copy. Returns the count (0 when unset or empty). */
 size_t of_env_plugin_dirs(const char **out, size_t max);
