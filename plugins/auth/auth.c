@@ -20,6 +20,8 @@
  */
 #include <orderflow/stage.h>
 
+#include "ofp_http.h"
+
 #include "jwt_verify.h"
 #include "password.h"
 
@@ -112,52 +114,9 @@ static const of_migration migrations[] = {
 
 /* ---- answering ------------------------------------------------------------------------------ */
 
-static of_status problem(auth *a, of_http_request *req, int status, const char *title,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static of_status problem(auth *a, of_http_request *req, int status, const char *title,
-                         const char *fmt, ...)
-{
-    char detail[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    a->api->http_problem(req, status, title, detail);
-    return OF_REJECT;
-}
-
-static of_status internal_error(auth *a, of_http_request *req)
-{
-    return problem(a, req, 500, NULL, "the request could not be completed");
-}
-
 /* Answers doc (consumed) as JSON. */
-static of_status respond_json(auth *a, of_http_request *req, int status, json_t *doc,
-                              const char *const *headers)
-{
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text)
-        return internal_error(a, req);
-    a->api->http_respond(req, status, NULL, text, strlen(text), headers);
-    free(text);
-    return OF_OK;
-}
 
 /* A database call failed: outages are retried (503), anything else is a 500 and logged. */
-static of_status db_failed(auth *a, of_call *call, of_http_request *req, const char *what)
-{
-    const char *msg = NULL;
-    of_db_error e = a->api->db_last_error(call, &msg);
-    if (e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE) {
-        a->api->log(a->stage, OF_LOG_WARN, "%s: database unavailable (%s)", what,
-                    msg ? msg : "no reason");
-        return OF_RETRY;
-    }
-    a->api->log(a->stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
-                msg ? msg : "no reason");
-    return internal_error(a, req);
-}
 
 /* ---- request bodies ------------------------------------------------------------------------- */
 
@@ -180,13 +139,14 @@ static json_t *read_object(auth *a, of_http_request *req, const char *const *all
     json_error_t e;
     json_t *doc = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &e);
     if (!doc) {
-        problem(a, req, 400, "Malformed JSON",
-                "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line, e.column);
+        ofp_problem(a->api, req, 400, "Malformed JSON",
+                    "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                    e.column);
         return NULL;
     }
     if (!json_is_object(doc)) {
         json_decref(doc);
-        problem(a, req, 400, "Invalid request", "the body must be a JSON object");
+        ofp_problem(a->api, req, 400, "Invalid request", "the body must be a JSON object");
         return NULL;
     }
     const char *key;
@@ -200,7 +160,7 @@ static json_t *read_object(auth *a, of_http_request *req, const char *const *all
             char name[72];
             shown(key, name, sizeof(name));
             json_decref(doc);
-            problem(a, req, 400, "Invalid request", "unknown field '%s'", name);
+            ofp_problem(a->api, req, 400, "Invalid request", "unknown field '%s'", name);
             return NULL;
         }
     }
@@ -213,11 +173,11 @@ static int string_field(auth *a, of_http_request *req, const json_t *doc, const 
 {
     const json_t *v = json_object_get(doc, name);
     if (!v) {
-        problem(a, req, 400, "Invalid request", "%s: is required", name);
+        ofp_problem(a->api, req, 400, "Invalid request", "%s: is required", name);
         return -1;
     }
     if (!json_is_string(v)) {
-        problem(a, req, 400, "Invalid request", "%s: must be a string", name);
+        ofp_problem(a->api, req, 400, "Invalid request", "%s: must be a string", name);
         return -1;
     }
     *s = json_string_value(v);
@@ -283,30 +243,30 @@ static of_status create_user(auth *a, of_call *call, of_http_request *req, const
         string_field(a, req, doc, "display_name", &name, &name_len))
         goto out;
     if ((why = auth_check_email(email, email_len))) {
-        problem(a, req, 400, "Invalid request", "email: %s", why);
+        ofp_problem(a->api, req, 400, "Invalid request", "email: %s", why);
         goto out;
     }
     if ((why = auth_check_password(password, password_len, a->min_password))) {
         if (strcmp(why, AUTH_PASSWORD_TOO_SHORT) == 0)
-            problem(a, req, 400, "Invalid request", "password: must be at least %d characters",
-                    a->min_password);
+            ofp_problem(a->api, req, 400, "Invalid request",
+                        "password: must be at least %d characters", a->min_password);
         else
-            problem(a, req, 400, "Invalid request", "password: %s", why);
+            ofp_problem(a->api, req, 400, "Invalid request", "password: %s", why);
         goto out;
     }
     if ((why = auth_check_display_name(name, name_len))) {
-        problem(a, req, 400, "Invalid request", "display_name: %s", why);
+        ofp_problem(a->api, req, 400, "Invalid request", "display_name: %s", why);
         goto out;
     }
     char lower[AUTH_EMAIL_MAX + 1];
     char hash[AUTH_HASH_MAX + 1], err[160];
     if (auth_email_normalize(email, email_len, lower, sizeof(lower)) != 0) {
-        problem(a, req, 400, "Invalid request", "email: must be at most 254 characters");
+        ofp_problem(a->api, req, 400, "Invalid request", "email: must be at most 254 characters");
         goto out;
     }
     if (auth_password_hash(password, a->cost, hash, sizeof(hash), err, sizeof(err)) != 0) {
         api->log(a->stage, OF_LOG_ERROR, "cannot hash a password: %s", err);
-        st = internal_error(a, req);
+        st = ofp_internal_error(a->api, req);
         goto out;
     }
     of_db_value params[] = {OF_DB_SN(lower, email_len), OF_DB_S(hash), OF_DB_SN(name, name_len),
@@ -318,23 +278,24 @@ static of_status create_user(auth *a, of_call *call, of_http_request *req, const
     explicit_bzero(hash, sizeof(hash));
     if (n < 0) {
         if (api->db_last_error(call, NULL) == OF_DB_ERR_DUPLICATE)
-            problem(a, req, 409, "Email already registered",
-                    "a user with this email address already exists");
+            ofp_problem(a->api, req, 409, "Email already registered",
+                        "a user with this email address already exists");
         else
-            st = db_failed(a, call, req, "register");
+            st = ofp_http_db_failed(a->api, a->stage, call, req, "register");
         goto out;
     }
     int64_t id = api->db_last_insert_id(call);
     if (id <= 0) {
         api->log(a->stage, OF_LOG_ERROR, "register: no id for the new user");
-        st = internal_error(a, req);
+        st = ofp_internal_error(a->api, req);
         goto out;
     }
     char location[64];
     snprintf(location, sizeof(location), "Location: /api/v1/users/%" PRId64, id);
     const char *const headers[] = {location, NULL};
-    st = respond_json(a, req, 201,
-                      user_json(id, lower, email_len, name, name_len, role, strlen(role)), headers);
+    st = ofp_respond_json(a->api, req, 201,
+                          user_json(id, lower, email_len, name, name_len, role, strlen(role)),
+                          headers);
     if (st == OF_OK) {
         api->counter_add(a->registered, 1);
         api->log(a->stage, OF_LOG_INFO, "user %" PRId64 " created with role %s%s%s", id, role,
@@ -357,13 +318,14 @@ static of_status handle_create_admin(void *instance, of_call *call, of_http_requ
      * it does not let anybody create administrators. */
     const of_principal *p = a->api->http_principal(req);
     if (!p || !p->subject)
-        return problem(a, req, 401, "Unauthorized",
-                       "creating an administrator needs a bearer token with the admin role");
+        return ofp_problem(a->api, req, 401, "Unauthorized",
+                           "creating an administrator needs a bearer token with the admin role");
     int admin = 0;
     for (size_t i = 0; p->roles && p->roles[i] && !admin; i++)
         admin = strcmp(p->roles[i], "admin") == 0;
     if (!admin)
-        return problem(a, req, 403, "Forbidden", "creating an administrator needs the admin role");
+        return ofp_problem(a->api, req, 403, "Forbidden",
+                           "creating an administrator needs the admin role");
     return create_user(a, call, req, "admin", p->subject);
 }
 
@@ -382,8 +344,8 @@ static of_status handle_login(void *instance, of_call *call, of_http_request *re
         string_field(a, req, doc, "password", &password, &password_len))
         goto out;
     if (password_len > AUTH_PASSWORD_MAX_BYTES) {
-        problem(a, req, 400, "Invalid request", "password: must be at most %d bytes",
-                AUTH_PASSWORD_MAX_BYTES);
+        ofp_problem(a->api, req, 400, "Invalid request", "password: must be at most %d bytes",
+                    AUTH_PASSWORD_MAX_BYTES);
         goto out;
     }
     int found = 0;
@@ -396,13 +358,13 @@ static of_status handle_login(void *instance, of_call *call, of_http_request *re
         of_db_rows *rows = api->db_query(
             call, "SELECT id, password_hash, roles FROM users WHERE email = ?", &param, 1);
         if (!rows) {
-            st = db_failed(a, call, req, "login");
+            st = ofp_http_db_failed(a->api, a->stage, call, req, "login");
             goto out;
         }
         int r = api->db_rows_next(rows);
         if (r < 0) {
             api->db_rows_free(rows);
-            st = db_failed(a, call, req, "login");
+            st = ofp_http_db_failed(a->api, a->stage, call, req, "login");
             goto out;
         }
         of_db_value vid, vhash, vroles;
@@ -429,7 +391,8 @@ static of_status handle_login(void *instance, of_call *call, of_http_request *re
             api->log(a->stage, OF_LOG_INFO, "login failed for user %" PRId64, id);
         else
             api->log(a->stage, OF_LOG_INFO, "login failed: unknown email");
-        problem(a, req, 401, "Invalid credentials", "the email or the password is not correct");
+        ofp_problem(a->api, req, 401, "Invalid credentials",
+                    "the email or the password is not correct");
         goto out;
     }
 
@@ -444,7 +407,7 @@ static of_status handle_login(void *instance, of_call *call, of_http_request *re
                                 err, sizeof(err));
     if (!token) {
         api->log(a->stage, OF_LOG_ERROR, "cannot sign a token: %s", err);
-        st = internal_error(a, req);
+        st = ofp_internal_error(a->api, req);
         goto out;
     }
     json_t *answer = json_object();
@@ -458,7 +421,7 @@ static of_status handle_login(void *instance, of_call *call, of_http_request *re
     free(token);
     /* RFC 6749 5.1: a token answer is never cached. */
     static const char *const headers[] = {"Cache-Control: no-store", "Pragma: no-cache", NULL};
-    st = respond_json(a, req, 200, answer, headers);
+    st = ofp_respond_json(a->api, req, 200, answer, headers);
     if (st == OF_OK) {
         api->counter_add(a->logins_ok, 1);
         api->log(a->stage, OF_LOG_DEBUG, "user %" PRId64 " logged in", id);
@@ -488,26 +451,26 @@ static of_status handle_me(void *instance, of_call *call, of_http_request *req)
     const of_host_api *api = a->api;
     const of_principal *p = api->http_principal(req);
     if (!p || !p->subject)
-        return problem(a, req, 401, "Unauthorized",
-                       "this route needs a bearer token (declare it with auth: required)");
+        return ofp_problem(a->api, req, 401, "Unauthorized",
+                           "this route needs a bearer token (declare it with auth: required)");
     int64_t id = subject_id(p->subject);
     if (id <= 0)
-        return problem(a, req, 404, "No such user", "the token's subject is not a user");
+        return ofp_problem(a->api, req, 404, "No such user", "the token's subject is not a user");
     of_db_value param = OF_DB_I(id);
     of_db_rows *rows = api->db_query(call,
                                      "SELECT id, email, display_name, roles, created_at FROM "
                                      "users WHERE id = ?",
                                      &param, 1);
     if (!rows)
-        return db_failed(a, call, req, "me");
+        return ofp_http_db_failed(a->api, a->stage, call, req, "me");
     int r = api->db_rows_next(rows);
     if (r < 0) {
         api->db_rows_free(rows);
-        return db_failed(a, call, req, "me");
+        return ofp_http_db_failed(a->api, a->stage, call, req, "me");
     }
     if (r == 0) {
         api->db_rows_free(rows);
-        return problem(a, req, 404, "No such user", "the token's user no longer exists");
+        return ofp_problem(a->api, req, 404, "No such user", "the token's user no longer exists");
     }
     of_db_value v[5];
     json_t *doc = NULL;
@@ -531,9 +494,9 @@ static of_status handle_me(void *instance, of_call *call, of_http_request *req)
     api->db_rows_free(rows);
     if (!doc) {
         api->log(a->stage, OF_LOG_ERROR, "me: unexpected columns for user %" PRId64, id);
-        return internal_error(a, req);
+        return ofp_internal_error(a->api, req);
     }
-    return respond_json(a, req, 200, doc, NULL);
+    return ofp_respond_json(a->api, req, 200, doc, NULL);
 }
 
 /* ---- the gateway's authenticator ------------------------------------------------------------ */

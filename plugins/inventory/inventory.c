@@ -22,6 +22,7 @@
  * The admin routes (create_product, set_stock, list_products, get_product) are in
  * inventory_http.c.
  */
+#include "ofp_http.h"
 #include "inventory.h"
 
 #include <inttypes.h>
@@ -118,17 +119,6 @@ static of_status emit_rejected(inventory *inv, of_call *call, const char *order_
 
 /* A database call failed: outages and deadlocks are retried, anything else is a bug (the
  * event goes to the dead-letter topic, from where it can be replayed once fixed). */
-static of_status db_failed(inventory *inv, of_call *call, const char *what)
-{
-    const char *msg = NULL;
-    of_db_error e = inv->api->db_last_error(call, &msg);
-    inv->api->set_reason(call, "%s: %s", what, msg ? msg : "database error");
-    if (e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE)
-        return OF_RETRY;
-    inv->api->log(inv->stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
-                  msg ? msg : "no reason");
-    return OF_REJECT;
-}
 
 /* ---- order.placed --------------------------------------------------------------------------- */
 
@@ -251,11 +241,11 @@ static of_status unreservable_reason(inventory *inv, of_call *call, const order_
     of_db_value p = OF_DB_S(l->sku);
     of_db_rows *rows = inv->api->db_query(call, "SELECT 1 FROM products WHERE sku = ?", &p, 1);
     if (!rows)
-        return db_failed(inv, call, "looking up a product");
+        return ofp_event_db_failed(inv->api, inv->stage, call, "looking up a product");
     int found = inv->api->db_rows_next(rows);
     inv->api->db_rows_free(rows);
     if (found < 0)
-        return db_failed(inv, call, "looking up a product");
+        return ofp_event_db_failed(inv->api, inv->stage, call, "looking up a product");
     *reason = found ? "insufficient stock" : "unknown sku";
     return OF_OK;
 }
@@ -280,7 +270,8 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
     const of_host_api *api = inv->api;
     int known = order_known(inv, call, o->id);
     if (known < 0)
-        return db_failed(inv, call, "looking up the order's reservations");
+        return ofp_event_db_failed(inv->api, inv->stage, call,
+                                   "looking up the order's reservations");
     if (known) {
         api->log(inv->stage, OF_LOG_WARN,
                  "order %s was already reserved or answered: this order.placed is ignored", o->id);
@@ -296,7 +287,7 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
                                  "reserved = reserved + ? WHERE sku = ? AND available >= ?",
                                  p, 4);
         if (n < 0)
-            return db_failed(inv, call, "reserving stock");
+            return ofp_event_db_failed(inv->api, inv->stage, call, "reserving stock");
         if (n == 0)
             break;
     }
@@ -311,7 +302,8 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
                                      "reserved = reserved - ? WHERE sku = ?",
                                      p, 3);
             if (n < 0)
-                return db_failed(inv, call, "undoing a partial reservation");
+                return ofp_event_db_failed(inv->api, inv->stage, call,
+                                           "undoing a partial reservation");
             if (n != 1) {
                 api->set_reason(call, "undoing a partial reservation: sku %s vanished", l->sku);
                 return OF_RETRY; /* rolled back by the host; cannot happen with the FK */
@@ -336,7 +328,7 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
                 api->set_reason(call, "order %s reserved concurrently", o->id);
                 return OF_RETRY;
             }
-            return db_failed(inv, call, "recording a reservation");
+            return ofp_event_db_failed(inv->api, inv->stage, call, "recording a reservation");
         }
     }
     json_t *items = json_array();
@@ -421,7 +413,7 @@ static of_status settle(inventory *inv, of_call *call, const char *order_id, int
                                      "AND state = 'RESERVED' ORDER BY sku FOR UPDATE",
                                      &id, 1);
     if (!rows)
-        return db_failed(inv, call, "reading the order's reservations");
+        return ofp_event_db_failed(inv->api, inv->stage, call, "reading the order's reservations");
     held *list = NULL;
     size_t n = 0, cap = 0;
     int r;
@@ -451,7 +443,8 @@ static of_status settle(inventory *inv, of_call *call, const char *order_id, int
     if (r < 0) {
         free(list);
         if (r == -1)
-            return db_failed(inv, call, "reading the order's reservations");
+            return ofp_event_db_failed(inv->api, inv->stage, call,
+                                       "reading the order's reservations");
         api->set_reason(call, r == -3 ? "out of memory" : "unexpected reservation row");
         return r == -3 ? OF_RETRY : OF_REJECT;
     }
@@ -464,7 +457,8 @@ static of_status settle(inventory *inv, of_call *call, const char *order_id, int
                            OF_DB_S(list[i].sku)};
         if (api->db_exec(call, sql, p, 3) < 0) {
             free(list);
-            return db_failed(inv, call, commit ? "committing stock" : "releasing stock");
+            return ofp_event_db_failed(inv->api, inv->stage, call,
+                                       commit ? "committing stock" : "releasing stock");
         }
     }
     free(list);
@@ -477,7 +471,7 @@ static of_status settle(inventory *inv, of_call *call, const char *order_id, int
     if (api->db_exec(call,
                      "UPDATE reservations SET state = ? WHERE order_id = ? AND state = 'RESERVED'",
                      p, 2) < 0)
-        return db_failed(inv, call, "updating the reservations");
+        return ofp_event_db_failed(inv->api, inv->stage, call, "updating the reservations");
     of_status st = emit_event(inv, call, commit ? "inventory.committed" : "inventory.released",
                               order_id, json_pack("{s:s}", "order_id", order_id));
     if (st == OF_OK)

@@ -11,6 +11,7 @@
  * Each runs in the host's transaction for the call: 2xx answers return OF_OK (committed),
  * refusals OF_REJECT (rolled back), database outages OF_RETRY (503).
  */
+#include "ofp_http.h"
 #include "inventory.h"
 
 #include <errno.h>
@@ -20,64 +21,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static of_status problem(inventory *inv, of_http_request *req, int status, const char *title,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static of_status problem(inventory *inv, of_http_request *req, int status, const char *title,
-                         const char *fmt, ...)
-{
-    char detail[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    inv->api->http_problem(req, status, title, detail);
-    return OF_REJECT;
-}
-
-static of_status internal_error(inventory *inv, of_http_request *req)
-{
-    return problem(inv, req, 500, NULL, "the request could not be completed");
-}
-
-static of_status respond_json(inventory *inv, of_http_request *req, int status, json_t *doc,
-                              const char *const *headers)
-{
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text)
-        return internal_error(inv, req);
-    inv->api->http_respond(req, status, NULL, text, strlen(text), headers);
-    free(text);
-    return OF_OK;
-}
-
-static of_status db_failed(inventory *inv, of_call *call, of_http_request *req, const char *what)
-{
-    const char *msg = NULL;
-    of_db_error e = inv->api->db_last_error(call, &msg);
-    if (e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE) {
-        inv->api->log(inv->stage, OF_LOG_WARN, "%s: database unavailable (%s)", what,
-                      msg ? msg : "no reason");
-        return OF_RETRY;
-    }
-    inv->api->log(inv->stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
-                  msg ? msg : "no reason");
-    return internal_error(inv, req);
-}
-
 /* The route declares roles: [admin]; checked here too, so that a route declared without them
  * does not open the catalog to everyone. Answers 401/403 and returns 0 when not an admin. */
 static int require_admin(inventory *inv, of_http_request *req)
 {
     const of_principal *p = inv->api->http_principal(req);
     if (!p) {
-        problem(inv, req, 401, "Unauthorized", "this route needs a bearer token");
+        ofp_problem(inv->api, req, 401, "Unauthorized", "this route needs a bearer token");
         return 0;
     }
     for (size_t i = 0; p->roles && p->roles[i]; i++)
         if (strcmp(p->roles[i], "admin") == 0)
             return 1;
-    problem(inv, req, 403, "Forbidden", "changing the catalog needs the admin role");
+    ofp_problem(inv->api, req, 403, "Forbidden", "changing the catalog needs the admin role");
     return 0;
 }
 
@@ -89,13 +45,14 @@ static json_t *read_object(inventory *inv, of_http_request *req, const char *con
     json_error_t e;
     json_t *doc = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &e);
     if (!doc) {
-        problem(inv, req, 400, "Malformed JSON",
-                "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line, e.column);
+        ofp_problem(inv->api, req, 400, "Malformed JSON",
+                    "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                    e.column);
         return NULL;
     }
     if (!json_is_object(doc)) {
         json_decref(doc);
-        problem(inv, req, 400, "Invalid request", "the body must be a JSON object");
+        ofp_problem(inv->api, req, 400, "Invalid request", "the body must be a JSON object");
         return NULL;
     }
     const char *key;
@@ -109,7 +66,7 @@ static json_t *read_object(inventory *inv, of_http_request *req, const char *con
             char name[72];
             inv_shown(key, strlen(key), name, sizeof(name));
             json_decref(doc);
-            problem(inv, req, 400, "Invalid request", "unknown field '%s'", name);
+            ofp_problem(inv->api, req, 400, "Invalid request", "unknown field '%s'", name);
             return NULL;
         }
     }
@@ -169,7 +126,7 @@ static const char *path_sku(inventory *inv, of_http_request *req)
 {
     const char *sku = inv->api->http_param(req, "sku");
     if (!sku || !inv_valid_sku(sku, strlen(sku))) {
-        problem(inv, req, 404, "Not Found", "no such product");
+        ofp_problem(inv->api, req, 404, "Not Found", "no such product");
         return NULL;
     }
     return sku;
@@ -193,25 +150,25 @@ static of_status create_product(void *instance, of_call *call, of_http_request *
     json_t *price = json_object_get(doc, "price_cents"), *cur = json_object_get(doc, "currency");
     json_t *initial = json_object_get(doc, "initial_stock");
     if (!json_is_string(sku) || !inv_valid_sku(json_string_value(sku), json_string_length(sku))) {
-        st = problem(inv, req, 400, "Invalid request",
-                     "sku: 1 to %d characters of A-Z a-z 0-9 . _ - are required", INV_SKU_MAX);
+        st = ofp_problem(inv->api, req, 400, "Invalid request",
+                         "sku: 1 to %d characters of A-Z a-z 0-9 . _ - are required", INV_SKU_MAX);
     } else if (!json_is_string(name) || json_string_length(name) == 0 ||
                strlen(json_string_value(name)) != json_string_length(name) ||
                inv_utf8_chars(json_string_value(name), json_string_length(name)) > INV_NAME_MAX) {
-        st = problem(inv, req, 400, "Invalid request", "name: 1 to %d characters are required",
-                     INV_NAME_MAX);
+        st = ofp_problem(inv->api, req, 400, "Invalid request",
+                         "name: 1 to %d characters are required", INV_NAME_MAX);
     } else if (!json_is_integer(price) || json_integer_value(price) < 0) {
-        st = problem(inv, req, 400, "Invalid request",
-                     "price_cents: an integer >= 0 (minor units) is required");
+        st = ofp_problem(inv->api, req, 400, "Invalid request",
+                         "price_cents: an integer >= 0 (minor units) is required");
     } else if (!json_is_string(cur) ||
                !inv_valid_currency(json_string_value(cur), json_string_length(cur))) {
-        st = problem(inv, req, 400, "Invalid request",
-                     "currency: an ISO 4217 code (three capital letters) is required");
+        st = ofp_problem(inv->api, req, 400, "Invalid request",
+                         "currency: an ISO 4217 code (three capital letters) is required");
     } else if (initial && (!json_is_integer(initial) || json_integer_value(initial) < 0 ||
                            json_integer_value(initial) > INV_STOCK_MAX)) {
-        st = problem(inv, req, 400, "Invalid request",
-                     "initial_stock: an integer from 0 to %lld is required",
-                     (long long)INV_STOCK_MAX);
+        st = ofp_problem(inv->api, req, 400, "Invalid request",
+                         "initial_stock: an integer from 0 to %lld is required",
+                         (long long)INV_STOCK_MAX);
     } else {
         const char *s = json_string_value(sku);
         int64_t units = initial ? json_integer_value(initial) : 0;
@@ -224,26 +181,27 @@ static of_status create_product(void *instance, of_call *call, of_http_request *
                          "VALUES (?, ?, ?, ?)",
                          p, 4) < 0) {
             if (api->db_last_error(call, NULL) == OF_DB_ERR_DUPLICATE)
-                st = problem(inv, req, 409, "Conflict", "a product with this sku exists");
+                st = ofp_problem(inv->api, req, 409, "Conflict", "a product with this sku exists");
             else
-                st = db_failed(inv, call, req, "create_product");
+                st = ofp_http_db_failed(inv->api, inv->stage, call, req, "create_product");
         } else if (api->db_exec(call,
                                 "INSERT INTO stock (sku, on_hand, available, reserved) "
                                 "VALUES (?, ?, ?, 0)",
                                 q, 3) < 0) {
-            st = db_failed(inv, call, req, "create_product stock");
+            st = ofp_http_db_failed(inv->api, inv->stage, call, req, "create_product stock");
         } else {
             int r = load_product(inv, call, s, &product);
             if (r == 1) {
                 char location[128];
                 snprintf(location, sizeof(location), "Location: /api/v1/products/%s", s);
                 const char *const headers[] = {location, NULL};
-                st = respond_json(inv, req, 201, product, headers);
+                st = ofp_respond_json(inv->api, req, 201, product, headers);
                 api->log(inv->stage, OF_LOG_INFO, "product %s created with %" PRId64 " units", s,
                          units);
             } else {
-                st = r == -1 ? db_failed(inv, call, req, "create_product read")
-                             : internal_error(inv, req);
+                st = r == -1 ? ofp_http_db_failed(inv->api, inv->stage, call, req,
+                                                  "create_product read")
+                             : ofp_internal_error(inv->api, req);
             }
         }
     }
@@ -270,39 +228,41 @@ static of_status set_stock(void *instance, of_call *call, of_http_request *req)
     int64_t on_hand = ok ? json_integer_value(v) : 0;
     json_decref(doc);
     if (!ok)
-        return problem(inv, req, 400, "Invalid request",
-                       "on_hand: an integer from 0 to %lld is required", (long long)INV_STOCK_MAX);
+        return ofp_problem(inv->api, req, 400, "Invalid request",
+                           "on_hand: an integer from 0 to %lld is required",
+                           (long long)INV_STOCK_MAX);
     /* Lock the row, so reservations wait for this change and it sees their units. */
     of_db_value p = OF_DB_S(sku);
     of_db_rows *rows =
         api->db_query(call, "SELECT reserved FROM stock WHERE sku = ? FOR UPDATE", &p, 1);
     if (!rows)
-        return db_failed(inv, call, req, "set_stock");
+        return ofp_http_db_failed(inv->api, inv->stage, call, req, "set_stock");
     int r = api->db_rows_next(rows);
     of_db_value reserved = {0};
     if (r == 1 && (api->db_rows_get(rows, 0, &reserved) != 0 || reserved.type != OF_DB_INT))
         r = -2;
     api->db_rows_free(rows);
     if (r == -1)
-        return db_failed(inv, call, req, "set_stock");
+        return ofp_http_db_failed(inv->api, inv->stage, call, req, "set_stock");
     if (r == -2)
-        return internal_error(inv, req);
+        return ofp_internal_error(inv->api, req);
     if (r == 0)
-        return problem(inv, req, 404, "Not Found", "no such product");
+        return ofp_problem(inv->api, req, 404, "Not Found", "no such product");
     if (on_hand < reserved.i)
-        return problem(inv, req, 409, "Conflict",
-                       "on_hand %" PRId64 " is below the %" PRId64 " units reserved by orders",
-                       on_hand, reserved.i);
+        return ofp_problem(inv->api, req, 409, "Conflict",
+                           "on_hand %" PRId64 " is below the %" PRId64 " units reserved by orders",
+                           on_hand, reserved.i);
     of_db_value u[] = {OF_DB_I(on_hand), OF_DB_I(on_hand), OF_DB_S(sku)};
     if (api->db_exec(call, "UPDATE stock SET on_hand = ?, available = ? - reserved WHERE sku = ?",
                      u, 3) < 0)
-        return db_failed(inv, call, req, "set_stock update");
+        return ofp_http_db_failed(inv->api, inv->stage, call, req, "set_stock update");
     json_t *product = NULL;
     r = load_product(inv, call, sku, &product);
     if (r != 1)
-        return r == -1 ? db_failed(inv, call, req, "set_stock read") : internal_error(inv, req);
+        return r == -1 ? ofp_http_db_failed(inv->api, inv->stage, call, req, "set_stock read")
+                       : ofp_internal_error(inv->api, req);
     api->log(inv->stage, OF_LOG_INFO, "stock of %s set to %" PRId64 " on hand", sku, on_hand);
-    return respond_json(inv, req, 200, product, NULL);
+    return ofp_respond_json(inv->api, req, 200, product, NULL);
 }
 
 static of_status get_product(void *instance, of_call *call, of_http_request *req)
@@ -314,10 +274,11 @@ static of_status get_product(void *instance, of_call *call, of_http_request *req
     json_t *product = NULL;
     int r = load_product(inv, call, sku, &product);
     if (r == 0)
-        return problem(inv, req, 404, "Not Found", "no such product");
+        return ofp_problem(inv->api, req, 404, "Not Found", "no such product");
     if (r != 1)
-        return r == -1 ? db_failed(inv, call, req, "get_product") : internal_error(inv, req);
-    return respond_json(inv, req, 200, product, NULL);
+        return r == -1 ? ofp_http_db_failed(inv->api, inv->stage, call, req, "get_product")
+                       : ofp_internal_error(inv->api, req);
+    return ofp_respond_json(inv->api, req, 200, product, NULL);
 }
 
 /* A decimal in [lo, hi]; 0, or -1. */
@@ -343,15 +304,17 @@ static of_status list_products(void *instance, of_call *call, of_http_request *r
     long limit = 20;
     const char *l = api->http_query(req, "limit");
     if (l && parse_int(l, 1, 100, &limit) != 0)
-        return problem(inv, req, 400, "Invalid request", "limit: an integer from 1 to 100");
+        return ofp_problem(inv->api, req, 400, "Invalid request",
+                           "limit: an integer from 1 to 100");
     const char *after = api->http_query(req, "after");
     if (after && *after && !inv_valid_sku(after, strlen(after)))
-        return problem(inv, req, 400, "Invalid request", "after: a sku (the last one seen)");
+        return ofp_problem(inv->api, req, 400, "Invalid request",
+                           "after: a sku (the last one seen)");
     of_db_value p[] = {OF_DB_S(after ? after : ""), OF_DB_I(limit + 1)};
     of_db_rows *rows =
         api->db_query(call, PRODUCT_COLUMNS "WHERE p.sku > ? ORDER BY p.sku LIMIT ?", p, 2);
     if (!rows)
-        return db_failed(inv, call, req, "list_products");
+        return ofp_http_db_failed(inv->api, inv->stage, call, req, "list_products");
     json_t *items = json_array();
     json_t *next = json_null();
     int r = 0;
@@ -375,10 +338,11 @@ static of_status list_products(void *instance, of_call *call, of_http_request *r
     if (!items || r < 0) {
         json_decref(items);
         json_decref(next);
-        return r == -1 ? db_failed(inv, call, req, "list_products") : internal_error(inv, req);
+        return r == -1 ? ofp_http_db_failed(inv->api, inv->stage, call, req, "list_products")
+                       : ofp_internal_error(inv->api, req);
     }
-    return respond_json(inv, req, 200, json_pack("{s:o, s:o}", "items", items, "next_after", next),
-                        NULL);
+    return ofp_respond_json(inv->api, req, 200,
+                            json_pack("{s:o, s:o}", "items", items, "next_after", next), NULL);
 }
 
 int inv_http_register(inventory *inv, char *errstr, size_t errstr_size)

@@ -12,6 +12,7 @@
  * host's transaction: OF_OK commits (and publishes what was emitted), OF_REJECT rolls back,
  * OF_RETRY answers 503 for a database outage or deadlock.
  */
+#include "ofp_http.h"
 #include "orders.h"
 
 #include <errno.h>
@@ -24,54 +25,9 @@
 static const char *const statuses[] = {"PENDING",  "RESERVED",  "PAID", "CONFIRMED",
                                        "REJECTED", "CANCELLED", NULL};
 
-static of_status problem(orders *o, of_http_request *req, int status, const char *title,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static of_status problem(orders *o, of_http_request *req, int status, const char *title,
-                         const char *fmt, ...)
-{
-    char detail[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    o->api->http_problem(req, status, title, detail);
-    return OF_REJECT;
-}
-
-static of_status internal_error(orders *o, of_http_request *req)
-{
-    return problem(o, req, 500, NULL, "the request could not be completed");
-}
-
 static of_status not_found(orders *o, of_http_request *req)
 {
-    return problem(o, req, 404, "Not Found", "no such order");
-}
-
-static of_status respond_json(orders *o, of_http_request *req, int status, json_t *doc,
-                              const char *const *headers)
-{
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text)
-        return internal_error(o, req);
-    o->api->http_respond(req, status, NULL, text, strlen(text), headers);
-    free(text);
-    return OF_OK;
-}
-
-static of_status db_failed(orders *o, of_call *call, of_http_request *req, const char *what)
-{
-    const char *msg = NULL;
-    of_db_error e = o->api->db_last_error(call, &msg);
-    if (e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE) {
-        o->api->log(o->stage, OF_LOG_WARN, "%s: database unavailable (%s)", what,
-                    msg ? msg : "no reason");
-        return OF_RETRY;
-    }
-    o->api->log(o->stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
-                msg ? msg : "no reason");
-    return internal_error(o, req);
+    return ofp_problem(o->api, req, 404, "Not Found", "no such order");
 }
 
 /* The caller: the subject and whether it is an admin. NULL when answered (401/403). */
@@ -79,12 +35,12 @@ static const char *caller(orders *o, of_http_request *req, int *admin)
 {
     const of_principal *p = o->api->http_principal(req);
     if (!p || !p->subject) {
-        problem(o, req, 401, "Unauthorized", "this route needs a bearer token");
+        ofp_problem(o->api, req, 401, "Unauthorized", "this route needs a bearer token");
         return NULL;
     }
     size_t len = strlen(p->subject);
     if (len == 0 || len > ORD_CUSTOMER_MAX) {
-        problem(o, req, 403, "Forbidden", "the token's subject cannot own orders");
+        ofp_problem(o->api, req, 403, "Forbidden", "the token's subject cannot own orders");
         return NULL;
     }
     *admin = 0;
@@ -128,36 +84,37 @@ static int parse_body(orders *o, of_http_request *req, json_t **doc, line **line
     json_error_t e;
     *doc = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &e);
     if (!*doc) {
-        problem(o, req, 400, "Malformed JSON",
-                "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line, e.column);
+        ofp_problem(o->api, req, 400, "Malformed JSON",
+                    "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                    e.column);
         return -1;
     }
     char shown[80];
     const char *key;
     json_t *v;
     if (!json_is_object(*doc)) {
-        problem(o, req, 400, "Invalid request", "the body must be a JSON object");
+        ofp_problem(o->api, req, 400, "Invalid request", "the body must be a JSON object");
         return -1;
     }
     json_object_foreach(*doc, key, v)
     {
         if (strcmp(key, "items") != 0) {
             ord_shown(key, strlen(key), shown, sizeof(shown));
-            problem(o, req, 400, "Invalid request", "unknown field '%s'", shown);
+            ofp_problem(o->api, req, 400, "Invalid request", "unknown field '%s'", shown);
             return -1;
         }
     }
     json_t *items = json_object_get(*doc, "items");
     if (!json_is_array(items) || json_array_size(items) == 0 ||
         json_array_size(items) > ORD_LINES_MAX) {
-        problem(o, req, 400, "Invalid request", "items: an array of 1 to %d lines is required",
-                ORD_LINES_MAX);
+        ofp_problem(o->api, req, 400, "Invalid request",
+                    "items: an array of 1 to %d lines is required", ORD_LINES_MAX);
         return -1;
     }
     *n = json_array_size(items);
     *lines = calloc(*n, sizeof(**lines));
     if (!*lines) {
-        internal_error(o, req);
+        ofp_internal_error(o->api, req);
         return -1;
     }
     size_t i;
@@ -165,38 +122,40 @@ static int parse_body(orders *o, of_http_request *req, json_t **doc, line **line
     json_array_foreach(items, i, item)
     {
         if (!json_is_object(item)) {
-            problem(o, req, 400, "Invalid request", "items[%zu]: an object is required", i);
+            ofp_problem(o->api, req, 400, "Invalid request", "items[%zu]: an object is required",
+                        i);
             return -1;
         }
         json_object_foreach(item, key, v)
         {
             if (strcmp(key, "sku") != 0 && strcmp(key, "quantity") != 0) {
                 ord_shown(key, strlen(key), shown, sizeof(shown));
-                problem(o, req, 400, "Invalid request", "items[%zu]: unknown field '%s'", i, shown);
+                ofp_problem(o->api, req, 400, "Invalid request", "items[%zu]: unknown field '%s'",
+                            i, shown);
                 return -1;
             }
         }
         json_t *sku = json_object_get(item, "sku"), *qty = json_object_get(item, "quantity");
         if (!json_is_string(sku) ||
             !ord_valid_sku(json_string_value(sku), json_string_length(sku))) {
-            problem(o, req, 400, "Invalid request",
-                    "items[%zu].sku: 1 to %d characters of A-Z a-z 0-9 . _ - are required", i,
-                    ORD_SKU_MAX);
+            ofp_problem(o->api, req, 400, "Invalid request",
+                        "items[%zu].sku: 1 to %d characters of A-Z a-z 0-9 . _ - are required", i,
+                        ORD_SKU_MAX);
             return -1;
         }
         if (!json_is_integer(qty) || json_integer_value(qty) < 1 ||
             json_integer_value(qty) > ORD_QTY_MAX) {
-            problem(o, req, 400, "Invalid request",
-                    "items[%zu].quantity: an integer from 1 to %d is required", i, ORD_QTY_MAX);
+            ofp_problem(o->api, req, 400, "Invalid request",
+                        "items[%zu].quantity: an integer from 1 to %d is required", i, ORD_QTY_MAX);
             return -1;
         }
         (*lines)[i].sku = json_string_value(sku);
         (*lines)[i].quantity = json_integer_value(qty);
         for (size_t j = 0; j < i; j++) {
             if (strcmp((*lines)[j].sku, (*lines)[i].sku) == 0) {
-                problem(o, req, 400, "Invalid request",
-                        "items[%zu].sku: %s is already in items[%zu] (one line per sku)", i,
-                        (*lines)[i].sku, j);
+                ofp_problem(o->api, req, 400, "Invalid request",
+                            "items[%zu].sku: %s is already in items[%zu] (one line per sku)", i,
+                            (*lines)[i].sku, j);
                 return -1;
             }
         }
@@ -215,8 +174,9 @@ static const char *idempotency_key(orders *o, of_http_request *req)
     for (size_t i = 0; ok && i < len; i++)
         ok = k[i] >= 0x20 && k[i] <= 0x7E;
     if (!ok) {
-        problem(o, req, 400, "Invalid request",
-                "Idempotency-Key: 1 to %d printable ASCII characters are required", ORD_IDEM_MAX);
+        ofp_problem(o->api, req, 400, "Invalid request",
+                    "Idempotency-Key: 1 to %d printable ASCII characters are required",
+                    ORD_IDEM_MAX);
         return "";
     }
     return k;
@@ -286,15 +246,16 @@ static of_status answer_repeat(orders *o, of_call *call, of_http_request *req, c
 {
     int same = same_lines(o, call, id, lines, n);
     if (same < 0)
-        return db_failed(o, call, req, "place: comparing with the first request");
+        return ofp_http_db_failed(o->api, o->stage, call, req,
+                                  "place: comparing with the first request");
     if (!same)
-        return problem(o, req, 422, "Unprocessable Content",
-                       "this Idempotency-Key was used for another order with other items");
+        return ofp_problem(o->api, req, 422, "Unprocessable Content",
+                           "this Idempotency-Key was used for another order with other items");
     char location[80];
     snprintf(location, sizeof(location), "Location: /api/v1/orders/%s", id);
     const char *const headers[] = {location, NULL};
-    return respond_json(o, req, 200, json_pack("{s:s, s:s}", "order_id", id, "status", status),
-                        headers);
+    return ofp_respond_json(o->api, req, 200,
+                            json_pack("{s:s, s:s}", "order_id", id, "status", status), headers);
 }
 
 /* Prices every line from inventory's products table. 0; 1 when answered (422); -1 db error. */
@@ -341,14 +302,14 @@ static int price_lines(orders *o, of_call *call, of_http_request *req, line *lin
         return -1;
     for (size_t i = 0; i < n; i++) {
         if (!lines[i].priced) {
-            problem(o, req, 422, "Unprocessable Content", "unknown sku %s (items[%zu])",
-                    lines[i].sku, i);
+            ofp_problem(o->api, req, 422, "Unprocessable Content", "unknown sku %s (items[%zu])",
+                        lines[i].sku, i);
             return 1;
         }
         if (strcmp(lines[i].currency, lines[0].currency) != 0) {
-            problem(o, req, 422, "Unprocessable Content",
-                    "items in more than one currency: %s is priced in %s, %s in %s", lines[0].sku,
-                    lines[0].currency, lines[i].sku, lines[i].currency);
+            ofp_problem(o->api, req, 422, "Unprocessable Content",
+                        "items in more than one currency: %s is priced in %s, %s in %s",
+                        lines[0].sku, lines[0].currency, lines[i].sku, lines[i].currency);
             return 1;
         }
     }
@@ -363,13 +324,13 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
     if (key) {
         int r = find_by_key(o, call, customer, key, 0, id, status);
         if (r < 0)
-            return db_failed(o, call, req, "place: idempotency key");
+            return ofp_http_db_failed(o->api, o->stage, call, req, "place: idempotency key");
         if (r == 1)
             return answer_repeat(o, call, req, id, status, lines, n);
     }
     int pr = price_lines(o, call, req, lines, n);
     if (pr < 0)
-        return db_failed(o, call, req, "place: prices");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "place: prices");
     if (pr > 0)
         return OF_REJECT;
     int64_t total = 0;
@@ -377,11 +338,12 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
         int64_t amount;
         if (__builtin_mul_overflow(lines[i].price, lines[i].quantity, &amount) ||
             __builtin_add_overflow(total, amount, &total))
-            return problem(o, req, 422, "Unprocessable Content", "the order's total is too large");
+            return ofp_problem(o->api, req, 422, "Unprocessable Content",
+                               "the order's total is too large");
     }
     if (ord_uuid(id) != 0) {
         api->log(o->stage, OF_LOG_ERROR, "place: no random bytes for an order id");
-        return internal_error(o, req);
+        return ofp_internal_error(o->api, req);
     }
     int64_t now = ord_now_ms();
     of_db_value ins[] = {OF_DB_S(id),
@@ -403,9 +365,9 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
                 return answer_repeat(o, call, req, id, status, lines, n);
             if (r == 0)
                 return OF_RETRY;
-            return db_failed(o, call, req, "place: idempotency key");
+            return ofp_http_db_failed(o->api, o->stage, call, req, "place: idempotency key");
         }
-        return db_failed(o, call, req, "place: order");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "place: order");
     }
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -416,7 +378,7 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
                          "unit_price_cents) VALUES (?, ?, ?, ?, ?)",
                          p, 5) < 0) {
             json_decref(items);
-            return db_failed(o, call, req, "place: items");
+            return ofp_http_db_failed(o->api, o->stage, call, req, "place: items");
         }
         json_array_append_new(items, json_pack("{s:s, s:I, s:I}", "sku", lines[i].sku, "quantity",
                                                (json_int_t)lines[i].quantity, "unit_price_cents",
@@ -428,7 +390,7 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
                      "at) VALUES (?, 1, NULL, 'PENDING', 'placed', FROM_UNIXTIME(? / 1000))",
                      h, 2) < 0) {
         json_decref(items);
-        return db_failed(o, call, req, "place: history");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "place: history");
     }
     char placed_at[40];
     ord_rfc3339_ms(now, placed_at, sizeof(placed_at));
@@ -438,7 +400,7 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
                         : NULL;
     if (ord_emit(o, call, "placed", "order.placed", id, doc) != 0) {
         api->log(o->stage, OF_LOG_ERROR, "place: emitting order.placed failed");
-        return internal_error(o, req);
+        return ofp_internal_error(o->api, req);
     }
     ord_cache_status(o, id, 1, "PENDING");
     api->counter_add(o->placed, 1);
@@ -447,8 +409,8 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
     char location[80];
     snprintf(location, sizeof(location), "Location: /api/v1/orders/%s", id);
     const char *const headers[] = {location, NULL};
-    return respond_json(o, req, 202, json_pack("{s:s, s:s}", "order_id", id, "status", "PENDING"),
-                        headers);
+    return ofp_respond_json(o->api, req, 202,
+                            json_pack("{s:s, s:s}", "order_id", id, "status", "PENDING"), headers);
 }
 
 static of_status place(void *instance, of_call *call, of_http_request *req)
@@ -545,7 +507,7 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
                                                                              "id = ?",
                                      &p, 1);
     if (!rows)
-        return db_failed(o, call, req, "get");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "get");
     int r = api->db_rows_next(rows);
     json_t *doc = NULL;
     of_db_value owner = {0};
@@ -562,7 +524,8 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
     if (r != 1) {
         json_decref(doc);
         return r == 0 ? not_found(o, req)
-                      : (r == -1 ? db_failed(o, call, req, "get") : internal_error(o, req));
+                      : (r == -1 ? ofp_http_db_failed(o->api, o->stage, call, req, "get")
+                                 : ofp_internal_error(o->api, req));
     }
     json_t *items = json_array(), *history = json_array();
     json_object_set_new(doc, "items", items);
@@ -573,7 +536,7 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
                          &p, 1);
     if (!rows) {
         json_decref(doc);
-        return db_failed(o, call, req, "get items");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "get items");
     }
     while ((r = api->db_rows_next(rows)) == 1) {
         of_db_value v[4];
@@ -593,7 +556,8 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
     api->db_rows_free(rows);
     if (r < 0) {
         json_decref(doc);
-        return r == -1 ? db_failed(o, call, req, "get items") : internal_error(o, req);
+        return r == -1 ? ofp_http_db_failed(o->api, o->stage, call, req, "get items")
+                       : ofp_internal_error(o->api, req);
     }
     rows = api->db_query(call,
                          "SELECT seq, from_status, to_status, reason, " MS(
@@ -601,7 +565,7 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
                          &p, 1);
     if (!rows) {
         json_decref(doc);
-        return db_failed(o, call, req, "get history");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "get history");
     }
     int64_t last_seq = 0;
     while ((r = api->db_rows_next(rows)) == 1) {
@@ -628,14 +592,15 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
     api->db_rows_free(rows);
     if (r < 0) {
         json_decref(doc);
-        return r == -1 ? db_failed(o, call, req, "get history") : internal_error(o, req);
+        return r == -1 ? ofp_http_db_failed(o->api, o->stage, call, req, "get history")
+                       : ofp_internal_error(o->api, req);
     }
     /* The status from Redis when it is at least as new as the stored history (see
      * docs/orders-plugin.md, "The status cache"); else the row's. */
     char status[17];
     if (cached_status(o, id, last_seq, status))
         json_object_set_new(doc, "status", json_string(status));
-    return respond_json(o, req, 200, doc, NULL);
+    return ofp_respond_json(o->api, req, 200, doc, NULL);
 }
 
 /* ---- list ----------------------------------------------------------------------------------- */
@@ -666,7 +631,7 @@ static of_status list_orders(void *instance, of_call *call, of_http_request *req
     long limit = 20;
     const char *l = api->http_query(req, "limit");
     if (l && parse_int(l, 1, 100, &limit) != 0)
-        return problem(o, req, 400, "Invalid request", "limit: an integer from 1 to 100");
+        return ofp_problem(o->api, req, 400, "Invalid request", "limit: an integer from 1 to 100");
     const char *status = api->http_query(req, "status");
     if (status && !*status)
         status = NULL;
@@ -675,9 +640,9 @@ static of_status list_orders(void *instance, of_call *call, of_http_request *req
         for (size_t i = 0; statuses[i] && !known; i++)
             known = strcmp(statuses[i], status) == 0;
         if (!known)
-            return problem(o, req, 400, "Invalid request",
-                           "status: one of PENDING, RESERVED, PAID, CONFIRMED, REJECTED, "
-                           "CANCELLED");
+            return ofp_problem(o->api, req, 400, "Invalid request",
+                               "status: one of PENDING, RESERVED, PAID, CONFIRMED, REJECTED, "
+                               "CANCELLED");
     }
     const char *after = api->http_query(req, "after");
     if (after && !*after)
@@ -686,10 +651,10 @@ static of_status list_orders(void *instance, of_call *call, of_http_request *req
         char st[17], owner[ORD_CUSTOMER_MAX + 1];
         int r = ord_valid_id(after) ? ord_load_head(o, call, after, 0, st, owner) : 0;
         if (r < 0)
-            return db_failed(o, call, req, "list");
+            return ofp_http_db_failed(o->api, o->stage, call, req, "list");
         if (r == 0 || strcmp(owner, customer) != 0)
-            return problem(o, req, 400, "Invalid request",
-                           "after: the id of the last order of the previous page");
+            return ofp_problem(o->api, req, 400, "Invalid request",
+                               "after: the id of the last order of the previous page");
     }
     /* Fixed fragments only; every value is a placeholder. */
     char sql[768];
@@ -714,7 +679,7 @@ static of_status list_orders(void *instance, of_call *call, of_http_request *req
     p[np++] = OF_DB_I(limit + 1);
     of_db_rows *rows = api->db_query(call, sql, p, np);
     if (!rows)
-        return db_failed(o, call, req, "list");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "list");
     json_t *items = json_array(), *next = json_null();
     long n = 0;
     int r = 0;
@@ -737,10 +702,11 @@ static of_status list_orders(void *instance, of_call *call, of_http_request *req
     if (!items || r < 0) {
         json_decref(items);
         json_decref(next);
-        return r == -1 ? db_failed(o, call, req, "list") : internal_error(o, req);
+        return r == -1 ? ofp_http_db_failed(o->api, o->stage, call, req, "list")
+                       : ofp_internal_error(o->api, req);
     }
-    return respond_json(o, req, 200, json_pack("{s:o, s:o}", "items", items, "next_after", next),
-                        NULL);
+    return ofp_respond_json(o->api, req, 200,
+                            json_pack("{s:o, s:o}", "items", items, "next_after", next), NULL);
 }
 
 /* ---- cancel --------------------------------------------------------------------------------- */
@@ -759,19 +725,19 @@ static of_status cancel_order(void *instance, of_call *call, of_http_request *re
     char status[17], owner[ORD_CUSTOMER_MAX + 1];
     int r = ord_load_head(o, call, id, 1, status, owner);
     if (r < 0)
-        return db_failed(o, call, req, "cancel");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "cancel");
     if (r == 0 || (!admin && strcmp(owner, customer) != 0))
         return not_found(o, req);
     if (ord_terminal(status))
-        return problem(o, req, 409, "Conflict", "the order is %s and can no longer be cancelled",
-                       status);
+        return ofp_problem(o->api, req, 409, "Conflict",
+                           "the order is %s and can no longer be cancelled", status);
     const char *reason = strcmp(owner, customer) == 0 ? "cancelled by the customer"
                                                       : "cancelled by an administrator";
     ord_tr t = ord_transition(o, call, id, status, "CANCELLED", reason);
     if (t == ORD_TR_DB_ERROR)
-        return db_failed(o, call, req, "cancel");
+        return ofp_http_db_failed(o->api, o->stage, call, req, "cancel");
     if (t == ORD_TR_EMIT_ERROR)
-        return internal_error(o, req);
+        return ofp_internal_error(o->api, req);
     if (t == ORD_TR_NOT_IN) /* cannot happen: the row is locked */
         return OF_RETRY;
     int release = strcmp(status, "RESERVED") == 0 || strcmp(status, "PAID") == 0;
@@ -781,10 +747,10 @@ static of_status cancel_order(void *instance, of_call *call, of_http_request *re
         (refund && ord_emit(o, call, "payment", "payment.refund", id,
                             json_pack("{s:s, s:s}", "order_id", id, "reason", reason)) != 0)) {
         api->log(o->stage, OF_LOG_ERROR, "cancel %s: emitting a command failed", id);
-        return internal_error(o, req);
+        return ofp_internal_error(o->api, req);
     }
-    return respond_json(o, req, 200, json_pack("{s:s, s:s}", "order_id", id, "status", "CANCELLED"),
-                        NULL);
+    return ofp_respond_json(o->api, req, 200,
+                            json_pack("{s:s, s:s}", "order_id", id, "status", "CANCELLED"), NULL);
 }
 
 int ord_http_register(orders *o, char *errstr, size_t errstr_size)

@@ -16,6 +16,7 @@
  * without effect. Unknown orders are logged and acknowledged; malformed events are rejected (dead
  * letter); database outages and deadlocks are retried.
  */
+#include "ofp_http.h"
 #include "orders.h"
 
 #include <stdio.h>
@@ -42,25 +43,13 @@ static kind kind_of(const char *t)
     return K_IGNORED;
 }
 
-static of_status db_failed(orders *o, of_call *call, const char *what)
-{
-    const char *msg = NULL;
-    of_db_error e = o->api->db_last_error(call, &msg);
-    o->api->set_reason(call, "%s: %s", what, msg ? msg : "database error");
-    if (e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE)
-        return OF_RETRY;
-    o->api->log(o->stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
-                msg ? msg : "no reason");
-    return OF_REJECT;
-}
-
 static of_status tr_failed(orders *o, of_call *call, ord_tr r, const char *what)
 {
     if (r == ORD_TR_EMIT_ERROR) {
         o->api->set_reason(call, "%s: emitting the status event failed", what);
         return OF_RETRY;
     }
-    return db_failed(o, call, what);
+    return ofp_event_db_failed(o->api, o->stage, call, what);
 }
 
 /* The order was not in the expected state: why (unknown, or elsewhere), and its status. */
@@ -70,7 +59,7 @@ static of_status not_in_state(orders *o, of_call *call, const char *type, const 
     char customer[ORD_CUSTOMER_MAX + 1];
     int r = ord_load_head(o, call, order_id, 0, status, customer);
     if (r < 0)
-        return db_failed(o, call, "reading the order");
+        return ofp_event_db_failed(o->api, o->stage, call, "reading the order");
     if (r == 0) {
         status[0] = '\0';
         o->api->log(o->stage, OF_LOG_WARN, "%s for unknown order %s: ignored", type, order_id);

@@ -1,0 +1,30 @@
+/* Helpers the business plugins share for answering HTTP requests; compiled into each plugin
+ * that uses them (a plugin links against nothing of the host, and nothing of another plugin). */
+#ifndef OFP_HTTP_H
+#define OFP_HTTP_H
+
+#include <orderflow/stage.h>
+
+#include <jansson.h>
+#include <stdarg.h>
+
+/* An RFC 9457 problem; returns OF_REJECT, so the handler's transaction is rolled back. */
+of_status ofp_problem(const of_host_api *api, of_http_request *req, int status, const char *title,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+of_status ofp_problemv(const of_host_api *api, of_http_request *req, int status, const char *title,
+                       const char *fmt, va_list ap);
+/* A 500 that says nothing of the cause (which is logged by the caller). */
+of_status ofp_internal_error(const of_host_api *api, of_http_request *req);
+/* Answers doc (consumed; NULL means out of memory: a 500) as JSON; returns OF_OK. */
+of_status ofp_respond_json(const of_host_api *api, of_http_request *req, int status, json_t *doc,
+                           const char *const *headers);
+/* A database call in a handler failed: outages and deadlocks give OF_RETRY (the gateway answers
+ * 503), anything else is logged and answered 500. */
+of_status ofp_http_db_failed(const of_host_api *api, of_stage *stage, of_call *call,
+                             of_http_request *req, const char *what);
+/* A database call while processing an event failed: outages and deadlocks are retried, anything
+ * else is a bug and the event goes to the dead-letter topic with the reason. */
+of_status ofp_event_db_failed(const of_host_api *api, of_stage *stage, of_call *call,
+                              const char *what);
+
+#endif
