@@ -114,58 +114,7 @@ static const of_migration migrations[] = {
 
 /* ---- answering ------------------------------------------------------------------------------ */
 
-/* Answers doc (consumed) as JSON. */
-
-/* A database call failed: outages are retried (503), anything else is a 500 and logged. */
-
 /* ---- request bodies ------------------------------------------------------------------------- */
-
-/* A printable copy of an untrusted name for a message. */
-static void shown(const char *s, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; s[i] && o + 1 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[o++] = (char)(c < 0x20 || c == 0x7F || c == '\'' ? '?' : c);
-    }
-    out[o] = '\0';
-}
-
-/* The body as a JSON object with only the allowed fields; NULL when answered (400). */
-static json_t *read_object(auth *a, of_http_request *req, const char *const *allowed)
-{
-    size_t len = 0;
-    const char *body = a->api->http_body(req, &len);
-    json_error_t e;
-    json_t *doc = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &e);
-    if (!doc) {
-        ofp_problem(a->api, req, 400, "Malformed JSON",
-                    "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
-                    e.column);
-        return NULL;
-    }
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        ofp_problem(a->api, req, 400, "Invalid request", "the body must be a JSON object");
-        return NULL;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(doc, key, v)
-    {
-        int known = 0;
-        for (size_t i = 0; allowed[i] && !known; i++)
-            known = strcmp(key, allowed[i]) == 0;
-        if (!known) {
-            char name[72];
-            shown(key, name, sizeof(name));
-            json_decref(doc);
-            ofp_problem(a->api, req, 400, "Invalid request", "unknown field '%s'", name);
-            return NULL;
-        }
-    }
-    return doc;
-}
 
 /* A required string field. 0, or -1 when answered (400). */
 static int string_field(auth *a, of_http_request *req, const json_t *doc, const char *name,
@@ -232,7 +181,7 @@ static of_status create_user(auth *a, of_call *call, of_http_request *req, const
 {
     static const char *const fields[] = {"email", "password", "display_name", NULL};
     const of_host_api *api = a->api;
-    json_t *doc = read_object(a, req, fields);
+    json_t *doc = ofp_read_object(a->api, req, fields);
     if (!doc)
         return OF_REJECT;
     const char *email, *password, *name, *why;
@@ -334,7 +283,7 @@ static of_status handle_login(void *instance, of_call *call, of_http_request *re
     static const char *const fields[] = {"email", "password", NULL};
     auth *a = instance;
     const of_host_api *api = a->api;
-    json_t *doc = read_object(a, req, fields);
+    json_t *doc = ofp_read_object(a->api, req, fields);
     if (!doc)
         return OF_REJECT;
     const char *email, *password;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 of_status ofp_problemv(const of_host_api *api, of_http_request *req, int status, const char *title,
                        const char *fmt, va_list ap)
@@ -66,4 +67,69 @@ of_status ofp_event_db_failed(const of_host_api *api, of_stage *stage, of_call *
     api->log(stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
              msg ? msg : "no reason");
     return OF_REJECT;
+}
+
+void ofp_shown(const char *s, size_t len, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; s && i < len && o + 1 < size; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        out[o++] =
+            (char)(ch < 0x20 || ch >= 0x7F || ch == '"' || ch == '\'' || ch == '\\' ? '?' : ch);
+    }
+    if (size)
+        out[o] = '\0';
+}
+
+void ofp_rfc3339_ms(int64_t ms, char *out, size_t size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    int frac = (int)(ms % 1000);
+    if (frac < 0) {
+        frac += 1000;
+        secs--;
+    }
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm)) {
+        snprintf(out, size, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, size, "%s.%03dZ", base, frac);
+}
+
+json_t *ofp_read_object(const of_host_api *api, of_http_request *req, const char *const *allowed)
+{
+    size_t len = 0;
+    const char *body = api->http_body(req, &len);
+    json_error_t e;
+    json_t *doc = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &e);
+    if (!doc) {
+        ofp_problem(api, req, 400, "Malformed JSON",
+                    "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                    e.column);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        ofp_problem(api, req, 400, "Invalid request", "the body must be a JSON object");
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v)
+    {
+        int known = 0;
+        for (size_t i = 0; allowed[i] && !known; i++)
+            known = strcmp(key, allowed[i]) == 0;
+        if (!known) {
+            char name[72];
+            ofp_shown(key, strlen(key), name, sizeof(name));
+            json_decref(doc);
+            ofp_problem(api, req, 400, "Invalid request", "unknown field '%s'", name);
+            return NULL;
+        }
+    }
+    return doc;
 }

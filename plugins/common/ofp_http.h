@@ -18,6 +18,14 @@ of_status ofp_internal_error(const of_host_api *api, of_http_request *req);
 /* Answers doc (consumed; NULL means out of memory: a 500) as JSON; returns OF_OK. */
 of_status ofp_respond_json(const of_host_api *api, of_http_request *req, int status, json_t *doc,
                            const char *const *headers);
+/* A printable copy of an untrusted string for a message: controls, non-ASCII bytes, quotes and
+ * backslashes become '?'. out is always terminated (size > 0). */
+void ofp_shown(const char *s, size_t len, char *out, size_t size);
+/* Milliseconds since the epoch as RFC 3339 UTC with milliseconds ("2026-11-27T12:00:00.123Z"). */
+void ofp_rfc3339_ms(int64_t ms, char *out, size_t size);
+/* The body as a JSON object with only the `allowed` fields (NULL-terminated); NULL when answered
+ * (400: malformed JSON with its line and column, not an object, an unknown field). */
+json_t *ofp_read_object(const of_host_api *api, of_http_request *req, const char *const *allowed);
 /* A database call in a handler failed: outages and deadlocks give OF_RETRY (the gateway answers
  * 503), anything else is logged and answered 500. */
 of_status ofp_http_db_failed(const of_host_api *api, of_stage *stage, of_call *call,

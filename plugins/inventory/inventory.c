@@ -117,9 +117,6 @@ static of_status emit_rejected(inventory *inv, of_call *call, const char *order_
     return st;
 }
 
-/* A database call failed: outages and deadlocks are retried, anything else is a bug (the
- * event goes to the dead-letter topic, from where it can be replayed once fixed). */
-
 /* ---- order.placed --------------------------------------------------------------------------- */
 
 typedef struct order_line {
@@ -226,7 +223,7 @@ static int parse_order(inventory *inv, json_t *doc, order *o, char *why, size_t 
     qsort(o->lines, o->n_lines, sizeof(*o->lines), line_cmp);
     for (i = 1; i < o->n_lines; i++) {
         if (strcmp(o->lines[i - 1].sku, o->lines[i].sku) == 0) {
-            inv_shown(o->lines[i].sku, strlen(o->lines[i].sku), shown, sizeof(shown));
+            ofp_shown(o->lines[i].sku, strlen(o->lines[i].sku), shown, sizeof(shown));
             snprintf(why, why_size, "sku %s appears in more than one line", shown);
             return -1;
         }
@@ -519,7 +516,7 @@ static of_status inventory_process(void *instance, of_call *call)
                                                      : -1;
     if (kind < 0) {
         char shown[80];
-        inv_shown(t, tlen, shown, sizeof(shown));
+        ofp_shown(t, tlen, shown, sizeof(shown));
         api->set_reason(call, "unknown ce_type '%s'", shown);
         return OF_REJECT;
     }

@@ -7,6 +7,8 @@
 
 #include <orderflow/stage.h>
 
+#include "ofp_http.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,10 +34,6 @@ int inv_valid_sku(const char *s, size_t len);
 int inv_valid_currency(const char *s, size_t len);
 /* Number of UTF-8 code points of a string jansson already validated. */
 size_t inv_utf8_chars(const char *s, size_t len);
-/* A printable, bounded copy of untrusted text for a message. */
-void inv_shown(const char *s, size_t len, char *out, size_t size);
-/* Milliseconds since the epoch as RFC 3339 UTC with milliseconds. */
-void inv_rfc3339_ms(int64_t ms, char *out, size_t size);
 
 /* ---- inventory_http.c ---- */
 

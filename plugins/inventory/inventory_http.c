@@ -37,42 +37,6 @@ static int require_admin(inventory *inv, of_http_request *req)
     return 0;
 }
 
-/* The body as a JSON object with only the allowed fields; NULL when answered (400). */
-static json_t *read_object(inventory *inv, of_http_request *req, const char *const *allowed)
-{
-    size_t len = 0;
-    const char *body = inv->api->http_body(req, &len);
-    json_error_t e;
-    json_t *doc = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &e);
-    if (!doc) {
-        ofp_problem(inv->api, req, 400, "Malformed JSON",
-                    "the body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
-                    e.column);
-        return NULL;
-    }
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        ofp_problem(inv->api, req, 400, "Invalid request", "the body must be a JSON object");
-        return NULL;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(doc, key, v)
-    {
-        int known = 0;
-        for (size_t i = 0; allowed[i] && !known; i++)
-            known = strcmp(key, allowed[i]) == 0;
-        if (!known) {
-            char name[72];
-            inv_shown(key, strlen(key), name, sizeof(name));
-            json_decref(doc);
-            ofp_problem(inv->api, req, 400, "Invalid request", "unknown field '%s'", name);
-            return NULL;
-        }
-    }
-    return doc;
-}
-
 /* ---- reading products ----------------------------------------------------------------------- */
 
 #define PRODUCT_COLUMNS                                                                            \
@@ -96,7 +60,7 @@ static json_t *product_row(inventory *inv, of_db_rows *rows)
     if (v[2].type != OF_DB_INT)
         return NULL;
     char created[40];
-    inv_rfc3339_ms(v[4].i, created, sizeof(created));
+    ofp_rfc3339_ms(v[4].i, created, sizeof(created));
     return json_pack("{s:s%, s:s%, s:I, s:s%, s:s, s:{s:I, s:I, s:I}}", "sku", (const char *)v[0].p,
                      v[0].len, "name", (const char *)v[1].p, v[1].len, "price_cents",
                      (json_int_t)v[2].i, "currency", (const char *)v[3].p, v[3].len, "created_at",
@@ -142,7 +106,7 @@ static of_status create_product(void *instance, of_call *call, of_http_request *
         return OF_REJECT;
     static const char *const allowed[] = {"sku",      "name",          "price_cents",
                                           "currency", "initial_stock", NULL};
-    json_t *doc = read_object(inv, req, allowed);
+    json_t *doc = ofp_read_object(inv->api, req, allowed);
     if (!doc)
         return OF_REJECT;
     of_status st = OF_REJECT;
@@ -219,7 +183,7 @@ static of_status set_stock(void *instance, of_call *call, of_http_request *req)
     if (!sku)
         return OF_REJECT;
     static const char *const allowed[] = {"on_hand", NULL};
-    json_t *doc = read_object(inv, req, allowed);
+    json_t *doc = ofp_read_object(inv->api, req, allowed);
     if (!doc)
         return OF_REJECT;
     json_t *v = json_object_get(doc, "on_hand");

@@ -35,32 +35,3 @@ size_t inv_utf8_chars(const char *s, size_t len)
             n++;
     return n;
 }
-
-void inv_shown(const char *s, size_t len, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; s && i < len && o + 1 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[o++] = (char)(c < 0x20 || c >= 0x7F || c == '"' || c == '\\' ? '?' : c);
-    }
-    if (size)
-        out[o] = '\0';
-}
-
-void inv_rfc3339_ms(int64_t ms, char *out, size_t size)
-{
-    time_t secs = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    if (frac < 0) {
-        frac += 1000;
-        secs--;
-    }
-    struct tm tm;
-    if (!gmtime_r(&secs, &tm)) {
-        snprintf(out, size, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, size, "%s.%03dZ", base, frac);
-}

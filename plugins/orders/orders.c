@@ -126,35 +126,6 @@ int64_t ord_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void ord_rfc3339_ms(int64_t ms, char *out, size_t size)
-{
-    time_t secs = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    if (frac < 0) {
-        frac += 1000;
-        secs--;
-    }
-    struct tm tm;
-    if (!gmtime_r(&secs, &tm)) {
-        snprintf(out, size, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, size, "%s.%03dZ", base, frac);
-}
-
-void ord_shown(const char *s, size_t len, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; s && i < len && o + 1 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[o++] = (char)(c < 0x20 || c >= 0x7F || c == '"' || c == '\\' ? '?' : c);
-    }
-    if (size)
-        out[o] = '\0';
-}
-
 int ord_terminal(const char *status)
 {
     return strcmp(status, "CONFIRMED") == 0 || strcmp(status, "REJECTED") == 0 ||
@@ -272,7 +243,7 @@ ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char
                      h, 6) < 0)
         return ORD_TR_DB_ERROR;
     char when[40];
-    ord_rfc3339_ms(at, when, sizeof(when));
+    ofp_rfc3339_ms(at, when, sizeof(when));
     json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "order_id", order_id, "customer_id",
                             customer, "from", from, "to", to, "reason", reason_cut, "at", when);
     if (ord_emit(o, call, "status", "order.status_changed", order_id, doc) != 0)

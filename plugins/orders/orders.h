@@ -7,6 +7,8 @@
 
 #include <orderflow/stage.h>
 
+#include "ofp_http.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,10 +48,6 @@ int ord_valid_id(const char *s);
 int ord_valid_sku(const char *s, size_t len);
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
 int64_t ord_now_ms(void);
-/* RFC 3339 UTC with milliseconds. */
-void ord_rfc3339_ms(int64_t ms, char *out, size_t size);
-/* A printable, bounded copy of untrusted text for a message. */
-void ord_shown(const char *s, size_t len, char *out, size_t size);
 /* 1 for CONFIRMED, REJECTED, CANCELLED. */
 int ord_terminal(const char *status);
 

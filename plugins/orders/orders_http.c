@@ -99,7 +99,7 @@ static int parse_body(orders *o, of_http_request *req, json_t **doc, line **line
     json_object_foreach(*doc, key, v)
     {
         if (strcmp(key, "items") != 0) {
-            ord_shown(key, strlen(key), shown, sizeof(shown));
+            ofp_shown(key, strlen(key), shown, sizeof(shown));
             ofp_problem(o->api, req, 400, "Invalid request", "unknown field '%s'", shown);
             return -1;
         }
@@ -129,7 +129,7 @@ static int parse_body(orders *o, of_http_request *req, json_t **doc, line **line
         json_object_foreach(item, key, v)
         {
             if (strcmp(key, "sku") != 0 && strcmp(key, "quantity") != 0) {
-                ord_shown(key, strlen(key), shown, sizeof(shown));
+                ofp_shown(key, strlen(key), shown, sizeof(shown));
                 ofp_problem(o->api, req, 400, "Invalid request", "items[%zu]: unknown field '%s'",
                             i, shown);
                 return -1;
@@ -393,7 +393,7 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
         return ofp_http_db_failed(o->api, o->stage, call, req, "place: history");
     }
     char placed_at[40];
-    ord_rfc3339_ms(now, placed_at, sizeof(placed_at));
+    ofp_rfc3339_ms(now, placed_at, sizeof(placed_at));
     json_t *doc = items ? json_pack("{s:s, s:s, s:o, s:I, s:s, s:s}", "order_id", id, "customer_id",
                                     customer, "items", items, "total_cents", (json_int_t)total,
                                     "currency", lines[0].currency, "placed_at", placed_at)
@@ -449,8 +449,8 @@ static json_t *summary_row(orders *o, of_db_rows *rows)
         v[3].type != OF_DB_TEXT || v[4].type != OF_DB_INT || v[5].type != OF_DB_INT)
         return NULL;
     char created[40], updated[40];
-    ord_rfc3339_ms(v[4].i, created, sizeof(created));
-    ord_rfc3339_ms(v[5].i, updated, sizeof(updated));
+    ofp_rfc3339_ms(v[4].i, created, sizeof(created));
+    ofp_rfc3339_ms(v[5].i, updated, sizeof(updated));
     return json_pack("{s:s%, s:s%, s:I, s:s%, s:s, s:s}", "order_id", (const char *)v[0].p,
                      v[0].len, "status", (const char *)v[1].p, v[1].len, "total_cents",
                      (json_int_t)v[2].i, "currency", (const char *)v[3].p, v[3].len, "created_at",
@@ -579,7 +579,7 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
             break;
         }
         char at[40];
-        ord_rfc3339_ms(v[4].i, at, sizeof(at));
+        ofp_rfc3339_ms(v[4].i, at, sizeof(at));
         last_seq = v[0].i;
         json_array_append_new(history, json_pack("{s:I, s:o, s:s%, s:s%, s:s}", "seq",
                                                  (json_int_t)v[0].i, "from",

@@ -109,7 +109,7 @@ static of_status on_event(orders *o, of_call *call, kind k, const char *type, js
     if (json_is_integer(pid))
         snprintf(payment_id, sizeof(payment_id), "%" JSON_INTEGER_FORMAT, json_integer_value(pid));
     else if (json_is_string(pid))
-        ord_shown(json_string_value(pid), json_string_length(pid), payment_id, sizeof(payment_id));
+        ofp_shown(json_string_value(pid), json_string_length(pid), payment_id, sizeof(payment_id));
     char status[17] = "", why[ORD_REASON_MAX + 1];
     ord_tr r;
     switch (k) {
@@ -213,7 +213,7 @@ of_status ord_process(void *instance, of_call *call)
     if (k == K_IGNORED) {
         if (api->log_enabled(o->stage, OF_LOG_DEBUG)) {
             char shown[80];
-            ord_shown(t, tlen, shown, sizeof(shown));
+            ofp_shown(t, tlen, shown, sizeof(shown));
             api->log(o->stage, OF_LOG_DEBUG, "%s: nothing to do", shown);
         }
         return OF_OK;
