@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 struct of_stage;
-struct redisReply; /* hiredis */
+struct redisReply;   /* hiredis */
+struct redisContext; /* hiredis */
 
 /* ---- configuration --------------------------------------------------------------------- */
 
@@ -60,6 +61,16 @@ int of_redis_config_default(of_redis_config *out);
 void of_redis_config_parse(of_redis_config *out, const of_ynode *node, const char *file,
                            of_diag *diag);
 void of_redis_config_free(of_redis_config *cfg);
+/* A deep copy with the defaults filled in where src has none (host, key_prefix, sizes); 0, or -1
+ * when out of memory (dst then needs no freeing). */
+int of_redis_config_copy(of_redis_config *dst, const of_redis_config *src);
+
+/* A new hiredis connection to cfg's server, authenticated and on its db, with the command
+ * timeout set; NULL with the reason in why (never the password). For the few users that need a
+ * connection of their own (the WebSocket fan-out's subscriber); free with redisFree. */
+struct redisContext *of_redis_connect(const of_redis_config *cfg, char *why, size_t why_size);
+/* Sets SIGPIPE to SIG_IGN when it has the default action (see of_cache_pool_new). */
+void of_redis_ignore_sigpipe(void);
 
 /* ---- the pool -------------------------------------------------------------------------- */
 

@@ -200,3 +200,25 @@ void of_redis_config_parse(of_redis_config *out, const of_ynode *node, const cha
         }
     }
 }
+
+int of_redis_config_copy(of_redis_config *dst, const of_redis_config *src)
+{
+    *dst = *src;
+    dst->host = strdup(src->host ? src->host : OF_REDIS_DEFAULT_HOST);
+    dst->password = src->password ? strdup(src->password) : NULL;
+    dst->key_prefix = strdup(src->key_prefix ? src->key_prefix : "");
+    if (dst->pool_size < 1)
+        dst->pool_size = OF_REDIS_DEFAULT_POOL_SIZE;
+    if (dst->pool_size > OF_REDIS_MAX_POOL_SIZE)
+        dst->pool_size = OF_REDIS_MAX_POOL_SIZE;
+    if (dst->connect_timeout_ms < 1)
+        dst->connect_timeout_ms = OF_REDIS_DEFAULT_TIMEOUT_MS;
+    if (dst->command_timeout_ms < 1)
+        dst->command_timeout_ms = OF_REDIS_DEFAULT_TIMEOUT_MS;
+    if (!dst->host || !dst->key_prefix || (src->password && !dst->password)) {
+        of_redis_config_free(dst);
+        memset(dst, 0, sizeof(*dst));
+        return -1;
+    }
+    return 0;
+}

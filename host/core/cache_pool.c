@@ -53,19 +53,9 @@ static struct timeval tv_ms(int64_t ms)
 
 /* ---- pool lifecycle ---------------------------------------------------------------------- */
 
-static char *dup_or_null(const char *s, int *failed)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *failed = 1;
-    return d;
-}
-
 /* hiredis writes with write(2): a write to a connection Redis closed would raise SIGPIPE, whose
  * default action ends the process. A closed connection must be an error return instead. */
-static void ignore_sigpipe(void)
+void of_redis_ignore_sigpipe(void)
 {
     struct sigaction old;
     if (sigaction(SIGPIPE, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
@@ -82,23 +72,11 @@ of_cache_pool *of_cache_pool_new(const of_redis_config *cfg, of_metrics *metrics
 {
     if (!cfg)
         return NULL;
-    ignore_sigpipe();
+    of_redis_ignore_sigpipe();
     of_cache_pool *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    int failed = 0;
-    p->cfg = *cfg;
-    p->cfg.host = dup_or_null(cfg->host ? cfg->host : OF_REDIS_DEFAULT_HOST, &failed);
-    p->cfg.password = dup_or_null(cfg->password, &failed);
-    p->cfg.key_prefix = dup_or_null(cfg->key_prefix ? cfg->key_prefix : "", &failed);
-    if (p->cfg.pool_size < 1)
-        p->cfg.pool_size = OF_REDIS_DEFAULT_POOL_SIZE;
-    if (p->cfg.pool_size > OF_REDIS_MAX_POOL_SIZE)
-        p->cfg.pool_size = OF_REDIS_MAX_POOL_SIZE;
-    if (p->cfg.connect_timeout_ms < 1)
-        p->cfg.connect_timeout_ms = OF_REDIS_DEFAULT_TIMEOUT_MS;
-    if (p->cfg.command_timeout_ms < 1)
-        p->cfg.command_timeout_ms = OF_REDIS_DEFAULT_TIMEOUT_MS;
+    int failed = of_redis_config_copy(&p->cfg, cfg) != 0;
     p->idle = calloc((size_t)p->cfg.pool_size, sizeof(*p->idle));
     if (failed || !p->idle) {
         of_redis_config_free(&p->cfg);
@@ -190,8 +168,12 @@ void of_cache_pool_stats(of_cache_pool *p, of_cache_stats *out)
 static redisContext *connect_redis(of_cache_pool *p, char *why, size_t why_size)
 {
     atomic_fetch_add(&p->connect_attempts, 1);
-    redisContext *c =
-        redisConnectWithTimeout(p->cfg.host, p->cfg.port, tv_ms(p->cfg.connect_timeout_ms));
+    return of_redis_connect(&p->cfg, why, why_size);
+}
+
+redisContext *of_redis_connect(const of_redis_config *cfg, char *why, size_t why_size)
+{
+    redisContext *c = redisConnectWithTimeout(cfg->host, cfg->port, tv_ms(cfg->connect_timeout_ms));
     if (!c) {
         snprintf(why, why_size, "out of memory");
         return NULL;
@@ -200,14 +182,14 @@ static redisContext *connect_redis(of_cache_pool *p, char *why, size_t why_size)
         snprintf(why, why_size, "connect: %s", c->errstr);
         goto fail;
     }
-    if (redisSetTimeout(c, tv_ms(p->cfg.command_timeout_ms)) != REDIS_OK) {
+    if (redisSetTimeout(c, tv_ms(cfg->command_timeout_ms)) != REDIS_OK) {
         snprintf(why, why_size, "cannot set the command timeout: %s", c->errstr);
         goto fail;
     }
     (void)redisEnableKeepAlive(c);
-    if (p->cfg.password) {
-        const char *argv[] = {"AUTH", p->cfg.password};
-        size_t lens[] = {4, strlen(p->cfg.password)};
+    if (cfg->password) {
+        const char *argv[] = {"AUTH", cfg->password};
+        size_t lens[] = {4, strlen(cfg->password)};
         redisReply *r = redisCommandArgv(c, 2, argv, lens);
         if (!r) {
             snprintf(why, why_size, "AUTH: %s", c->errstr);
@@ -221,9 +203,9 @@ static redisContext *connect_redis(of_cache_pool *p, char *why, size_t why_size)
         }
         freeReplyObject(r);
     }
-    if (p->cfg.db != 0) {
+    if (cfg->db != 0) {
         char db[16];
-        snprintf(db, sizeof(db), "%d", p->cfg.db);
+        snprintf(db, sizeof(db), "%d", cfg->db);
         const char *argv[] = {"SELECT", db};
         size_t lens[] = {6, strlen(db)};
         redisReply *r = redisCommandArgv(c, 2, argv, lens);

@@ -4,17 +4,23 @@
  *   built-in routes (/healthz, /readyz, /api/openapi.json)
  *   rate limit per client address                    429 + Retry-After
  *   the router: method + exact path, {param} segments 404 / 405 + Allow / 400 (bad encoding)
+ *   query string                                      400
  *   auth filter (Authorization: Bearer)               401 + WWW-Authenticate
  *   rate limit per principal                          429 + Retry-After
  *   roles                                             403
- *   query string                                      400
  *   body size (Content-Length, then while reading)    413 (the connection is closed)
  *   content type for POST/PUT/PATCH with a body       415
  *   the handler, through the invoke hook              its answer; 500 / 503 when none
  *
  * civetweb runs with decode_url off, so the router sees the path as sent: it splits it into
  * segments first and percent-decodes each one after, so "%2F" inside a parameter never becomes
- * a separator, and "." / ".." segments (encoded or not) are refused rather than resolved. */
+ * a separator, and "." / ".." segments (encoded or not) are refused rather than resolved.
+ *
+ * A route with `websocket: true` takes the same path up to its handler (a token may also come
+ * as ?access_token=, since browsers cannot set headers on a WebSocket); when the handler
+ * accepts, begin_request hands the connection back to civetweb, whose WebSocket handshake and
+ * read loop then run on this thread for the connection's life, with the hub (ws_hub.h) writing
+ * what is published. */
 #include "gateway.h"
 #include "plugin_path.h"
 
@@ -23,6 +29,7 @@
 #include "ratelimit.h"
 #include "stage_runtime.h"
 #include "timeutil.h"
+#include "ws_hub.h"
 
 #include <civetweb.h>
 
@@ -83,7 +90,12 @@ struct of_gateway {
     struct mg_context *ctx;
     int lib_inited;
     int port;
+    of_ws_hub *ws; /* borrowed; NULL: WebSocket routes answer 503 */
 };
+
+/* What handle() returns when a WebSocket route's handler accepted the upgrade: begin_request
+ * then lets civetweb go on with the handshake. */
+#define HANDED_TO_WEBSOCKET (-101)
 
 /* ---------------------------------------------------------------------------------------------
  * Building the gateway
@@ -114,6 +126,19 @@ of_gateway *of_gateway_new(const of_http_config *cfg, of_gateway_invoke_fn invok
     gw->invoke = invoke ? invoke : of_gateway_invoke_default;
     gw->invoke_opaque = invoke_opaque;
     return gw;
+}
+
+void of_gateway_set_ws_hub(of_gateway *gw, struct of_ws_hub *hub)
+{
+    if (gw)
+        gw->ws = hub;
+}
+
+int of_gateway_ws_limit(const of_http_config *cfg)
+{
+    if (cfg->ws_connections >= 0)
+        return cfg->ws_connections;
+    return cfg->threads / 2;
 }
 
 void of_gateway_set_cache_pool(of_gateway *gw, struct of_cache_pool *pool)
@@ -284,21 +309,45 @@ typedef struct answer_opts {
     int no_store;
 } answer_opts;
 
-static void add_header_line(struct mg_connection *conn, const char *line)
+/* The header lines of one answer, sent through civetweb's response functions or, for a refused
+ * WebSocket upgrade (civetweb takes such a connection for a WebSocket already and will not let
+ * its response functions write on it), written out by hand. */
+typedef struct resp_hdrs {
+    char names[40][128];
+    const char *values[40];
+    size_t n;
+} resp_hdrs;
+
+static void hdr_add(resp_hdrs *h, const char *name, const char *value)
+{
+    if (h->n >= sizeof(h->values) / sizeof(h->values[0]) || strlen(name) >= sizeof(h->names[0]))
+        return;
+    strcpy(h->names[h->n], name);
+    h->values[h->n++] = value;
+}
+
+static void add_header_line(resp_hdrs *h, const char *line)
 {
     const char *colon = strchr(line, ':');
     if (!colon)
         return;
-    char name[128];
     size_t n = (size_t)(colon - line);
-    if (n == 0 || n >= sizeof(name))
+    if (n == 0 || n >= sizeof(h->names[0]) || h->n >= sizeof(h->values) / sizeof(h->values[0]))
         return;
-    memcpy(name, line, n);
-    name[n] = '\0';
     const char *v = colon + 1;
     while (*v == ' ' || *v == '\t')
         v++;
-    mg_response_header_add(conn, name, v, -1);
+    memcpy(h->names[h->n], line, n);
+    h->names[h->n][n] = '\0';
+    h->values[h->n++] = v;
+}
+
+static void send_head_by_hand(struct mg_connection *conn, int status, const resp_hdrs *h)
+{
+    mg_printf(conn, "HTTP/1.1 %d %s\r\n", status, mg_get_response_code_text(conn, status));
+    for (size_t i = 0; i < h->n; i++)
+        mg_printf(conn, "%s: %s\r\n", h->names[i], h->values[i]);
+    mg_printf(conn, "Connection: close\r\n\r\n");
 }
 
 /* 1 while the request being answered on this thread announced a body the gateway has not read
@@ -312,26 +361,36 @@ static void send_raw(struct mg_connection *conn, int status, const char *ctype, 
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if ((o && o->close) || body_unread)
         mg_disable_connection_keep_alive(conn);
-    if (mg_response_header_start(conn, status) < 0)
-        return;
     /* 204 and 304 have no content, not even a length (RFC 9110 8.6). */
     int no_content = status == 204 || status == 304;
     if (no_content)
         len = 0;
     char clen[32];
     snprintf(clen, sizeof(clen), "%zu", len);
+    resp_hdrs h;
+    h.n = 0;
     if (!no_content) {
-        mg_response_header_add(conn, "Content-Type", ctype, -1);
-        mg_response_header_add(conn, "Content-Length", clen, -1);
+        hdr_add(&h, "Content-Type", ctype);
+        hdr_add(&h, "Content-Length", clen);
     }
-    mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
+    hdr_add(&h, "X-Content-Type-Options", "nosniff");
     if (o && o->no_store)
-        mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+        hdr_add(&h, "Cache-Control", "no-store");
     for (size_t i = 0; extra && i < n_extra; i++)
-        add_header_line(conn, extra[i]);
+        add_header_line(&h, extra[i]);
     for (size_t i = 0; o && o->headers && o->headers[i]; i++)
-        add_header_line(conn, o->headers[i]);
-    mg_response_header_send(conn);
+        add_header_line(&h, o->headers[i]);
+    int rc = mg_response_header_start(conn, status);
+    if (rc == -2) {
+        mg_disable_connection_keep_alive(conn);
+        send_head_by_hand(conn, status, &h);
+    } else if (rc < 0) {
+        return;
+    } else {
+        for (size_t i = 0; i < h.n; i++)
+            mg_response_header_add(conn, h.names[i], h.values[i], -1);
+        mg_response_header_send(conn);
+    }
     if (len && !(ri && ri->request_method && strcmp(ri->request_method, "HEAD") == 0))
         mg_write(conn, body, len);
 }
@@ -716,13 +775,10 @@ static int send_answer(struct mg_connection *conn, const of_http_request *req)
     return req->status;
 }
 
-/* Runs the route's handler and answers. */
-static int run_handler(of_gateway *gw, struct mg_connection *conn, const gw_route *rt,
-                       of_http_request *req)
+/* A handler that gave no answer: a 503 for OF_RETRY, a 500 otherwise, and a log line. */
+static int run_handler_failed(struct mg_connection *conn, const gw_route *rt, of_http_request *req,
+                              of_status s)
 {
-    of_status s = gw->invoke(gw->invoke_opaque, rt->stage, rt->fn, req);
-    if (req->answered)
-        return send_answer(conn, req);
     const char *pn = rt->pipeline, *sn = rt->def->stage;
     if (s == OF_RETRY) {
         of_log(OF_LVL_WARN, pn, sn, "http %s %s: handler %s asked for a retry without answering",
@@ -740,6 +796,74 @@ static int run_handler(of_gateway *gw, struct mg_connection *conn, const gw_rout
                req->method, req->path, rt->def->handler, s == OF_OK ? "OK" : "an unknown status");
     return send_problem(conn, req->path, 500, NULL, "the request could not be completed", NULL,
                         NULL);
+}
+
+/* Runs the route's handler and answers. */
+static int run_handler(of_gateway *gw, struct mg_connection *conn, const gw_route *rt,
+                       of_http_request *req)
+{
+    of_status s = gw->invoke(gw->invoke_opaque, rt->stage, rt->fn, req);
+    if (req->answered)
+        return send_answer(conn, req);
+    return run_handler_failed(conn, rt, req, s);
+}
+
+/* A GET on a WebSocket route that is not a proper upgrade (RFC 6455 section 4.2.1). */
+static int not_an_upgrade(of_http_request *req, struct mg_connection *conn)
+{
+    const char *up = header_of(req, "Upgrade"), *co = header_of(req, "Connection");
+    const char *key = header_of(req, "Sec-WebSocket-Key");
+    const char *ver = header_of(req, "Sec-WebSocket-Version");
+    if (!up || strcasecmp(up, "websocket") != 0 || !co || !strcasestr(co, "upgrade")) {
+        const char *const hdrs[] = {"Upgrade: websocket", "Connection: Upgrade", NULL};
+        return send_problem(conn, req->path, 426, NULL,
+                            "this route is a WebSocket: open it with a GET carrying Upgrade: "
+                            "websocket and Connection: Upgrade",
+                            NULL, &(answer_opts){.headers = hdrs});
+    }
+    if (!ver || strcmp(ver, "13") != 0) {
+        const char *const hdrs[] = {"Sec-WebSocket-Version: 13", NULL};
+        return send_problem(conn, req->path, 426, NULL,
+                            "only WebSocket version 13 (RFC 6455) is spoken here", NULL,
+                            &(answer_opts){.headers = hdrs});
+    }
+    size_t kl = key ? strlen(key) : 0;
+    if (kl != 24 || key[22] != '=' || key[23] != '=')
+        return send_problem(conn, req->path, 400, NULL,
+                            "Sec-WebSocket-Key must be 16 random bytes in base64", NULL, NULL);
+    return 0;
+}
+
+/* Runs a WebSocket route's handler: an answer refuses the upgrade; OF_OK without one accepts
+ * it, the client (with its subscriptions and first messages) then belonging to the connection. */
+static int run_ws_handler(of_gateway *gw, struct mg_connection *conn, const gw_route *rt,
+                          of_http_request *req)
+{
+    if (!gw->ws)
+        return send_problem(conn, req->path, 503, NULL, "WebSockets are not available on this host",
+                            NULL, NULL);
+    int full = 0;
+    req->ws = of_ws_client_new(gw->ws, rt->pipeline, &full);
+    if (!req->ws) {
+        char detail[200];
+        snprintf(detail, sizeof(detail), "%s; retry shortly",
+                 full ? "this host has as many WebSocket connections as it serves"
+                      : "out of memory");
+        const char *const hdrs[] = {"Retry-After: 5", NULL};
+        return send_problem(conn, req->path, 503, NULL, detail, NULL,
+                            &(answer_opts){.headers = hdrs});
+    }
+    of_status s = gw->invoke(gw->invoke_opaque, rt->stage, rt->fn, req);
+    if (req->answered || s != OF_OK) {
+        of_ws_client_close(req->ws);
+        req->ws = NULL;
+        if (req->answered)
+            return send_answer(conn, req);
+        return run_handler_failed(conn, rt, req, s);
+    }
+    mg_set_user_connection_data(conn, req->ws);
+    req->ws = NULL;
+    return HANDED_TO_WEBSOCKET;
 }
 
 static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *req,
@@ -821,16 +945,40 @@ static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *r
     }
     req_path_free(&rp);
 
+    if (r->websocket && (status = not_an_upgrade(req, conn)))
+        return status;
+
+    /* Query. */
+    why = NULL;
+    if (parse_query(req, ri->query_string, &why) < 0) {
+        if (why && !*why)
+            return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
+        char detail[200];
+        snprintf(detail, sizeof(detail), "the query string has %s", why ? why : "an error");
+        return send_problem(conn, path, 400, NULL, detail, NULL, NULL);
+    }
+
     /* Authentication. */
     if (r->auth_required) {
         const char *authz = header_of(req, "Authorization");
-        if (!authz || !*authz)
+        const char *tok = NULL;
+        if ((!authz || !*authz) && r->websocket)
+            tok = of_api_http_query(req, "access_token");
+        if (tok) {
+            /* checked like a header's token below */
+        } else if (!authz || !*authz) {
             return unauthorized(conn, path, NULL,
-                                "this route needs a bearer token (Authorization: Bearer <token>)");
-        if (strncasecmp(authz, "Bearer", 6) != 0 || (authz[6] != ' ' && authz[6] != '\t'))
+                                r->websocket
+                                    ? "this route needs a bearer token (Authorization: Bearer "
+                                      "<token>, or ?access_token=<token>)"
+                                    : "this route needs a bearer token (Authorization: Bearer "
+                                      "<token>)");
+        } else if (strncasecmp(authz, "Bearer", 6) != 0 || (authz[6] != ' ' && authz[6] != '\t')) {
             return unauthorized(conn, path, NULL,
                                 "the Authorization header must use the Bearer scheme");
-        const char *tok = authz + 6;
+        } else {
+            tok = authz + 6;
+        }
         while (*tok == ' ' || *tok == '\t')
             tok++;
         size_t tn = strlen(tok);
@@ -883,16 +1031,6 @@ static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *r
         }
     }
 
-    /* Query. */
-    why = NULL;
-    if (parse_query(req, ri->query_string, &why) < 0) {
-        if (why && !*why)
-            return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
-        char detail[200];
-        snprintf(detail, sizeof(detail), "the query string has %s", why ? why : "an error");
-        return send_problem(conn, path, 400, NULL, detail, NULL, NULL);
-    }
-
     /* Body. */
     long long cl = ri->content_length;
     const char *te = header_of(req, "Transfer-Encoding");
@@ -928,6 +1066,8 @@ static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *r
     } else if (!(req->body = strdup(""))) {
         return send_problem(conn, path, 503, NULL, "out of memory", NULL, NULL);
     }
+    if (r->websocket)
+        return run_ws_handler(gw, conn, best, req);
     return run_handler(gw, conn, best, req);
 }
 
@@ -962,10 +1102,88 @@ static int on_begin_request(struct mg_connection *conn)
     }
     if (of_log_enabled(OF_LVL_DEBUG))
         of_log(OF_LVL_DEBUG, NULL, NULL, "http %s %.200s -> %d (%lld ms)", req.method, req.path,
-               status, (long long)(of_mono_ms() - t0));
+               status == HANDED_TO_WEBSOCKET ? 101 : status, (long long)(of_mono_ms() - t0));
     of_http_request_release(&req);
     body_unread = 0;
+    if (status == HANDED_TO_WEBSOCKET)
+        return 0;
     return status > 0 && status < 1000 ? status : 500;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * WebSocket connections (civetweb runs them on the thread that accepted the upgrade)
+ * ------------------------------------------------------------------------------------------- */
+
+static int ws_write(void *conn, const char *msg, size_t len)
+{
+    return mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, msg, len) > 0 ? 0 : -1;
+}
+
+static void ws_close_frame(void *conn, int code, const char *reason)
+{
+    char buf[125];
+    size_t n = strlen(reason);
+    if (n > sizeof(buf) - 2)
+        n = sizeof(buf) - 2;
+    buf[0] = (char)((code >> 8) & 0xff);
+    buf[1] = (char)(code & 0xff);
+    memcpy(buf + 2, reason, n);
+    (void)mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, buf, n + 2);
+}
+
+static int ws_on_connect(const struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    /* Only upgrades that went through a WebSocket route's handler carry a client. */
+    return mg_get_user_connection_data(conn) ? 0 : 1;
+}
+
+static void ws_on_ready(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    of_ws_client *c = mg_get_user_connection_data(conn);
+    if (c && of_ws_client_open(c, conn) != 0)
+        ws_close_frame(conn, 1011, "the first messages could not be sent");
+}
+
+static int ws_on_data(struct mg_connection *conn, int bits, char *data, size_t len, void *cbdata)
+{
+    (void)cbdata;
+    int op = bits & 0xf;
+    if (op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
+        return 0;
+    if (op == MG_WEBSOCKET_OPCODE_PING)
+        (void)mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_PONG, data, len);
+    /* What a client sends is not read: the channels were chosen at the upgrade. */
+    return 1;
+}
+
+static void client_done(const struct mg_connection *conn)
+{
+    of_ws_client *c = mg_get_user_connection_data(conn);
+    if (c) {
+        mg_set_user_connection_data(conn, NULL);
+        of_ws_client_close(c);
+    }
+}
+
+static void ws_on_close(const struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    client_done(conn);
+}
+
+of_ws_hub *of_gateway_ws_hub_new(const of_http_config *cfg, const of_redis_config *redis,
+                                 of_metrics *metrics)
+{
+    return of_ws_hub_new(redis, metrics, of_gateway_ws_limit(cfg), ws_write, ws_close_frame);
+}
+
+/* Also after an upgrade civetweb refused before its connect callback: the client goes. */
+static void on_end_request(const struct mg_connection *conn, int status)
+{
+    (void)status;
+    client_done(conn);
 }
 
 /* civetweb's own errors (malformed request, header too large, bad version, ...). */
@@ -1350,6 +1568,12 @@ int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
     options[k++] = "no";
     options[k++] = "max_request_size";
     options[k++] = "16384";
+    /* An idle WebSocket is pinged at this pace (a dead client is found within a few rounds),
+     * and a stopping gateway waits at most this long for a connection's read loop. */
+    options[k++] = "websocket_timeout_ms";
+    options[k++] = "5000";
+    options[k++] = "enable_websocket_ping_pong";
+    options[k++] = "yes";
     if (tls) {
         options[k++] = "ssl_certificate";
         options[k++] = cert_path;
@@ -1361,6 +1585,7 @@ int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
     cb.begin_request = on_begin_request;
     cb.http_error = on_http_error;
     cb.log_message = on_log_message;
+    cb.end_request = on_end_request;
     struct mg_init_data init = {
         .callbacks = &cb, .user_data = gw, .configuration_options = options};
     char why[256] = "";
@@ -1378,6 +1603,23 @@ int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
         eb_add(&eb, "%s:%d:%d: http: cannot listen on %s: %s", cfile, cfg->listen_line,
                cfg->listen_column, cfg->listen, why[0] ? why : "civetweb failed to start");
         goto fail;
+    }
+    /* civetweb finds a WebSocket handler by path prefix: one per first segment of the
+     * WebSocket routes ("/api" for "/api/v1/events"); begin_request has chosen the route. */
+    for (size_t i = 0; i < gw->n_routes; i++) {
+        const of_route *r = gw->routes[i].def;
+        if (!r->websocket || !r->n_segments)
+            continue;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = gw->routes[j].def->websocket && gw->routes[j].def->n_segments &&
+                   strcmp(gw->routes[j].def->segments[0].text, r->segments[0].text) == 0;
+        if (seen)
+            continue;
+        char prefix[OF_ROUTE_MAX_PATH + 2];
+        snprintf(prefix, sizeof(prefix), "/%s", r->segments[0].text);
+        mg_set_websocket_handler(gw->ctx, prefix, ws_on_connect, ws_on_ready, ws_on_data,
+                                 ws_on_close, gw);
     }
     struct mg_server_port sp[4];
     int n = mg_get_server_ports(gw->ctx, 4, sp);

@@ -11,6 +11,7 @@
  *       api->http_authenticator ...
  *   gw = of_gateway_new(&cfg, invoke, opaque)
  *   of_gateway_set_cache_pool(gw, pool)       optional: shared rate limits through Redis
+ *   of_gateway_set_ws_hub(gw, hub)            optional: WebSocket routes (ws_hub.h)
  *   of_gateway_add_stage(gw, stage)           every initialised stage (handlers, authenticator)
  *   of_gateway_add_routes(gw, pipeline, ...)  every pipeline's routes
  *   of_gateway_add_probe(gw, "kafka", ...)    readiness probes for /readyz
@@ -65,11 +66,14 @@ typedef struct of_http_config {
                                    neither */
     int has_rate_limit;
     of_http_rate_limit rate_limit;
+    /* Open WebSockets at most; each holds a gateway thread. -1: the default, threads / 2. */
+    int ws_connections;
     /* Where things were written, for errors found only at start (bind, TLS). */
     char *file;
     int line, column;               /* the `http:` key; 0 without a section */
     int listen_line, listen_column; /* the listen value (or the section) */
     int tls_line, tls_column;       /* the tls value */
+    int ws_line, ws_column;         /* the websocket_connections value */
 } of_http_config;
 
 /* The defaults, enabled = 0. 0, or -1 when out of memory. */
@@ -117,7 +121,8 @@ typedef struct of_route_segment {
  *     auth: required                            # required (default) | none
  *     roles: [admin]                            # any of them; needs auth: required
  *     summary: Cancel an order                  # for the OpenAPI document
- *     request_schema: {type: object, ...}       # optional JSON Schema of the body (OpenAPI) */
+ *     request_schema: {type: object, ...}       # optional JSON Schema of the body (OpenAPI)
+ *     websocket: true                           # a GET upgraded to a WebSocket (ABI 1.2) */
 typedef struct of_route {
     of_http_method method;
     char *path; /* as written */
@@ -131,6 +136,7 @@ typedef struct of_route {
     size_t n_roles;
     char *summary;        /* NULL when absent */
     char *request_schema; /* compact JSON text, NULL when absent */
+    int websocket;        /* `websocket: true`: a GET the client upgrades (ABI 1.2) */
     int line, column;     /* the route's mapping */
 } of_route;
 
@@ -184,7 +190,8 @@ struct of_http_request {
     char *body; /* owned, NUL-terminated (the NUL is not counted); "" when none */
     size_t body_len;
     int has_principal;
-    of_principal principal; /* subject and roles owned (copied from the authenticator) */
+    of_principal principal;  /* subject and roles owned (copied from the authenticator) */
+    struct of_ws_client *ws; /* a WebSocket route's client being opened (ws_hub.h), or NULL */
     /* The answer. */
     int answered;
     int status;
@@ -209,6 +216,10 @@ const of_principal *of_api_http_principal(const of_http_request *req);
 int of_api_http_respond(of_http_request *req, int status, const char *content_type,
                         const void *body, size_t len, const char *const *headers);
 int of_api_http_problem(of_http_request *req, int status, const char *title, const char *detail);
+/* The ws_* functions (ABI 1.2; hostapi_ws.c). */
+int of_api_ws_subscribe(of_http_request *req, const char *channel);
+int of_api_ws_send(of_http_request *req, const void *msg, size_t len);
+int of_api_ws_publish(of_stage *stage, const char *channel, const void *msg, size_t len);
 
 /* Answers 400 application/problem+json for a body that is not valid JSON, saying where: detail
  * "the body is not valid JSON: <text> (line L, column C, byte P)" and the extension members
@@ -265,6 +276,19 @@ of_gateway *of_gateway_new(const of_http_config *cfg, of_gateway_invoke_fn invok
 /* Shared rate limits: the buckets live in this Redis (borrowed; must outlive the gateway). Without
  * it they are per process. Before start. */
 void of_gateway_set_cache_pool(of_gateway *gw, struct of_cache_pool *pool);
+/* The hub WebSocket routes' connections join (borrowed; it must outlive the gateway's stop).
+ * Without one, WebSocket routes answer 503. */
+struct of_ws_hub;
+void of_gateway_set_ws_hub(of_gateway *gw, struct of_ws_hub *hub);
+/* How many WebSockets the configuration allows open at once. */
+int of_gateway_ws_limit(const of_http_config *cfg);
+/* A hub (ws_hub.h) that writes to this gateway's connections, for of_gateway_set_ws_hub and the
+ * runner (ws_publish); redis NULL: this host only. Start it before the stages run. */
+struct of_redis_config;
+struct of_metrics;
+struct of_ws_hub *of_gateway_ws_hub_new(const of_http_config *cfg,
+                                        const struct of_redis_config *redis,
+                                        struct of_metrics *metrics);
 /* A stage whose handlers and authenticator the gateway may use (borrowed: the runner owns it and
  * it must outlive the gateway's stop). Before start. 0 or -1 (no memory). */
 int of_gateway_add_stage(of_gateway *gw, of_stage *stage);

@@ -12,8 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const http_keys[] = {"listen",     "threads", "max_body",   "request_timeout",
-                                        "keep_alive", "tls",     "rate_limit", NULL};
+static const char *const http_keys[] = {
+    "listen",     "threads", "max_body",   "request_timeout",
+    "keep_alive", "tls",     "rate_limit", "websocket_connections",
+    NULL};
 static const char *const tls_keys[] = {"cert", "key", NULL};
 static const char *const rate_keys[] = {"per_principal", "per_address", "burst", NULL};
 
@@ -26,6 +28,7 @@ int of_http_config_default(of_http_config *out)
     out->max_body = OF_HTTP_DEFAULT_MAX_BODY;
     out->request_timeout_ms = OF_HTTP_DEFAULT_REQUEST_TIMEOUT_MS;
     out->keep_alive = 1;
+    out->ws_connections = -1;
     if (!(out->listen = strdup(OF_HTTP_DEFAULT_LISTEN)))
         return -1;
     return 0;
@@ -202,6 +205,26 @@ static void parse_threads(hctx *c, of_http_config *out, const of_ynode *n)
         return;
     }
     out->threads = (int)v;
+}
+
+static void parse_ws_connections(hctx *c, of_http_config *out, const of_ynode *n)
+{
+    if (want_scalar(c, n, "websocket_connections", "an integer 0..255") < 0)
+        return;
+    int64_t v;
+    char why[256];
+    if (of_parse_int(n->str, &v, why, sizeof(why)) < 0) {
+        herr(c, n, "http 'websocket_connections': %s", why);
+        return;
+    }
+    if (v < 0 || v >= OF_HTTP_MAX_THREADS) {
+        herr(c, n, "http 'websocket_connections' must be 0..%d; got %lld", OF_HTTP_MAX_THREADS - 1,
+             (long long)v);
+        return;
+    }
+    out->ws_connections = (int)v;
+    out->ws_line = n->line;
+    out->ws_column = n->column;
 }
 
 static void parse_max_body(hctx *c, of_http_config *out, const of_ynode *n)
@@ -421,7 +444,7 @@ void of_http_config_parse(of_http_config *out, const of_ynode *node, const char 
         of_ynode_describe(node, got, sizeof(got));
         herr(&c, node,
              "'http' must be a mapping (listen, threads, max_body, request_timeout, keep_alive, "
-             "tls, rate_limit); got %s",
+             "tls, rate_limit, websocket_connections); got %s",
              got);
         return;
     }
@@ -441,4 +464,13 @@ void of_http_config_parse(of_http_config *out, const of_ynode *node, const char 
         parse_tls(&c, out, n);
     if ((n = of_ymap_get(node, "rate_limit")))
         parse_rate_limit(&c, out, n);
+    if ((n = of_ymap_get(node, "websocket_connections")))
+        parse_ws_connections(&c, out, n);
+    /* Each open WebSocket holds one of the gateway's threads for its whole life: leave at least
+     * one for plain requests. */
+    if (out->ws_connections >= 0 && out->ws_line && out->ws_connections >= out->threads)
+        herr(&c, of_ymap_get(node, "websocket_connections"),
+             "http 'websocket_connections' (%d) must be below 'threads' (%d): each open "
+             "WebSocket holds a gateway thread",
+             out->ws_connections, out->threads);
 }

@@ -820,6 +820,9 @@ static const of_host_api host_api = {
     .http_principal = of_api_http_principal,
     .http_respond = of_api_http_respond,
     .http_problem = of_api_http_problem,
+    .ws_subscribe = of_api_ws_subscribe,
+    .ws_send = of_api_ws_send,
+    .ws_publish = of_api_ws_publish,
 };
 
 const of_host_api *of_host_api_get(void)

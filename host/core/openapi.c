@@ -26,6 +26,7 @@ static const struct {
     {405, "MethodNotAllowed", "The path exists with other methods (see the Allow header)."},
     {413, "ContentTooLarge", "The body is larger than the gateway's max_body."},
     {415, "UnsupportedMediaType", "The body is not application/json (or application/*+json)."},
+    {426, "UpgradeRequired", "A WebSocket route asked for without a version 13 upgrade."},
     {429, "TooManyRequests", "A rate limit was reached; retry after Retry-After seconds."},
     {500, "InternalServerError", "The handler failed or answered nothing."},
     {503, "ServiceUnavailable", "A transient failure; retry after Retry-After seconds."},
@@ -138,12 +139,16 @@ static json_t *route_operation(const of_openapi_route * or, json_t *op_ids, int 
             pos += (size_t)snprintf(desc + pos, sizeof(desc) - pos, "%s %s", i ? "," : "",
                                     r->roles[i]);
         if (pos < sizeof(desc))
-            snprintf(desc + pos, sizeof(desc) - pos, ".");
+            pos += (size_t)snprintf(desc + pos, sizeof(desc) - pos, ".");
     } else if (r->auth_required) {
-        snprintf(desc + pos, sizeof(desc) - pos, " Requires a bearer token.");
+        pos += (size_t)snprintf(desc + pos, sizeof(desc) - pos, " Requires a bearer token.");
     } else {
-        snprintf(desc + pos, sizeof(desc) - pos, " No authentication.");
+        pos += (size_t)snprintf(desc + pos, sizeof(desc) - pos, " No authentication.");
     }
+    if (r->websocket && pos < sizeof(desc))
+        snprintf(desc + pos, sizeof(desc) - pos,
+                 " A WebSocket: open it with an upgrade; a browser, which cannot set headers on "
+                 "one, may pass the token as ?access_token=.");
     json_object_set_new(op, "description", json_string(desc));
     if (r->auth_required && r->n_roles) {
         json_t *roles = json_array();
@@ -185,8 +190,17 @@ static json_t *route_operation(const of_openapi_route * or, json_t *op_ids, int 
     }
 
     json_t *responses = json_object();
-    json_object_set_new(responses, "2XX",
-                        json_pack("{s:s}", "description", "Success: the handler's answer"));
+    if (r->websocket) {
+        json_object_set_new(
+            responses, "101",
+            json_pack("{s:s}", "description",
+                      "Switching Protocols: a WebSocket (RFC 6455) of UTF-8 JSON text messages "
+                      "from the server; what the client sends is ignored"));
+        add_problem(responses, 426);
+    } else {
+        json_object_set_new(responses, "2XX",
+                            json_pack("{s:s}", "description", "Success: the handler's answer"));
+    }
     add_problem(responses, 400);
     if (r->auth_required)
         add_problem(responses, 401);

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const route_keys[] = {"method", "path",    "handler",        "auth",
-                                         "roles",  "summary", "request_schema", NULL};
+static const char *const route_keys[] = {"method",  "path",           "handler",   "auth", "roles",
+                                         "summary", "request_schema", "websocket", NULL};
 static const char *const method_names[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
 /* Paths the gateway serves itself. */
 static const char *const reserved_paths[] = {"/healthz", "/readyz", "/api/openapi.json", NULL};
@@ -389,6 +389,22 @@ static int parse_route(rctx *c, of_route *r, const of_ynode *n, size_t idx, cons
             rerr(c, s, "%s summary must be one line of at most %d characters", where, SUMMARY_MAX);
         else
             r->summary = xstrdup(c, s, s->str);
+    }
+
+    const of_ynode *ws = of_ymap_get(n, "websocket");
+    if (ws) {
+        char why[128];
+        if (!of_yis_string(ws) || of_parse_bool(ws->str, &r->websocket, why, sizeof(why)) < 0) {
+            of_ynode_describe(ws, got, sizeof(got));
+            rerr(c, ws, "%s websocket must be true or false; got %s", where, got);
+        } else if (r->websocket && m && of_yis_string(m) && strcmp(m->str, "GET") != 0) {
+            rerr(c, ws, "%s: a WebSocket route is opened with GET, not %.20s", where, m->str);
+        } else if (r->websocket && r->path && (!r->n_segments || r->segments[0].is_param)) {
+            rerr(c, ws,
+                 "%s: a WebSocket route's path must begin with a fixed segment, such as "
+                 "/api/...",
+                 where);
+        }
     }
 
     const of_ynode *rs = of_ymap_get(n, "request_schema");

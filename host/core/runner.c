@@ -101,6 +101,7 @@ struct of_runner {
     of_metrics *metrics;
     of_db_pool *db;              /* borrowed; NULL without a database */
     struct of_cache_pool *cache; /* borrowed; NULL without Redis */
+    struct of_ws_hub *ws_hub;    /* borrowed; NULL without a gateway */
     of_stage **stages; /* every stage, pipelines in the order added, stages in file order */
     size_t n_stages, cap_stages;
     int started, drained;
@@ -922,6 +923,11 @@ void of_runner_set_cache(of_runner *r, struct of_cache_pool *cache)
     r->cache = cache;
 }
 
+void of_runner_set_ws_hub(of_runner *r, struct of_ws_hub *hub)
+{
+    r->ws_hub = hub;
+}
+
 int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size)
 {
     if (!r || !p || !p->name) {
@@ -985,6 +991,7 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
         }
         st->runner = r;
         st->cache = r->cache;
+        st->ws_hub = r->ws_hub;
         if (st->dead_letter && !of_pipeline_topic(p, st->dead_letter) &&
             ensure(r, st->dead_letter, 1, 1, errstr, errstr_size) != 0) {
             stage_free(st);

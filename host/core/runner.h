@@ -29,7 +29,10 @@ struct of_db_pool;
 void of_runner_set_db(of_runner *r, struct of_db_pool *db);
 struct of_cache_pool;
 /* Redis for the stages' cache_* functions (borrowed; before add_pipeline; NULL: none). */
+struct of_ws_hub;
 void of_runner_set_cache(of_runner *r, struct of_cache_pool *cache);
+/* The WebSocket hub the stages' ws_publish goes to (borrowed; before add_pipeline). */
+void of_runner_set_ws_hub(of_runner *r, struct of_ws_hub *hub);
 /* Creates the pipeline's topics on the bus and initialises every stage (in file order). On
  * failure the stages already initialised are shut down in reverse order, nothing of this
  * pipeline remains, and errstr names the stage and the plugin's reason. The pipeline must

@@ -54,6 +54,9 @@ struct of_stage {
     /* The HTTP handlers and authenticator the stage registered in init (gateway.h); owned,
      * NULL when none; freed by of_stage_http_free. */
     struct of_stage_http *http;
+    /* The WebSocket hub for ws_publish (ws_hub.h); borrowed, NULL when the host runs no gateway
+     * (ws_publish then fails with -1). */
+    struct of_ws_hub *ws_hub;
 };
 
 /* One event a process() call emitted, buffered until the call returns OF_OK. */

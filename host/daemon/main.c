@@ -12,6 +12,7 @@
 #include "pipeline.h"
 #include "plugin.h"
 #include "runner.h"
+#include "ws_hub.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -64,14 +65,44 @@ static int probe_redis(void *opaque, char *detail, size_t size)
 
 /* The HTTP gateway, when the configuration has an http: section or a pipeline declares routes:
  * its handlers are the stages' (already initialised by the runner). */
-static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bus, of_db_pool *db,
-                                 of_cache_pool *cache, of_http_invoker *invoker, char *err,
-                                 size_t err_size)
+/* 1 when the host serves HTTP: an http: section, or a pipeline with routes. */
+static int wants_gateway(const daemon_state *st)
 {
     size_t n_routes = 0;
     for (size_t i = 0; i < st->n_pipelines; i++)
         n_routes += st->pipelines[i]->n_routes;
-    if (!st->cfg->http && n_routes == 0)
+    return st->cfg->http || n_routes > 0;
+}
+
+/* The WebSocket hub, before the stages start (they may publish from their first event). */
+static of_ws_hub *start_ws_hub(daemon_state *st, of_metrics *metrics, char *err, size_t err_size)
+{
+    of_http_config defaults;
+    memset(&defaults, 0, sizeof(defaults));
+    const of_http_config *hc = st->cfg->http;
+    if (!hc) {
+        of_http_config_default(&defaults);
+        hc = &defaults;
+    }
+    of_ws_hub *hub = of_gateway_ws_hub_new(hc, st->cfg->redis, metrics);
+    if (hc == &defaults)
+        of_http_config_free(&defaults);
+    if (!hub) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    if (of_ws_hub_start(hub, err, err_size) != 0) {
+        of_ws_hub_free(hub);
+        return NULL;
+    }
+    return hub;
+}
+
+static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bus, of_db_pool *db,
+                                 of_cache_pool *cache, of_ws_hub *hub, of_http_invoker *invoker,
+                                 char *err, size_t err_size)
+{
+    if (!wants_gateway(st))
         return NULL;
     of_http_config defaults;
     memset(&defaults, 0, sizeof(defaults));
@@ -90,6 +121,7 @@ static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bu
         return NULL;
     }
     of_gateway_set_cache_pool(gw, cache);
+    of_gateway_set_ws_hub(gw, hub);
     for (size_t i = 0; i < of_runner_stage_count(runner); i++)
         of_gateway_add_stage(gw, of_runner_stage_at(runner, i));
     for (size_t i = 0; i < st->n_pipelines; i++) {
@@ -220,6 +252,7 @@ int main(int argc, char **argv)
     of_outbox_relay *relay = NULL;
     of_cache_pool *cache = NULL;
     of_gateway *gw = NULL;
+    of_ws_hub *hub = NULL;
     of_http_invoker invoker = {0};
     if (st.cfg->mysql) {
         /* Schema first: a stage never runs against tables it does not have. Migrations are
@@ -255,6 +288,13 @@ int main(int argc, char **argv)
         }
         of_runner_set_cache(runner, cache);
     }
+    if (wants_gateway(&st)) {
+        if (!(hub = start_ws_hub(&st, metrics, err, sizeof(err)))) {
+            of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: %s", err);
+            goto out;
+        }
+        of_runner_set_ws_hub(runner, hub);
+    }
     for (size_t i = 0; i < st.n_pipelines; i++) {
         if (of_runner_add_pipeline(runner, st.pipelines[i], err, sizeof(err)) != 0) {
             of_log(OF_LVL_ERROR, st.pipelines[i]->name, NULL, "cannot start: %s", err);
@@ -276,7 +316,7 @@ int main(int argc, char **argv)
         }
     }
     err[0] = '\0';
-    gw = start_gateway(&st, runner, bus, db, cache, &invoker, err, sizeof(err));
+    gw = start_gateway(&st, runner, bus, db, cache, hub, &invoker, err, sizeof(err));
     if (!gw && err[0]) {
         of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the HTTP gateway:\n%s", err);
         goto out;
@@ -299,7 +339,9 @@ int main(int argc, char **argv)
                sig == SIGTERM ? "SIGTERM" : "SIGINT", (long long)st.cfg->drain_timeout_ms);
         break;
     }
-    /* No new requests while the stages drain: handlers call into them. */
+    /* WebSocket clients are told to go (their threads then end), and no new requests come while
+     * the stages drain: handlers call into them. */
+    of_ws_hub_stop(hub);
     of_gateway_stop(gw);
     size_t abandoned = of_runner_drain(runner, st.cfg->drain_timeout_ms);
     if (abandoned)
@@ -312,6 +354,7 @@ out:
     of_gateway_free(gw);
     of_outbox_relay_stop(relay);
     of_runner_free(runner);
+    of_ws_hub_free(hub);
     if (bus)
         bus->ops->destroy(bus);
     of_cache_pool_free(cache);

@@ -11,6 +11,9 @@
 #include "pipeline.h"
 #include "plugin.h"
 #include "runner.h"
+#include "ws_hub.h"
+
+#include <pthread.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,7 +54,93 @@ struct of_harness {
     of_stage_def stage;
     collected *outs; /* declared outputs, then the dead letters */
     size_t n_outs;
+
+    of_ws_hub *hub; /* records ws_publish */
+    pthread_mutex_t ws_mu;
+    struct ws_rec {
+        char *channel, *msg;
+        size_t len;
+    } * ws;
+    size_t n_ws, cap_ws;
 };
+
+/* The harness has no connections: the hub never writes. */
+static int harness_ws_write(void *conn, const char *msg, size_t len)
+{
+    (void)conn;
+    (void)msg;
+    (void)len;
+    return -1;
+}
+
+static void harness_ws_close(void *conn, int code, const char *reason)
+{
+    (void)conn;
+    (void)code;
+    (void)reason;
+}
+
+static void ws_tap(void *opaque, const char *pipeline, const char *channel, const void *msg,
+                   size_t len)
+{
+    (void)pipeline;
+    of_harness *h = opaque;
+    pthread_mutex_lock(&h->ws_mu);
+    if (h->n_ws == h->cap_ws) {
+        size_t cap = h->cap_ws ? h->cap_ws * 2 : 16;
+        struct ws_rec *n = realloc(h->ws, cap * sizeof(*n));
+        if (!n) {
+            pthread_mutex_unlock(&h->ws_mu);
+            return;
+        }
+        h->ws = n;
+        h->cap_ws = cap;
+    }
+    char *c = strdup(channel), *m = malloc(len + 1);
+    if (c && m) {
+        memcpy(m, msg, len);
+        m[len] = '\0';
+        h->ws[h->n_ws++] = (struct ws_rec){c, m, len};
+    } else {
+        free(c);
+        free(m);
+    }
+    pthread_mutex_unlock(&h->ws_mu);
+}
+
+size_t of_harness_ws_count(const of_harness *h, const char *channel)
+{
+    if (!h || !channel)
+        return 0;
+    of_harness *mh = (of_harness *)h; /* the lock only */
+    size_t n = 0;
+    pthread_mutex_lock(&mh->ws_mu);
+    for (size_t i = 0; i < h->n_ws; i++)
+        n += strcmp(h->ws[i].channel, channel) == 0;
+    pthread_mutex_unlock(&mh->ws_mu);
+    return n;
+}
+
+const char *of_harness_ws_message(const of_harness *h, const char *channel, size_t index,
+                                  size_t *len)
+{
+    if (!h || !channel)
+        return NULL;
+    of_harness *mh = (of_harness *)h;
+    const char *found = NULL;
+    pthread_mutex_lock(&mh->ws_mu);
+    for (size_t i = 0; i < h->n_ws && !found; i++) {
+        if (strcmp(h->ws[i].channel, channel) != 0)
+            continue;
+        if (index-- == 0) {
+            found = h->ws[i].msg;
+            if (len)
+                *len = h->ws[i].len;
+        }
+    }
+    pthread_mutex_unlock(&mh->ws_mu);
+    return found;
+}
 
 static int harness_fail(of_harness *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int harness_fail(of_harness *h, const char *fmt, ...)
@@ -74,6 +163,10 @@ static of_harness *harness_alloc(const of_stage_descriptor *desc)
     of_harness *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
+    if (pthread_mutex_init(&h->ws_mu, NULL) != 0) {
+        free(h);
+        return NULL;
+    }
     h->desc = desc;
     h->concurrency = 1;
     h->max_attempts = 3;
@@ -93,7 +186,7 @@ of_harness *of_harness_new(const of_stage_descriptor *desc, char *errstr, size_t
     h->linked.name = strdup(desc->name);
     h->linked.desc = desc;
     if (!h->linked.name) {
-        free(h);
+        of_harness_free(h);
         copy_err(errstr, errstr_size, "out of memory");
         return NULL;
     }
@@ -319,6 +412,8 @@ static void stop_and_free(of_harness *h)
         h->bus->ops->destroy(h->bus);
         h->bus = NULL;
     }
+    of_ws_hub_free(h->hub);
+    h->hub = NULL;
     of_metrics_free(h->metrics);
     h->metrics = NULL;
     free_pipeline(h);
@@ -346,10 +441,13 @@ int of_harness_start(of_harness *h)
     h->bus = of_membus_new();
     h->metrics = of_metrics_new();
     h->runner = h->bus && h->metrics ? of_runner_new(h->bus, h->metrics) : NULL;
-    if (!h->runner) {
+    h->hub = of_ws_hub_new(NULL, NULL, 1, harness_ws_write, harness_ws_close);
+    if (!h->runner || !h->hub || of_ws_hub_start(h->hub, why, sizeof(why)) != 0) {
         stop_and_free(h);
         return harness_fail(h, "out of memory");
     }
+    of_ws_hub_set_tap(h->hub, ws_tap, h);
+    of_runner_set_ws_hub(h->runner, h->hub);
     if (of_runner_add_pipeline(h->runner, &h->pipe, why, sizeof(why)) != 0 ||
         of_runner_start(h->runner, why, sizeof(why)) != 0) {
         stop_and_free(h);
@@ -525,5 +623,11 @@ void of_harness_free(of_harness *h)
     free(h->opt_values);
     free(h->linked.name);
     of_plugin_unload(h->loaded);
+    for (size_t i = 0; i < h->n_ws; i++) {
+        free(h->ws[i].channel);
+        free(h->ws[i].msg);
+    }
+    free(h->ws);
+    pthread_mutex_destroy(&h->ws_mu);
     free(h);
 }

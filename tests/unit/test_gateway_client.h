@@ -169,7 +169,7 @@ static void conn_read(http_conn *c, http_resp *r, int timeout_ms)
 }
 
 /* 1 when the server closed the connection within timeout_ms (EOF), 0 otherwise. */
-static int conn_wait_closed(http_conn *c, int timeout_ms)
+__attribute__((unused)) static int conn_wait_closed(http_conn *c, int timeout_ms)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -78,6 +78,7 @@ static void test_no_section_is_disabled_with_defaults(void **state)
     assert_int_equal(p.cfg.max_body, 1024 * 1024);
     assert_int_equal(p.cfg.request_timeout_ms, 10000);
     assert_int_equal(p.cfg.keep_alive, 1);
+    assert_int_equal(of_gateway_ws_limit(&p.cfg), 8); /* half the threads */
     assert_null(p.cfg.tls_cert);
     assert_int_equal(p.cfg.has_rate_limit, 0);
     parsed_free(&p);
@@ -177,6 +178,11 @@ static void test_number_errors(void **state)
     expect_only_error("http:\n  request_timeout: 20m\n", 2, 20, "between 100ms and 10m");
     expect_only_error("http:\n  request_timeout: 50ms\n", 2, 20, "between 100ms and 10m");
     expect_only_error("http:\n  keep_alive: maybe\n", 2, 15, "http 'keep_alive'");
+    expect_only_error("http:\n  websocket_connections: -1\n", 2, 26, "must be 0..255");
+    expect_only_error("http:\n  websocket_connections: lots\n", 2, 26,
+                      "http 'websocket_connections'");
+    expect_only_error("http:\n  threads: 4\n  websocket_connections: 4\n", 3, 26,
+                      "must be below 'threads' (4)");
 }
 
 static void test_tls_errors(void **state)

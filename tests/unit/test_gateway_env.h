@@ -215,6 +215,7 @@ typedef struct gw_env {
     of_route *routes;
     size_t n_routes;
     of_gateway *gw;
+    struct of_ws_hub *hub; /* set before env_start_with for WebSocket routes; not owned */
     int port;
     _Atomic int kafka_ready;
 } gw_env;
@@ -279,6 +280,7 @@ static int env_start_with(gw_env *e, const of_http_config *cfg, char *errstr, si
 {
     e->gw = of_gateway_new(cfg, NULL, NULL);
     assert_non_null(e->gw);
+    of_gateway_set_ws_hub(e->gw, e->hub);
     assert_int_equal(of_gateway_add_stage(e->gw, &e->st[0]), 0);
     assert_int_equal(of_gateway_add_stage(e->gw, &e->st[1]), 0);
     assert_int_equal(of_gateway_add_routes(e->gw, "shop", "shop.yaml", e->routes, e->n_routes), 0);
@@ -304,7 +306,7 @@ static void test_config(of_http_config *cfg)
     cfg->request_timeout_ms = 500;
 }
 
-static void env_start(gw_env *e)
+__attribute__((unused)) static void env_start(gw_env *e)
 {
     of_http_config cfg;
     test_config(&cfg);

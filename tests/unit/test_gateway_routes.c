@@ -254,7 +254,18 @@ static void test_auth_and_roles_errors(void **state)
     expect_only_error(
         "routes:\n  - {method: POST, path: /a, handler: orders.a, request_schema: object}\n", 2, 65,
         "request_schema must be a mapping");
+    expect_only_error("routes:\n  - {method: GET, path: /a, handler: orders.a, websocket: maybe}\n",
+                      2, 59, "websocket must be true or false");
+    expect_only_error("routes:\n  - {method: POST, path: /a, handler: orders.a, websocket: true}\n",
+                      2, 60, "a WebSocket route is opened with GET, not POST");
+    expect_only_error(
+        "routes:\n  - {method: GET, path: \"/{id}/events\", handler: orders.a, websocket: true}\n",
+        2, 71, "must begin with a fixed segment");
     parsed x;
+    parse(&x, "routes:\n  - {method: GET, path: /a, handler: orders.a, websocket: true}\n");
+    assert_int_equal(x.rc, 0);
+    assert_int_equal(x.routes[0].websocket, 1);
+    parsed_free(&x);
     parse(&x, "routes:\n  - {method: GET, path: /a, hander: orders.a}\n");
     assert_int_equal(x.rc, -1);
     assert_int_equal(x.diag.errors, 2);

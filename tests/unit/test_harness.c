@@ -24,6 +24,7 @@ static const of_host_api *g_api;
 
 typedef struct echo {
     const of_host_api *api;
+    of_stage *stage;
     char *prefix;
     char *reject;
     of_counter *seen;
@@ -51,6 +52,7 @@ static int echo_init(of_stage *stage, const of_host_api *api, const of_config *c
         return -1;
     }
     e->api = api;
+    e->stage = stage;
     e->prefix = api->strdup(api->config_string(config, "prefix"));
     const char *rej = api->config_string(config, "reject");
     e->reject = rej ? api->strdup(rej) : NULL;
@@ -85,6 +87,13 @@ static of_status echo_process(void *instance, of_call *call)
     if (strcmp(p, "always-retry") == 0) {
         api->set_reason(call, "still failing");
         return OF_RETRY;
+    }
+    if (strncmp(p, "ws ", 3) == 0) {
+        size_t kl;
+        const char *k = api->event_key(call, &kl);
+        char ch[64];
+        snprintf(ch, sizeof(ch), "room:%.*s", (int)kl, k ? k : "");
+        return api->ws_publish(e->stage, ch, p + 3, len - 3) == 0 ? OF_OK : OF_REJECT;
     }
     int key = -1, seq = -1;
     if (sscanf(p, "seq %d %d", &key, &seq) == 2 && key >= 0 && key < 16) {
@@ -214,6 +223,21 @@ static void test_feed_drain_collect(void **state)
     assert_int_equal(of_harness_count(h, "out"), 4);
     assert_string_equal(of_harness_payload(h, "out", 3, NULL), "echo:again");
     assert_ptr_equal(of_harness_payload(h, "out", 0, NULL), kept);
+
+    /* ws_publish (ABI 1.2) is recorded per channel, in order. */
+    assert_int_equal(of_harness_feed_str(h, "a", "ws one"), 0);
+    assert_int_equal(of_harness_feed_str(h, "b", "ws other"), 0);
+    assert_int_equal(of_harness_feed_str(h, "a", "ws two"), 0);
+    assert_int_equal(of_harness_drain(h, 10000), 0);
+    assert_int_equal(of_harness_ws_count(h, "room:a"), 2);
+    assert_int_equal(of_harness_ws_count(h, "room:b"), 1);
+    assert_int_equal(of_harness_ws_count(h, "room:c"), 0);
+    assert_string_equal(of_harness_ws_message(h, "room:a", 0, &len), "one");
+    assert_int_equal(len, 3);
+    assert_string_equal(of_harness_ws_message(h, "room:a", 1, NULL), "two");
+    assert_string_equal(of_harness_ws_message(h, "room:b", 0, NULL), "other");
+    assert_null(of_harness_ws_message(h, "room:a", 2, NULL));
+    assert_int_equal(of_harness_count(h, OF_HARNESS_DEAD_LETTER), 1);
     of_harness_free(h);
     assert_int_equal(echo_shutdowns, 1);
 }

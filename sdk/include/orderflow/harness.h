@@ -63,6 +63,13 @@ const char *of_harness_header(const of_harness *h, const char *output, size_t in
 /* The value of a custom counter the stage registered (0 when it has none of that name). */
 double of_harness_counter(const of_harness *h, const char *name);
 
+/* ABI 1.2: what the stage published with ws_publish on a channel, in publication order (the
+ * harness runs no gateway: nothing is delivered, everything is recorded). Pointers are owned by
+ * the harness and valid until of_harness_free. */
+size_t of_harness_ws_count(const of_harness *h, const char *channel);
+const char *of_harness_ws_message(const of_harness *h, const char *channel, size_t index,
+                                  size_t *len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -249,6 +249,35 @@ typedef struct of_host_api {
     /* An RFC 9457 application/problem+json answer. */
     int (*http_problem)(of_http_request *req, int status, const char *title, const char *detail);
 
+    /* ---- ABI 1.2: WebSocket (the host's gateway) ---- */
+    /* A route with `websocket: true` in the pipeline's `routes:` is a GET a client upgrades to
+     * a WebSocket. Its handler runs like any other (auth filter, roles, path parameters, a
+     * database transaction) before the upgrade: answering with http_problem (or http_respond)
+     * refuses the upgrade with that answer; returning OF_OK without answering accepts it, with
+     * the subscriptions and first messages the handler set up with ws_subscribe and ws_send.
+     * A client without an Authorization header may give its token as `?access_token=`
+     * (browsers cannot set headers on a WebSocket). Messages are text frames (UTF-8 JSON by
+     * convention); what clients send is ignored, pings are answered. */
+
+    /* In such a handler: the connection will receive what is published on `channel` (1..128
+     * bytes of [A-Za-z0-9:._@-]; channels are per pipeline, so two pipelines never share one).
+     * At most 8 per connection. 0, or -1 (bad name, too many, not a WebSocket route). */
+    int (*ws_subscribe)(of_http_request *req, const char *channel);
+    /* In such a handler: a message sent on the connection right after the upgrade, before any
+     * published one (a snapshot of the current state, say); copied. At most 256 KiB in all.
+     * 0, or -1. */
+    int (*ws_send)(of_http_request *req, const void *msg, size_t len);
+    /* From process(), a handler or any thread of the plugin: sends msg (copied, at most 256 KiB)
+     * to every connection subscribed to `channel` in this stage's pipeline, on this host and -
+     * through Redis pub/sub, when the host has a `redis:` section - on every host sharing the
+     * Redis key prefix. Never blocks on a client: messages are queued, and a connection that
+     * cannot keep up loses them (counted and logged), as a live view can always re-read the
+     * state. Delivery is at most once per publish; a stage that publishes from process() may
+     * publish again when an event is retried or redelivered, so messages should carry what a
+     * client needs to drop repeats. 0 when queued (even with no subscriber), -1 on a bad
+     * channel or message, or when the host has no gateway. */
+    int (*ws_publish)(of_stage *stage, const char *channel, const void *msg, size_t len);
+
     /* Later minor versions append functions here. */
 } of_host_api;
 
