@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   librdkafka-dev libmariadb-dev libhiredis-dev libyaml-dev libjwt-dev libjansson-dev
-  libcivetweb-dev libcmocka-dev libcrypt-dev
+  libcivetweb-dev libcmocka-dev libcrypt-dev libssl-dev
   clang-format kcat curl openssl python3
 )
 

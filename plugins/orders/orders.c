@@ -145,6 +145,17 @@ int ord_emit(orders *o, of_call *call, const char *output, const char *type, con
     return rc;
 }
 
+int ord_emit_status(orders *o, of_call *call, const char *order_id, const char *customer,
+                    int64_t seq, const char *from, const char *to, const char *reason,
+                    const char *at)
+{
+    json_t *doc =
+        json_pack("{s:s, s:s, s:I, s:o, s:s, s:s, s:s}", "order_id", order_id, "customer_id",
+                  customer, "seq", (json_int_t)seq, "from", from ? json_string(from) : json_null(),
+                  "to", to, "reason", reason, "at", at);
+    return ord_emit(o, call, "status", "order.status_changed", order_id, doc);
+}
+
 /* ---- reading and moving an order ------------------------------------------------------------ */
 
 /* Copies a text column into out (size bytes); 0, or -1 when not text or too long. */
@@ -244,9 +255,7 @@ ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char
         return ORD_TR_DB_ERROR;
     char when[40];
     ofp_rfc3339_ms(at, when, sizeof(when));
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "order_id", order_id, "customer_id",
-                            customer, "from", from, "to", to, "reason", reason_cut, "at", when);
-    if (ord_emit(o, call, "status", "order.status_changed", order_id, doc) != 0)
+    if (ord_emit_status(o, call, order_id, customer, seq, from, to, reason_cut, when) != 0)
         return ORD_TR_EMIT_ERROR;
     ord_cache_status(o, order_id, seq, to);
     api->counter_add(o->transitions, 1);

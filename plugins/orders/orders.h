@@ -55,13 +55,19 @@ int ord_terminal(const char *status);
 int ord_emit(orders *o, of_call *call, const char *output, const char *type, const char *order_id,
              json_t *doc);
 
+/* Emits order.status_changed {order_id, customer_id, seq, from (NULL: JSON null), to, reason,
+ * at} on "status", keyed by the order id; 0, or -1. */
+int ord_emit_status(orders *o, of_call *call, const char *order_id, const char *customer,
+                    int64_t seq, const char *from, const char *to, const char *reason,
+                    const char *at);
+
 /* The order's current status and customer (copied into the buffers): 1 found, 0 unknown,
  * -1 database error. `lock` adds FOR UPDATE. */
 int ord_load_head(orders *o, of_call *call, const char *order_id, int lock, char status[17],
                   char customer[ORD_CUSTOMER_MAX + 1]);
 
 /* `UPDATE orders SET status=to ... WHERE id=? AND status=from`; when a row moved: appends the
- * history row (seq = max + 1), emits order.status_changed on "status" and caches
+ * history row (seq = max + 1), emits order.status_changed (with that seq) on "status" and caches
  * "<seq>:<to>" under order:<id>:status. */
 ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char *from,
                       const char *to, const char *reason);

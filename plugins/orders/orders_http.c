@@ -402,6 +402,12 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
         api->log(o->stage, OF_LOG_ERROR, "place: emitting order.placed failed");
         return ofp_internal_error(o->api, req);
     }
+    /* The first transition is published like the others, so that status subscribers see every
+     * one (seq 1, from null). */
+    if (ord_emit_status(o, call, id, customer, 1, NULL, "PENDING", "placed", placed_at) != 0) {
+        api->log(o->stage, OF_LOG_ERROR, "place: emitting order.status_changed failed");
+        return ofp_internal_error(o->api, req);
+    }
     ord_cache_status(o, id, 1, "PENDING");
     api->counter_add(o->placed, 1);
     api->log(o->stage, OF_LOG_INFO, "order %s placed: %zu lines, %" PRId64 " %s", id, n, total,

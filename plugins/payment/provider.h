@@ -5,13 +5,15 @@
  *  - the simulated provider decides a charge from rules (amount limit, blocked customers, a
  *    marker in the customer id) and fails a deterministic fraction of tries transiently;
  *  - the HTTP provider POSTs the charge as JSON to a payment service over plain http:// with
- *    one deadline for connecting, sending and receiving.
+ *    one deadline for connecting, sending and receiving (the shared client, ofp_client.h).
  */
 #ifndef PAYMENT_PROVIDER_H
 #define PAYMENT_PROVIDER_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ofp_client.h"
 
 #define PAY_REF_MAX    128 /* payments.provider_ref */
 #define PAY_REASON_MAX 255 /* payments.reason */
@@ -55,31 +57,23 @@ void pay_sim_charge(const pay_sim *sim, const pay_charge *charge, pay_result *ou
 
 /* ---- HTTP provider ---- */
 
-typedef struct pay_url {
-    char host[256];
-    char port[8];
-    char path[1024]; /* starts with '/', no trailing '/' unless it is "/" */
-} pay_url;
+/* The URL and the client are plugins/common/ofp_client.{c,h}, shared with the webhook stage. */
+typedef ofp_url pay_url;
 
-/* Parses "http://host[:port][/path]" (no user info, query or fragment; IPv6 as [::1]).
- * 0, or -1 with a reason. */
+/* Parses "http://host[:port][/path]" (no user info, query or fragment; IPv6 as [::1]); a trailing
+ * '/' is dropped from the path. https:// is refused (see docs/payment.md). 0, or -1 with a
+ * reason. */
 int pay_url_parse(const char *url, pay_url *out, char *err, size_t err_size);
 
-#define PAY_HTTP_MAX_HEAD 16384 /* status line and headers */
-#define PAY_HTTP_MAX_BODY 65536
+typedef ofp_response pay_http_response;
 
-typedef struct pay_http_response {
-    int status; /* e.g. 200 */
-    char *body; /* malloc'ed, NUL-terminated (free with free()); never NULL on success */
-    size_t len; /* */
-} pay_http_response;
-
-/* POSTs `body` (application/json) to host:port/path (HTTP/1.0, Connection: close, so the answer
- * is never chunked), with `Authorization: Bearer api_key` when api_key is set. Connecting,
+/* POSTs `body` (application/json) to host:port/path+`path` through the shared client (HTTP/1.0,
+ * Connection: close), with `Authorization: Bearer api_key` when api_key is set. Connecting,
  * sending and receiving share one deadline of timeout_ms (name resolution is not bounded: use an
  * address or a local resolver). The answer is read up to its Content-Length (or to the end of
- * the connection without one). Returns 0 and fills *resp, or -1 with a reason in err: connection
- * refused, timeout, closed early, a malformed or oversized answer. */
+ * the connection without one), headers up to 16 KiB and bodies up to 64 KiB. Returns 0 and fills
+ * *resp, or -1 with a reason in err: connection refused, timeout, closed early, a malformed or
+ * oversized answer. */
 int pay_http_post(const pay_url *url, const char *path, const char *body, size_t body_len,
                   const char *api_key, int64_t timeout_ms, pay_http_response *resp, char *err,
                   size_t err_size);

@@ -1,0 +1,263 @@
+/*
+ * notification: sends each order status change to the customer (docs/notification.md).
+ *
+ * A database stage (OF_STAGE_DATABASE) consuming orders.status. For each order.status_changed:
+ *  - publishes it on the WebSocket channels "order:<id>" and "customer:<id>" (ABI 1.2; a host
+ *    without WebSocket support skips this);
+ *  - logs it at INFO;
+ *  - emits one delivery per active webhook of the customer on the `webhooks` output (key: the
+ *    webhook id), with a delivery id derived from the event's ce_id and the webhook id, so a
+ *    redelivered event yields the same ids. The `webhook` stage (webhook.c) POSTs them. Secrets
+ *    never go on the bus.
+ *
+ * It also owns the schema of both stages and the routes (notification_http.c): webhook
+ * registration and the WebSocket routes.
+ */
+#include "notification.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const outputs[] = {"webhooks", NULL};
+
+static const of_option options[] = {
+    {.name = "max_webhooks_per_customer",
+     .type = OF_OPT_INT,
+     .default_value = "10",
+     .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
+     .min = 1,
+     .max = 1000,
+     .description = "webhooks one customer may register"},
+    {.name = "allow_private_addresses",
+     .type = OF_OPT_BOOL,
+     .default_value = "false",
+     .description = "registration accepts URLs naming loopback, private or link-local addresses "
+                    "(tests)"},
+    {.name = NULL},
+};
+
+static const of_migration migrations[] = {
+    {1, "create notification_webhooks and notification_deliveries",
+     "CREATE TABLE notification_webhooks (\n"
+     "  id CHAR(36) NOT NULL,\n"
+     "  customer_id VARCHAR(64) NOT NULL,\n"
+     "  url VARCHAR(2048) NOT NULL,\n"
+     "  description VARCHAR(255) NULL,\n"
+     "  secret VARCHAR(128) NOT NULL,\n"
+     "  active TINYINT(1) NOT NULL DEFAULT 1,\n"
+     "  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (id),\n"
+     "  KEY notification_webhooks_customer (customer_id, active)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;\n"
+     "CREATE TABLE notification_deliveries (\n"
+     "  delivery_id CHAR(36) NOT NULL,\n"
+     "  webhook_id CHAR(36) NOT NULL,\n"
+     "  order_id VARCHAR(64) NOT NULL,\n"
+     "  attempts INT NOT NULL,\n"
+     "  last_status INT NULL,\n"
+     "  last_error VARCHAR(255) NULL,\n"
+     "  delivered_at TIMESTAMP(3) NULL,\n"
+     "  updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),\n"
+     "  PRIMARY KEY (delivery_id),\n"
+     "  KEY notification_deliveries_webhook (webhook_id)\n"
+     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+    {0, NULL, NULL},
+};
+
+/* A string field of at most max bytes (not empty unless allow_empty); NULL when not. */
+static const char *str_field(json_t *doc, const char *name, size_t max, int allow_empty)
+{
+    json_t *v = json_object_get(doc, name);
+    if (!json_is_string(v))
+        return NULL;
+    size_t len = json_string_length(v);
+    if (len > max || (len == 0 && !allow_empty) || memchr(json_string_value(v), 0, len))
+        return NULL;
+    return json_string_value(v);
+}
+
+static of_status ntf_process(void *instance, of_call *call)
+{
+    ntf *n = instance;
+    const of_host_api *api = n->api;
+    size_t tlen = 0;
+    const char *type = api->event_header(call, "ce_type", &tlen);
+    if (type && !(tlen == strlen(NTF_EVENT_TYPE) && memcmp(type, NTF_EVENT_TYPE, tlen) == 0))
+        return OF_OK; /* another event on the topic: not ours */
+    size_t plen = 0;
+    const char *payload = api->event_payload(call, &plen);
+    json_error_t e;
+    json_t *doc = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, &e);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        api->set_reason(call, "not a JSON object");
+        return OF_REJECT;
+    }
+    const char *order_id = str_field(doc, "order_id", NTF_ORDER_ID_MAX, 0);
+    const char *customer = str_field(doc, "customer_id", NTF_CUSTOMER_MAX, 0);
+    const char *to = str_field(doc, "to", 16, 0);
+    const char *reason = str_field(doc, "reason", 1024, 1);
+    const char *at = str_field(doc, "at", 64, 0);
+    json_t *fromv = json_object_get(doc, "from"), *seqv = json_object_get(doc, "seq");
+    const char *from = json_is_string(fromv) ? str_field(doc, "from", 16, 0) : NULL;
+    int64_t seq = json_is_integer(seqv) ? (int64_t)json_integer_value(seqv) : 0;
+    if (!order_id || !customer || !to || !reason || !at ||
+        !(json_is_null(fromv) || (json_is_string(fromv) && from)) ||
+        (seqv && (!json_is_integer(seqv) || seq < 1))) {
+        json_decref(doc);
+        api->set_reason(call, "not an order.status_changed {order_id, customer_id, seq, from, to, "
+                              "reason, at}");
+        return OF_REJECT;
+    }
+
+    /* The customer's webhooks: one delivery each. */
+    of_db_value p = OF_DB_S(customer);
+    of_db_rows *rows = api->db_query(call,
+                                     "SELECT id FROM notification_webhooks WHERE customer_id = ? "
+                                     "AND active = 1 ORDER BY created_at, id",
+                                     &p, 1);
+    if (!rows) {
+        json_decref(doc);
+        return ofp_event_db_failed(api, n->stage, call, "webhooks of the customer");
+    }
+    size_t idlen = 0;
+    const char *ce_id = api->event_header(call, "ce_id", &idlen);
+    char seed[160];
+    if (!ce_id || idlen == 0) { /* an event without an id: its content identifies it */
+        snprintf(seed, sizeof(seed), "%s/%" PRId64 "/%s", order_id, seq, to);
+        ce_id = seed;
+        idlen = strlen(seed);
+    }
+    json_t *data = ntf_status_message(order_id, customer, seq, from, to, reason, at);
+    if (data)
+        json_object_del(data, "type");
+    int r = 0, failed = 0;
+    size_t count = 0;
+    while (data && (r = api->db_rows_next(rows)) == 1) {
+        of_db_value v;
+        char wid[NTF_ID_LEN + 1], did[NTF_DELIVERY_ID_LEN + 1];
+        if (api->db_rows_get(rows, 0, &v) != 0 || v.type != OF_DB_TEXT || v.len != NTF_ID_LEN) {
+            failed = 2;
+            break;
+        }
+        memcpy(wid, v.p, v.len);
+        wid[v.len] = '\0';
+        json_t *d = ntf_delivery_id(ce_id, idlen, wid, did) == 0
+                        ? json_pack("{s:s, s:s, s:s, s:s, s:O}", "delivery_id", did, "webhook_id",
+                                    wid, "type", NTF_EVENT_TYPE, "timestamp", at, "data", data)
+                        : NULL;
+        char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        json_decref(d);
+        of_header h = {.name = "ce_type",
+                       .value = NTF_DELIVERY_CE_TYPE,
+                       .value_len = strlen(NTF_DELIVERY_CE_TYPE)};
+        int rc =
+            text ? api->emit(call, "webhooks", wid, strlen(wid), text, strlen(text), &h, 1) : -1;
+        free(text);
+        if (rc != 0) {
+            failed = 1;
+            break;
+        }
+        count++;
+    }
+    if (!data)
+        failed = 1;
+    else if (!failed && r < 0)
+        failed = 3;
+    api->db_rows_free(rows);
+    json_decref(data);
+    if (failed) {
+        json_decref(doc);
+        if (failed == 3)
+            return ofp_event_db_failed(api, n->stage, call, "webhooks of the customer");
+        api->set_reason(call, failed == 2 ? "unexpected webhook row" : "out of memory");
+        return failed == 2 ? OF_REJECT : OF_RETRY;
+    }
+    api->counter_add(n->deliveries, (double)count);
+    api->counter_add(n->changes, 1);
+
+    /* The log channel. */
+    api->log(n->stage, OF_LOG_INFO,
+             "order %s of %s: %s -> %s (seq %" PRId64 ", %s), %zu webhook(s)", order_id, customer,
+             from ? from : "none", to, seq, reason, count);
+
+    /* The live channels: at most once per publish; the message's (order_id, seq) lets a client
+     * drop a repeat after a retry. */
+    if (n->has_ws) {
+        json_t *msg = ntf_status_message(order_id, customer, seq, from, to, reason, at);
+        char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+        json_decref(msg);
+        char ch[NTF_CHANNEL_MAX + 1];
+        if (text) {
+            if (ntf_channel("order", order_id, ch) == 0)
+                api->ws_publish(n->stage, ch, text, strlen(text));
+            if (ntf_channel("customer", customer, ch) == 0)
+                api->ws_publish(n->stage, ch, text, strlen(text));
+            api->counter_add(n->published, 1);
+        }
+        free(text);
+    }
+    json_decref(doc);
+    return OF_OK;
+}
+
+static int ntf_init(of_stage *stage, const of_host_api *api, const of_config *cfg, void **instance,
+                    char *errstr, size_t errstr_size)
+{
+    if (!OF_API_HAS(api, db_query) || !OF_API_HAS(api, db_last_error) ||
+        !OF_API_HAS(api, http_handler) || !OF_API_HAS(api, http_problem)) {
+        snprintf(errstr, errstr_size, "this host lacks the database or HTTP functions (ABI 1.1)");
+        return -1;
+    }
+    ntf *n = calloc(1, sizeof(*n));
+    if (!n) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    n->api = api;
+    n->stage = stage;
+    n->has_ws =
+        OF_API_HAS(api, ws_publish) && OF_API_HAS(api, ws_subscribe) && OF_API_HAS(api, ws_send);
+    n->max_webhooks = api->config_int(cfg, "max_webhooks_per_customer");
+    n->allow_private = api->config_bool(cfg, "allow_private_addresses");
+    n->changes = api->counter_register(stage, "notification_status_changes_total",
+                                       "order status changes notified");
+    n->deliveries = api->counter_register(stage, "notification_webhook_deliveries_total",
+                                          "webhook deliveries emitted");
+    n->published = api->counter_register(stage, "notification_ws_published_total",
+                                         "status changes published to WebSocket channels");
+    n->registered = api->counter_register(stage, "notification_webhooks_registered_total",
+                                          "webhooks registered");
+    if (!n->has_ws)
+        api->log(stage, OF_LOG_INFO,
+                 "this host has no WebSocket functions (ABI 1.2): live notifications are off");
+    if (ntf_http_register(n, errstr, errstr_size) != 0) {
+        free(n);
+        return -1;
+    }
+    *instance = n;
+    return 0;
+}
+
+static void ntf_shutdown(void *instance)
+{
+    free(instance);
+}
+
+static const of_stage_descriptor descriptor = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "notification",
+    .version = "1.0.0",
+    .description = "order status changes to the customer: WebSocket, webhooks, log",
+    .options = options,
+    .outputs = outputs,
+    .init = ntf_init,
+    .process = ntf_process,
+    .shutdown = ntf_shutdown,
+    .flags = OF_STAGE_DATABASE,
+    .migrations = migrations,
+};
+
+OF_STAGE_DEFINE(descriptor)
