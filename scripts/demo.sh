@@ -23,7 +23,9 @@ echo "== orderflow lint pipelines/"
 
 work=$(mktemp -d)
 pid=
+receiver=
 cleanup() {
+  [ -n "$receiver" ] && kill "$receiver" 2>/dev/null
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   rm -rf "$work"
 }
@@ -34,6 +36,8 @@ head -c 48 /dev/urandom | base64 -w0 >"$work/jwt-secret"
 chmod 600 "$work/jwt-secret"
 export ORDERFLOW_JWT_KEY_FILE=$work/jwt-secret ORDERFLOW_JWT_ISSUER=https://demo.orderflow \
   ORDERFLOW_JWT_AUDIENCE=shop-api
+# The demo's webhook receiver listens on loopback, which the webhook stage refuses by default.
+export ORDERFLOW_WEBHOOK_ALLOW_PRIVATE=true
 cat >"$work/orderflow.yaml" <<YAML
 plugin_dirs: [ "$root/build/plugins" ]
 pipelines: [ "$root/pipelines/accounts.yaml", "$root/pipelines/orders.yaml" ]
@@ -92,6 +96,41 @@ token=$(call POST /api/v1/auth/login "" "{\"email\":\"$email\",\"password\":\"a 
   json '["access_token"]')
 echo "   $email"
 
+echo "== the customer registers a webhook (a receiver on loopback that checks each signature)"
+cat >"$work/receiver.py" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+work = sys.argv[1]
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        mid, ts = self.headers.get("webhook-id", ""), self.headers.get("webhook-timestamp", "")
+        key = base64.b64decode(open(work + "/webhook-secret").read().strip().split("_", 1)[1])
+        want = base64.b64encode(hmac.new(key, f"{mid}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+        ok = any(s == "v1," + want for s in self.headers.get("webhook-signature", "").split())
+        d = json.loads(body).get("data", {})
+        with open(work + "/webhooks.jsonl", "a") as f:
+            f.write(json.dumps({"id": mid, "ok": ok, "order": d.get("order_id"), "seq": d.get("seq"), "to": d.get("to")}) + "\n")
+        self.send_response(204)
+        self.end_headers()
+
+srv = HTTPServer(("127.0.0.1", 0), H)
+open(work + "/receiver.port", "w").write(str(srv.server_address[1]))
+srv.serve_forever()
+PY
+python3 "$work/receiver.py" "$work" &
+receiver=$!
+for _ in $(seq 1 50); do [ -s "$work/receiver.port" ] && break; sleep 0.1; done
+call POST /api/v1/webhooks "$token" \
+  "{\"url\":\"http://127.0.0.1:$(cat "$work/receiver.port")/hooks\",\"description\":\"demo\"}" |
+  json '["secret"]' >"$work/webhook-secret"
+echo "   HTTP $(status): deliveries signed with a secret shown once (whsec_...)"
+
 echo "== three orders"
 declare -A orders
 for o in "confirmed:BOOK-1:2" "declined:LAPTOP-1:1" "rejected:RARE-1:2"; do
@@ -120,6 +159,27 @@ o = json.load(sys.stdin)
 for h in o.get("history", []):
     print("   %-24s %-9s -> %-9s %s" % (h.get("at", ""), h.get("from") or "", h.get("to", ""), h.get("reason", "")))'
 done
+echo "== webhook deliveries (every status change, signed)"
+want=0
+for what in confirmed declined rejected; do
+  want=$((want + $(call GET "/api/v1/orders/${orders[$what]}" "$token" | json '["history"].__len__()')))
+done
+for _ in $(seq 1 100); do
+  [ "$(sort -u "$work/webhooks.jsonl" 2>/dev/null | wc -l)" -ge "$want" ] && break
+  sleep 0.2
+done
+python3 - "$work/webhooks.jsonl" "$want" <<'PY' || wrong=$((wrong + 1))
+import json, sys
+seen = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    seen[(r["order"], r["seq"])] = r
+bad = sum(1 for r in seen.values() if not r["ok"])
+print(f"   {len(seen)} of {sys.argv[2]} status changes delivered, {len(seen) - bad} with a valid signature")
+sys.exit(0 if len(seen) == int(sys.argv[2]) and bad == 0 else 1)
+PY
+kill "$receiver" 2>/dev/null || true
+
 if [ "$wrong" != 0 ]; then
   echo "demo failed: $wrong order(s) did not end as expected; see $work/daemon.log" >&2
   trap - EXIT

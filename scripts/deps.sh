@@ -8,6 +8,9 @@ packages=(
   librdkafka-dev libmariadb-dev libhiredis-dev libyaml-dev libjwt-dev libjansson-dev
   libcivetweb-dev libcmocka-dev libcrypt-dev libssl-dev
   clang-format kcat curl openssl python3
+  rpm lintian rpmlint
+  prometheus                              # promtool and a server for tests/kafka/observability.sh
+  chromium                                # headless, for the dashboard test (tests/kafka/dashboard.sh)
 )
 
 missing=()

@@ -61,6 +61,10 @@ typedef struct of_bus_ops {
     /* Waits up to timeout_ms for every produced event's delivery callback; 0 when none is left. */
     int (*flush)(of_bus *bus, int timeout_ms);
     void (*destroy)(of_bus *bus);
+    /* The partition's high watermark (the offset the next event produced will get) as the
+     * consumer last heard it: cached, never blocks. 0 with *high, or -1 when not known. May be
+     * NULL (consumer lag is then not reported). */
+    int (*high_watermark)(of_consumer *c, const char *topic, int32_t partition, int64_t *high);
 } of_bus_ops;
 
 struct of_bus {

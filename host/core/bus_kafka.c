@@ -564,6 +564,19 @@ static void kb_destroy(of_bus *bus)
     free(b);
 }
 
+static int kb_high_watermark(of_consumer *consumer, const char *topic, int32_t partition,
+                             int64_t *high)
+{
+    kconsumer *c = (kconsumer *)consumer;
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(c->rk, topic, partition, &lo, &hi) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0)
+        return -1;
+    *high = hi;
+    return 0;
+}
+
 static const of_bus_ops kafkabus_ops = {
     .name = "kafka",
     .ensure_topic = kb_ensure_topic,
@@ -578,6 +591,7 @@ static const of_bus_ops kafkabus_ops = {
     .ready = kb_ready,
     .flush = kb_flush,
     .destroy = kb_destroy,
+    .high_watermark = kb_high_watermark,
 };
 
 of_bus *of_kafkabus_new(const of_kafka_config *cfg, char *errstr, size_t errstr_size)

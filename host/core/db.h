@@ -99,8 +99,15 @@ typedef struct of_db_pool_stats {
     uint64_t connect_failures; /* connections that could not be opened */
     uint64_t replaced;         /* broken connections closed */
     uint64_t timeouts;         /* acquires that found every connection busy for acquire_timeout */
+    uint64_t waits;            /* acquires that had to wait for a connection */
 } of_db_pool_stats;
 void of_db_pool_stats_get(of_db_pool *pool, of_db_pool_stats *out);
+struct of_metrics;
+/* Registers the pool's metrics (mysql_pool_*) and the outbox backlog (outbox_unpublished,
+ * outbox_oldest_unpublished_age_seconds, queried at most every 5 s at scrape time) in metrics.
+ * The pool must outlive the registry or be removed with of_metrics_remove_collectors(pool).
+ * (db_metrics.c) 0 or -1. */
+int of_db_register_metrics(of_db_pool *pool, struct of_metrics *metrics);
 
 /* Statements. `?` placeholders get params[0..n_params-1] (prepared statements, cached per
  * connection by SQL text). On failure the connection's last error says why (of_db_conn_error);

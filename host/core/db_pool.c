@@ -6,6 +6,7 @@
 #include "db.h"
 
 #include "log.h"
+#include "metrics.h"
 #include "timeutil.h"
 
 #include <mysql.h>
@@ -80,7 +81,12 @@ struct of_db_pool {
     of_db_conn *idle;
     int n_idle;
     int n_open; /* idle + in use + being connected */
-    uint64_t acquired, connect_failures, replaced, timeouts;
+    uint64_t acquired, connect_failures, replaced, timeouts, waits;
+    /* The outbox backlog as last queried for /metrics (under mu); backlog_busy: a scrape is
+     * querying it (others report the last values meanwhile). */
+    int64_t backlog_at_ms;
+    double backlog_n, backlog_age;
+    int backlog_known, backlog_busy;
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -417,6 +423,7 @@ of_db_conn *of_db_acquire(of_db_pool *p, char *errstr, size_t errstr_size)
         return NULL;
     }
     struct timespec deadline = of_mono_after_ms(p->cfg.acquire_timeout_ms);
+    int waited = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->idle) {
@@ -458,6 +465,10 @@ of_db_conn *of_db_acquire(of_db_pool *p, char *errstr, size_t errstr_size)
             p->acquired++;
             pthread_mutex_unlock(&p->mu);
             return c;
+        }
+        if (!waited) {
+            waited = 1;
+            p->waits++;
         }
         if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT && !p->idle &&
             p->n_open >= p->cfg.pool_size) {
@@ -556,6 +567,7 @@ void of_db_pool_stats_get(of_db_pool *p, of_db_pool_stats *out)
     out->connect_failures = p->connect_failures;
     out->replaced = p->replaced;
     out->timeouts = p->timeouts;
+    out->waits = p->waits;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -1082,4 +1094,148 @@ int of_db_rows_get(const of_db_rows *r, size_t column, of_db_value *out)
     }
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Metrics
+ * ------------------------------------------------------------------------------------------- */
+
+#define BACKLOG_REFRESH_MS 5000
+
+static void collect_pool_gauges(void *opaque, of_metric_sink *sink)
+{
+    of_db_pool_stats st;
+    of_db_pool_stats_get(opaque, &st);
+    of_metric_sample(sink, (const char *const[]){"state", "in_use", NULL}, st.open - st.idle);
+    of_metric_sample(sink, (const char *const[]){"state", "idle", NULL}, st.idle);
+}
+
+static void collect_pool_size(void *opaque, of_metric_sink *sink)
+{
+    of_db_pool_stats st;
+    of_db_pool_stats_get(opaque, &st);
+    of_metric_sample(sink, NULL, st.size);
+}
+
+static void collect_pool_waits(void *opaque, of_metric_sink *sink)
+{
+    of_db_pool_stats st;
+    of_db_pool_stats_get(opaque, &st);
+    of_metric_sample(sink, NULL, (double)st.waits);
+}
+
+static void collect_pool_errors(void *opaque, of_metric_sink *sink)
+{
+    of_db_pool_stats st;
+    of_db_pool_stats_get(opaque, &st);
+    of_metric_sample(sink, (const char *const[]){"kind", "connect", NULL},
+                     (double)st.connect_failures);
+    of_metric_sample(sink, (const char *const[]){"kind", "acquire_timeout", NULL},
+                     (double)st.timeouts);
+    of_metric_sample(sink, (const char *const[]){"kind", "connection_lost", NULL},
+                     (double)st.replaced);
+}
+
+static double value_number(const of_db_value *v)
+{
+    if (v->type == OF_DB_INT)
+        return (double)v->i;
+    if (v->type == OF_DB_DOUBLE)
+        return v->d;
+    if (v->type == OF_DB_TEXT && v->p)
+        return strtod(v->p, NULL);
+    return 0;
+}
+
+/* Refreshes the backlog when it is older than BACKLOG_REFRESH_MS and no other scrape is at it. */
+static void refresh_backlog(of_db_pool *p)
+{
+    int64_t now = of_mono_ms();
+    pthread_mutex_lock(&p->mu);
+    int go =
+        !p->backlog_busy && (!p->backlog_known || now - p->backlog_at_ms >= BACKLOG_REFRESH_MS);
+    if (go)
+        p->backlog_busy = 1;
+    pthread_mutex_unlock(&p->mu);
+    if (!go)
+        return;
+    char why[256];
+    double n = 0, age = 0;
+    int ok = 0;
+    of_db_conn *c = of_db_acquire(p, why, sizeof(why));
+    if (c) {
+        of_db_rows *rows = of_db_query(
+            c,
+            "SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(3)), 0) "
+            "FROM of_outbox WHERE published_at IS NULL",
+            NULL, 0);
+        of_db_value a, b;
+        if (rows && of_db_rows_next(rows) == 1 && of_db_rows_get(rows, 0, &a) == 0 &&
+            of_db_rows_get(rows, 1, &b) == 0) {
+            n = value_number(&a);
+            age = value_number(&b) / 1e6;
+            ok = 1;
+        }
+        of_db_rows_free(rows);
+        of_db_release(c);
+    }
+    pthread_mutex_lock(&p->mu);
+    if (ok) {
+        p->backlog_n = n;
+        p->backlog_age = age < 0 ? 0 : age;
+        p->backlog_known = 1;
+    }
+    p->backlog_at_ms = now;
+    p->backlog_busy = 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void collect_backlog(void *opaque, of_metric_sink *sink)
+{
+    of_db_pool *p = opaque;
+    refresh_backlog(p);
+    pthread_mutex_lock(&p->mu);
+    int known = p->backlog_known;
+    double n = p->backlog_n;
+    pthread_mutex_unlock(&p->mu);
+    if (known)
+        of_metric_sample(sink, NULL, n);
+}
+
+static void collect_backlog_age(void *opaque, of_metric_sink *sink)
+{
+    of_db_pool *p = opaque;
+    pthread_mutex_lock(&p->mu);
+    int known = p->backlog_known;
+    double age = p->backlog_age;
+    pthread_mutex_unlock(&p->mu);
+    if (known)
+        of_metric_sample(sink, NULL, age);
+}
+
+int of_db_register_metrics(of_db_pool *p, of_metrics *m)
+{
+    if (!p || !m)
+        return -1;
+    int rc = 0;
+    rc |= of_metrics_collector(m, "mysql_pool_connections",
+                               "MySQL pool connections open, by state (in_use, idle)",
+                               OF_METRIC_GAUGE, collect_pool_gauges, p);
+    rc |= of_metrics_collector(m, "mysql_pool_size", "The MySQL pool's configured size",
+                               OF_METRIC_GAUGE, collect_pool_size, p);
+    rc |= of_metrics_collector(m, "mysql_pool_waits",
+                               "Acquires that had to wait for a free MySQL connection",
+                               OF_METRIC_COUNTER, collect_pool_waits, p);
+    rc |= of_metrics_collector(m, "mysql_pool_errors",
+                               "MySQL pool errors, by kind (connect, acquire_timeout, "
+                               "connection_lost)",
+                               OF_METRIC_COUNTER, collect_pool_errors, p);
+    /* The count first: its collector refreshes what the age reports. */
+    rc |= of_metrics_collector(m, "outbox_unpublished",
+                               "Outbox rows not yet published (checked at most every 5 s)",
+                               OF_METRIC_GAUGE, collect_backlog, p);
+    rc |= of_metrics_collector(m, "outbox_oldest_unpublished_age_seconds",
+                               "Age of the oldest unpublished outbox row (0 when none)",
+                               OF_METRIC_GAUGE, collect_backlog_age, p);
+    return rc ? -1 : 0;
 }

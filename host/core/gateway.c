@@ -26,9 +26,12 @@
 
 #include "cache.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
+#include "runner.h"
 #include "stage_runtime.h"
 #include "timeutil.h"
+#include "dashboard.h"
 #include "ws_hub.h"
 
 #include <civetweb.h>
@@ -90,7 +93,15 @@ struct of_gateway {
     struct mg_context *ctx;
     int lib_inited;
     int port;
-    of_ws_hub *ws; /* borrowed; NULL: WebSocket routes answer 503 */
+    of_ws_hub *ws;       /* borrowed; NULL: WebSocket routes answer 503 */
+    of_metrics *metrics; /* borrowed; NULL: no /metrics, no request accounting */
+    /* Held for reading while a request is routed, handled and counted, for writing while a
+     * reload swaps the routes, stages and OpenAPI document (of_gateway_reload). Writers first,
+     * so a steady stream of requests cannot hold a reload off. */
+    pthread_rwlock_t routes_mu;
+    struct of_dashboard *dashboard; /* borrowed; NULL: no /dashboard */
+    pthread_mutex_t note_mu;
+    char *note_name, *note; /* an informational /readyz check (a failed reload), or NULL */
 };
 
 /* What handle() returns when a WebSocket route's handler accepted the upgrade: begin_request
@@ -125,13 +136,73 @@ of_gateway *of_gateway_new(const of_http_config *cfg, of_gateway_invoke_fn invok
     }
     gw->invoke = invoke ? invoke : of_gateway_invoke_default;
     gw->invoke_opaque = invoke_opaque;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    int rc = pthread_rwlock_init(&gw->routes_mu, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    if (rc != 0 || pthread_mutex_init(&gw->note_mu, NULL) != 0) {
+        if (rc == 0)
+            pthread_rwlock_destroy(&gw->routes_mu);
+        of_http_config_free(&gw->cfg);
+        free(gw);
+        return NULL;
+    }
     return gw;
+}
+
+void of_gateway_set_dashboard(of_gateway *gw, struct of_dashboard *d)
+{
+    if (gw)
+        gw->dashboard = d;
 }
 
 void of_gateway_set_ws_hub(of_gateway *gw, struct of_ws_hub *hub)
 {
     if (gw)
         gw->ws = hub;
+}
+
+/* ---- metrics ---- */
+
+#define RATE_LIMITED_HELP "Requests refused by a rate limit (429), by limit"
+
+static void collect_ws(void *opaque, of_metric_sink *sink)
+{
+    of_gateway *gw = opaque;
+    if (!gw->ws)
+        return;
+    of_ws_stats st;
+    of_ws_hub_stats(gw->ws, &st);
+    of_metric_sample(sink, NULL, st.clients);
+}
+
+/* Runs the readiness probes (as /readyz does): orderflow_ready and one series per check. */
+static void collect_ready(void *opaque, of_metric_sink *sink)
+{
+    of_gateway *gw = opaque;
+    int ready = 1;
+    for (size_t i = 0; i < gw->n_probes; i++) {
+        char detail[256] = "";
+        if (gw->probes[i].fn(gw->probes[i].opaque, detail, sizeof(detail)) != 0)
+            ready = 0;
+    }
+    of_metric_sample(sink, NULL, ready);
+}
+
+void of_gateway_set_metrics(of_gateway *gw, of_metrics *metrics)
+{
+    gw->metrics = metrics;
+    if (!metrics)
+        return;
+    of_metrics_collector(metrics, "ws_connections", "Open WebSocket connections", OF_METRIC_GAUGE,
+                         collect_ws, gw);
+    of_metrics_collector(metrics, "ready", "1 when every readiness check (/readyz) passes, else 0",
+                         OF_METRIC_GAUGE, collect_ready, gw);
+    if (gw->cfg.has_rate_limit) /* shown at 0 from the start */
+        for (int i = 0; i < 2; i++)
+            of_metrics_counter_l(metrics, "http_rate_limited", RATE_LIMITED_HELP, NULL, NULL,
+                                 (const char *const[]){"limit", i ? "principal" : "address", NULL});
 }
 
 int of_gateway_ws_limit(const of_http_config *cfg)
@@ -451,6 +522,12 @@ static int serve_readyz(of_gateway *gw, struct mg_connection *conn, const char *
         if (c)
             json_object_set_new(checks, gw->probes[i].name, c);
     }
+    pthread_mutex_lock(&gw->note_mu);
+    if (gw->note_name && gw->note)
+        json_object_set_new(checks, gw->note_name,
+                            json_pack("{s:s, s:o}", "status", "degraded", "detail",
+                                      of_json_string_lossy(gw->note)));
+    pthread_mutex_unlock(&gw->note_mu);
     int status;
     if (ready) {
         json_t *doc = json_pack("{s:s, s:O}", "status", "ready", "checks", checks);
@@ -472,6 +549,13 @@ static int serve_readyz(of_gateway *gw, struct mg_connection *conn, const char *
     return status;
 }
 
+/* 1 for the paths of the built-in routes. */
+static int builtin_path(const char *path)
+{
+    return path && (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+                    strcmp(path, "/api/openapi.json") == 0 || strcmp(path, "/metrics") == 0);
+}
+
 /* 0 when the request was not for a built-in route; else the status sent. */
 static int serve_builtin(of_gateway *gw, struct mg_connection *conn, const char *method,
                          const char *path)
@@ -479,6 +563,7 @@ static int serve_builtin(of_gateway *gw, struct mg_connection *conn, const char 
     int which = strcmp(path, "/healthz") == 0            ? 1
                 : strcmp(path, "/readyz") == 0           ? 2
                 : strcmp(path, "/api/openapi.json") == 0 ? 3
+                : strcmp(path, "/metrics") == 0          ? 4
                                                          : 0;
     if (!which)
         return 0;
@@ -493,6 +578,18 @@ static int serve_builtin(of_gateway *gw, struct mg_connection *conn, const char 
         return send_json(conn, 200, "{\"status\":\"ok\"}");
     if (which == 2)
         return serve_readyz(gw, conn, path);
+    if (which == 4) {
+        size_t len = 0;
+        char *text = gw->metrics ? of_metrics_render(gw->metrics, &len) : NULL;
+        if (!text)
+            return send_problem(conn, path, 503, NULL,
+                                gw->metrics ? "out of memory" : "metrics are not available", NULL,
+                                NULL);
+        answer_opts mo = {.no_store = 1};
+        send_raw(conn, 200, OF_METRICS_CONTENT_TYPE, text, len, NULL, 0, &mo);
+        free(text);
+        return 200;
+    }
     answer_opts o = {0};
     send_raw(conn, 200, "application/json", gw->openapi, gw->openapi_len, NULL, 0, &o);
     return 200;
@@ -866,15 +963,76 @@ static int run_ws_handler(of_gateway *gw, struct mg_connection *conn, const gw_r
     return HANDED_TO_WEBSOCKET;
 }
 
+static void count_limited(of_gateway *gw, const char *kind)
+{
+    if (gw->metrics)
+        of_counter_add_(of_metrics_counter_l(gw->metrics, "http_rate_limited", RATE_LIMITED_HELP,
+                                             NULL, NULL,
+                                             (const char *const[]){"limit", kind, NULL}),
+                        1);
+}
+
+/* /dashboard (the page) and /dashboard/ws (its feed: every pipeline's "dashboard" channel, the
+ * latest snapshot first). 0 when the request is for neither. */
+static int serve_dashboard(of_gateway *gw, struct mg_connection *conn, of_http_request *req)
+{
+    int page = strcmp(req->path, "/dashboard") == 0, feed = strcmp(req->path, "/dashboard/ws") == 0;
+    if (!gw->dashboard || (!page && !feed))
+        return 0;
+    if (strcmp(req->method, "GET") != 0 && !(page && strcmp(req->method, "HEAD") == 0)) {
+        const char *const hdrs[] = {page ? "Allow: GET, HEAD" : "Allow: GET", NULL};
+        return send_problem(conn, req->path, 405, NULL, "the dashboard is read with GET", NULL,
+                            &(answer_opts){.headers = hdrs});
+    }
+    if (page) {
+        /* Everything is inline: nothing else may load, and only this host may be talked to. */
+        const char *const hdrs[] = {
+            "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; style-src "
+            "'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+            NULL};
+        send_raw(conn, 200, "text/html; charset=utf-8", of_dashboard_html, of_dashboard_html_len,
+                 NULL, 0, &(answer_opts){.headers = hdrs, .no_store = 1});
+        return 200;
+    }
+    int status = not_an_upgrade(req, conn);
+    if (status)
+        return status;
+    if (!gw->ws)
+        return send_problem(conn, req->path, 503, NULL, "WebSockets are not available", NULL, NULL);
+    int full = 0;
+    of_ws_client *c = of_ws_client_new(gw->ws, OF_WS_ANY_PIPELINE, &full);
+    if (!c) {
+        const char *const hdrs[] = {"Retry-After: 5", NULL};
+        return send_problem(conn, req->path, 503, NULL,
+                            full ? "this host has as many WebSocket connections as it serves"
+                                 : "out of memory",
+                            NULL, &(answer_opts){.headers = hdrs});
+    }
+    char *latest = of_dashboard_latest(gw->dashboard);
+    if (of_ws_client_subscribe(c, OF_DASHBOARD_CHANNEL) != 0 ||
+        (latest && of_ws_client_send_first(c, latest, strlen(latest)) != 0)) {
+        free(latest);
+        of_ws_client_close(c);
+        return send_problem(conn, req->path, 503, NULL, "out of memory", NULL, NULL);
+    }
+    free(latest);
+    mg_set_user_connection_data(conn, c);
+    return HANDED_TO_WEBSOCKET;
+}
+
 static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *req,
                   const struct mg_request_info *ri)
 {
     const char *method = req->method, *path = req->path;
     int status;
+    if ((status = serve_dashboard(gw, conn, req)))
+        return status;
     if ((status = serve_builtin(gw, conn, method, path)))
         return status;
-    if ((status = rate_limited(gw->rl_address, "addr", ri->remote_addr, conn, path)))
+    if ((status = rate_limited(gw->rl_address, "addr", ri->remote_addr, conn, path))) {
+        count_limited(gw, "address");
         return status;
+    }
 
     /* Route. */
     req_path rp;
@@ -1012,8 +1170,10 @@ static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *r
                                 NULL);
         }
         if ((status =
-                 rate_limited(gw->rl_principal, "principal", req->principal.subject, conn, path)))
+                 rate_limited(gw->rl_principal, "principal", req->principal.subject, conn, path))) {
+            count_limited(gw, "principal");
             return status;
+        }
         if (r->n_roles) {
             int ok = 0;
             for (size_t i = 0; i < r->n_roles && !ok; i++)
@@ -1071,6 +1231,57 @@ static int handle(of_gateway *gw, struct mg_connection *conn, of_http_request *r
     return run_handler(gw, conn, best, req);
 }
 
+static const double http_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                     0.25,  0.5,    1,     2.5,  5,     10};
+
+/* Counts a request: by route pattern (never the raw path), method and status class. */
+static void account(of_gateway *gw, const of_http_request *req, int status, double seconds)
+{
+    if (!gw->metrics)
+        return;
+    const char *route = req->route                ? req->route->path
+                        : builtin_path(req->path) ? req->path
+                                                  : "unmatched";
+    static const char *const known[] = {"GET",    "HEAD",    "POST",  "PUT",
+                                        "DELETE", "OPTIONS", "PATCH", NULL};
+    const char *method = "other";
+    for (size_t i = 0; known[i]; i++)
+        if (req->method && strcmp(req->method, known[i]) == 0)
+            method = known[i];
+    char cls[8];
+    snprintf(cls, sizeof(cls), "%dxx", status >= 100 && status <= 599 ? status / 100 : 5);
+    of_counter_add_(
+        of_metrics_counter_l(
+            gw->metrics, "http_requests",
+            "HTTP requests answered, by route pattern, method and status class", NULL, NULL,
+            (const char *const[]){"route", route, "method", method, "status_class", cls, NULL}),
+        1);
+    of_histogram_observe_(
+        of_metrics_histogram_l(gw->metrics, "http_request_duration_seconds",
+                               "Time to answer an HTTP request, in seconds", NULL, NULL,
+                               (const char *const[]){"route", route, "method", method, NULL},
+                               http_bounds, sizeof(http_bounds) / sizeof(http_bounds[0])),
+        seconds);
+}
+
+/* The request's trace in the log context: the incoming traceparent's trace id, or a new one;
+ * what the handler emits continues it (of_add_inherited_headers). */
+static void set_request_trace(const of_http_request *req)
+{
+    const char *tp = of_api_http_header(req, "traceparent");
+    char trace[33];
+    if (!tp || of_traceparent_trace_id(tp, strlen(tp), trace) != 0) {
+        static const char hex[] = "0123456789abcdef";
+        uint64_t a = of_rand_u64(), b = of_rand_u64();
+        for (int i = 0; i < 16; i++, a >>= 4, b >>= 4) {
+            trace[i] = hex[a & 0xf];
+            trace[16 + i] = hex[b & 0xf];
+        }
+        trace[32] = '\0';
+    }
+    of_log_context_set(trace, NULL, 0);
+}
+
 static int on_begin_request(struct mg_connection *conn)
 {
     of_gateway *gw = mg_get_user_data(mg_get_context(conn));
@@ -1089,6 +1300,10 @@ static int on_begin_request(struct mg_connection *conn)
     req.n_headers = ri->num_headers > 0 ? (size_t)ri->num_headers : 0;
     const char *te = of_api_http_header(&req, "Transfer-Encoding");
     body_unread = ri->content_length > 0 || (te && *te);
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    set_request_trace(&req);
+    pthread_rwlock_rdlock(&gw->routes_mu);
     const char *target = ri->local_uri_raw;
     int status;
     if (!target || target[0] != '/') {
@@ -1103,6 +1318,12 @@ static int on_begin_request(struct mg_connection *conn)
     if (of_log_enabled(OF_LVL_DEBUG))
         of_log(OF_LVL_DEBUG, NULL, NULL, "http %s %.200s -> %d (%lld ms)", req.method, req.path,
                status == HANDED_TO_WEBSOCKET ? 101 : status, (long long)(of_mono_ms() - t0));
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    account(gw, &req, status == HANDED_TO_WEBSOCKET ? 101 : status,
+            (double)(ts1.tv_sec - ts0.tv_sec) + (double)(ts1.tv_nsec - ts0.tv_nsec) / 1e9);
+    pthread_rwlock_unlock(&gw->routes_mu);
+    of_log_context_clear();
     of_http_request_release(&req);
     body_unread = 0;
     if (status == HANDED_TO_WEBSOCKET)
@@ -1468,6 +1689,31 @@ static void tls_load_shims(char *why, size_t size)
     }
 }
 
+/* civetweb finds a WebSocket handler by path prefix: one per first segment of the WebSocket
+ * routes ("/api" for "/api/v1/events"); begin_request has chosen the route already. Setting a
+ * prefix again replaces its handler with the same one. */
+static void register_ws_prefixes(of_gateway *gw)
+{
+    if (gw->dashboard)
+        mg_set_websocket_handler(gw->ctx, "/dashboard", ws_on_connect, ws_on_ready, ws_on_data,
+                                 ws_on_close, gw);
+    for (size_t i = 0; i < gw->n_routes; i++) {
+        const of_route *r = gw->routes[i].def;
+        if (!r->websocket || !r->n_segments)
+            continue;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = gw->routes[j].def->websocket && gw->routes[j].def->n_segments &&
+                   strcmp(gw->routes[j].def->segments[0].text, r->segments[0].text) == 0;
+        if (seen)
+            continue;
+        char prefix[OF_ROUTE_MAX_PATH + 2];
+        snprintf(prefix, sizeof(prefix), "/%s", r->segments[0].text);
+        mg_set_websocket_handler(gw->ctx, prefix, ws_on_connect, ws_on_ready, ws_on_data,
+                                 ws_on_close, gw);
+    }
+}
+
 int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
 {
     errbuf eb = {.buf = errstr, .size = errstr_size};
@@ -1604,23 +1850,7 @@ int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size)
                cfg->listen_column, cfg->listen, why[0] ? why : "civetweb failed to start");
         goto fail;
     }
-    /* civetweb finds a WebSocket handler by path prefix: one per first segment of the
-     * WebSocket routes ("/api" for "/api/v1/events"); begin_request has chosen the route. */
-    for (size_t i = 0; i < gw->n_routes; i++) {
-        const of_route *r = gw->routes[i].def;
-        if (!r->websocket || !r->n_segments)
-            continue;
-        int seen = 0;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = gw->routes[j].def->websocket && gw->routes[j].def->n_segments &&
-                   strcmp(gw->routes[j].def->segments[0].text, r->segments[0].text) == 0;
-        if (seen)
-            continue;
-        char prefix[OF_ROUTE_MAX_PATH + 2];
-        snprintf(prefix, sizeof(prefix), "/%s", r->segments[0].text);
-        mg_set_websocket_handler(gw->ctx, prefix, ws_on_connect, ws_on_ready, ws_on_data,
-                                 ws_on_close, gw);
-    }
+    register_ws_prefixes(gw);
     struct mg_server_port sp[4];
     int n = mg_get_server_ports(gw->ctx, 4, sp);
     gw->port = n > 0 ? sp[0].port : 0;
@@ -1655,6 +1885,7 @@ void of_gateway_free(of_gateway *gw)
     if (!gw)
         return;
     of_gateway_stop(gw);
+    of_metrics_remove_collectors(gw->metrics, gw);
     of_ratelimit_free(gw->rl_principal);
     of_ratelimit_free(gw->rl_address);
     for (size_t i = 0; i < gw->n_sets; i++) {
@@ -1669,5 +1900,87 @@ void of_gateway_free(of_gateway *gw)
     free(gw->routes);
     free(gw->openapi);
     of_http_config_free(&gw->cfg);
+    free(gw->note_name);
+    free(gw->note);
+    pthread_mutex_destroy(&gw->note_mu);
+    pthread_rwlock_destroy(&gw->routes_mu);
     free(gw);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Hot reload
+ * ------------------------------------------------------------------------------------------- */
+
+int of_gateway_reload(of_gateway *gw, of_stage *const *stages, size_t n_stages,
+                      const of_pipeline *const *pipelines, size_t n_pipelines, char *errstr,
+                      size_t errstr_size)
+{
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+    /* The new routing is built aside, with the start's own checks; requests keep the old one
+     * until the swap. */
+    of_gateway *next = of_gateway_new(&gw->cfg, gw->invoke, gw->invoke_opaque);
+    if (!next) {
+        of_seterr(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n_stages; i++)
+        if (of_gateway_add_stage(next, stages[i]) != 0)
+            goto oom;
+    for (size_t i = 0; i < n_pipelines; i++) {
+        const of_pipeline *p = pipelines[i];
+        if (of_gateway_add_routes(next, p->name, p->file, p->routes, p->n_routes) != 0)
+            goto oom;
+    }
+    errbuf eb = {.buf = errstr, .size = errstr_size};
+    if (resolve_routes(next, &eb) < 0 || build_openapi(next) < 0) {
+        if (errstr && !errstr[0])
+            of_seterr(errstr, errstr_size, "out of memory");
+        of_gateway_free(next);
+        return -1;
+    }
+    pthread_rwlock_wrlock(&gw->routes_mu);
+#define SWAP(field)                                                                                \
+    do {                                                                                           \
+        __typeof__(gw->field) t_ = gw->field;                                                      \
+        gw->field = next->field;                                                                   \
+        next->field = t_;                                                                          \
+    } while (0)
+    SWAP(stages);
+    SWAP(n_stages);
+    SWAP(sets);
+    SWAP(n_sets);
+    SWAP(routes);
+    SWAP(n_routes);
+    SWAP(auth);
+    SWAP(auth_stage);
+    SWAP(openapi);
+    SWAP(openapi_len);
+#undef SWAP
+    pthread_rwlock_unlock(&gw->routes_mu);
+    if (gw->ctx)
+        register_ws_prefixes(gw);
+    of_gateway_free(next); /* the old routing; no request uses it any more */
+    return 0;
+oom:
+    of_gateway_free(next);
+    of_seterr(errstr, errstr_size, "out of memory");
+    return -1;
+}
+
+void of_gateway_set_note(of_gateway *gw, const char *name, const char *note)
+{
+    if (!gw)
+        return;
+    char *n = name && note ? strdup(name) : NULL, *t = name && note ? strdup(note) : NULL;
+    pthread_mutex_lock(&gw->note_mu);
+    free(gw->note_name);
+    free(gw->note);
+    gw->note_name = n && t ? n : NULL;
+    gw->note = n && t ? t : NULL;
+    pthread_mutex_unlock(&gw->note_mu);
+    if (!(n && t)) {
+        free(n);
+        free(t);
+    }
 }

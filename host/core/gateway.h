@@ -280,6 +280,9 @@ void of_gateway_set_cache_pool(of_gateway *gw, struct of_cache_pool *pool);
  * Without one, WebSocket routes answer 503. */
 struct of_ws_hub;
 void of_gateway_set_ws_hub(of_gateway *gw, struct of_ws_hub *hub);
+/* Serves /dashboard and its feed /dashboard/ws (dashboard.h); before of_gateway_start. */
+struct of_dashboard;
+void of_gateway_set_dashboard(of_gateway *gw, struct of_dashboard *d);
 /* How many WebSockets the configuration allows open at once. */
 int of_gateway_ws_limit(const of_http_config *cfg);
 /* A hub (ws_hub.h) that writes to this gateway's connections, for of_gateway_set_ws_hub and the
@@ -289,6 +292,11 @@ struct of_metrics;
 struct of_ws_hub *of_gateway_ws_hub_new(const of_http_config *cfg,
                                         const struct of_redis_config *redis,
                                         struct of_metrics *metrics);
+/* The metric registry (borrowed; it must outlive the gateway): served at /metrics, and the
+ * gateway counts requests (http_requests by route pattern, method and status class,
+ * http_request_duration_seconds, http_rate_limited) and registers ws_connections and ready
+ * (the readiness probes). Before start. */
+void of_gateway_set_metrics(of_gateway *gw, struct of_metrics *metrics);
 /* A stage whose handlers and authenticator the gateway may use (borrowed: the runner owns it and
  * it must outlive the gateway's stop). Before start. 0 or -1 (no memory). */
 int of_gateway_add_stage(of_gateway *gw, of_stage *stage);
@@ -308,6 +316,17 @@ int of_gateway_start(of_gateway *gw, char *errstr, size_t errstr_size);
 int of_gateway_port(const of_gateway *gw);
 /* Stops listening and waits for the requests in progress. Idempotent. */
 void of_gateway_stop(of_gateway *gw);
+
+/* Hot reload: from now on the gateway serves the routes of `pipelines` with the handlers and the
+ * authenticator of `stages` (the running ones, old and new), checked like at start. Requests
+ * in progress finish on the routing they began with; the swap waits for them, so once it
+ * returns no request uses a stage left out. 0, or -1 with errstr (the old routing stays). */
+int of_gateway_reload(of_gateway *gw, of_stage *const *stages, size_t n_stages,
+                      const of_pipeline *const *pipelines, size_t n_pipelines, char *errstr,
+                      size_t errstr_size);
+/* An informational check /readyz shows without making the host unready ("status":
+ * "degraded", with the note as detail), such as a reload that failed; NULL note clears it. */
+void of_gateway_set_note(of_gateway *gw, const char *name, const char *note);
 void of_gateway_free(of_gateway *gw); /* stops first; NULL is fine */
 
 /* The OpenAPI 3.1 document of what the gateway serves (its routes and the built-in ones), for

@@ -33,6 +33,14 @@ static const char *pipeline_name_of(const of_stage *st)
     return st ? st->pipeline_name : NULL;
 }
 
+static const char *plugin_name_of(const of_stage *st)
+{
+    return st && st->desc && st->desc->name ? st->desc->name : "";
+}
+
+const double of_stage_latency_bounds[OF_STAGE_LATENCY_N_BOUNDS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
 int of_stage_setup(of_stage *st, const char *pipeline_name, const of_stage_def *def,
                    const of_stage_descriptor *desc, of_metrics *metrics)
 {
@@ -55,23 +63,31 @@ int of_stage_setup(of_stage *st, const char *pipeline_name, const of_stage_def *
         return -1;
     }
     if (metrics) {
-        st->m_received = of_metrics_counter(metrics, "stage_events_received",
-                                            "Events handed to the stage", pname, sname);
-        st->m_processed_ok = of_metrics_counter(
-            metrics, "stage_events_ok", "Events the stage processed successfully", pname, sname);
-        st->m_emitted = of_metrics_counter(metrics, "stage_events_emitted",
-                                           "Events published on the stage's outputs", pname, sname);
+        const char *plugin = desc && desc->name ? desc->name : "";
+        const char *const lbl[] = {"plugin", plugin, NULL};
+        st->m_received = of_metrics_counter_l(metrics, "stage_events_received",
+                                              "Events handed to the stage", pname, sname, lbl);
+        st->m_processed_ok = of_metrics_counter_l(
+            metrics, "stage_events_processed",
+            "Events the stage processed successfully (outputs delivered)", pname, sname, lbl);
+        st->m_emitted =
+            of_metrics_counter_l(metrics, "stage_events_emitted",
+                                 "Events published on the stage's outputs", pname, sname, lbl);
         st->m_retried =
-            of_metrics_counter(metrics, "stage_events_retried",
-                               "Retries of events (tries after the first)", pname, sname);
-        st->m_rejected = of_metrics_counter(metrics, "stage_events_rejected",
-                                            "Events the stage rejected", pname, sname);
+            of_metrics_counter_l(metrics, "stage_events_retried",
+                                 "Retries of events (tries after the first)", pname, sname, lbl);
+        st->m_rejected = of_metrics_counter_l(metrics, "stage_events_rejected",
+                                              "Events the stage rejected", pname, sname, lbl);
         st->m_dead_lettered =
-            of_metrics_counter(metrics, "stage_events_dead_lettered",
-                               "Events sent to the dead-letter topic", pname, sname);
-        st->m_abandoned =
-            of_metrics_counter(metrics, "stage_events_abandoned",
-                               "Events left uncommitted when a drain timed out", pname, sname);
+            of_metrics_counter_l(metrics, "stage_events_dead_lettered",
+                                 "Events sent to the dead-letter topic", pname, sname, lbl);
+        st->m_abandoned = of_metrics_counter_l(metrics, "stage_events_abandoned",
+                                               "Events left uncommitted when a drain timed out",
+                                               pname, sname, lbl);
+        st->m_latency =
+            of_metrics_histogram_l(metrics, "stage_processing_seconds",
+                                   "Time one process() call took (every try), in seconds", pname,
+                                   sname, lbl, of_stage_latency_bounds, OF_STAGE_LATENCY_N_BOUNDS);
     }
     return 0;
 }
@@ -198,9 +214,14 @@ static void child_traceparent(const of_event *input, char out[56])
     int valid = v && h->value_len == 55 && memcmp(v, "00-", 3) == 0 && v[35] == '-' &&
                 v[52] == '-' && is_hex(v + 3, 32) && is_hex(v + 36, 16) && is_hex(v + 53, 2) &&
                 memcmp(v + 3, "00000000000000000000000000000000", 32) != 0;
+    /* Without an input (an HTTP handler's emit), the request's trace (the gateway set it in the
+     * log context) goes on. */
+    const char *ctx_trace = !input ? of_log_context_trace_id() : NULL;
     memcpy(out, "00-", 3);
     if (valid)
         memcpy(out + 3, v + 3, 32);
+    else if (ctx_trace)
+        memcpy(out + 3, ctx_trace, 32);
     else
         random_hex(out + 3, 32);
     out[35] = '-';
@@ -708,8 +729,9 @@ static of_counter *api_counter_register(of_stage *stage, const char *name, const
     if (!stage || !stage->metrics ||
         plugin_metric_name(stage, name, full, sizeof(full), "counter_register") != 0)
         return NULL;
-    of_counter *c = of_metrics_counter(stage->metrics, full, help, pipeline_name_of(stage),
-                                       stage_name_of(stage));
+    const char *const lbl[] = {"plugin", plugin_name_of(stage), NULL};
+    of_counter *c = of_metrics_counter_l(stage->metrics, full, help, pipeline_name_of(stage),
+                                         stage_name_of(stage), lbl);
     if (!c)
         of_log(OF_LVL_ERROR, pipeline_name_of(stage), stage_name_of(stage),
                "counter_register('%s'): the name is taken by a histogram, or no memory", name);
@@ -728,8 +750,9 @@ static of_histogram *api_histogram_register(of_stage *stage, const char *name, c
     if (!stage || !stage->metrics ||
         plugin_metric_name(stage, name, full, sizeof(full), "histogram_register") != 0)
         return NULL;
-    of_histogram *h = of_metrics_histogram(stage->metrics, full, help, pipeline_name_of(stage),
-                                           stage_name_of(stage), bounds, count);
+    const char *const lbl[] = {"plugin", plugin_name_of(stage), NULL};
+    of_histogram *h = of_metrics_histogram_l(stage->metrics, full, help, pipeline_name_of(stage),
+                                             stage_name_of(stage), lbl, bounds, count);
     if (!h)
         of_log(OF_LVL_ERROR, pipeline_name_of(stage), stage_name_of(stage),
                "histogram_register('%s'): bounds must ascend and be at most %d, and the name "

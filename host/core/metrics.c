@@ -1,20 +1,13 @@
 /* The metric registry: counters and histograms labelled with pipeline and stage. Registration
  * takes the registry's mutex; updates are lock-free atomics on the metric itself. */
 #include "metrics.h"
+#include "metrics_priv.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct of_metrics {
-    pthread_mutex_t mu;
-    struct of_counter **counters;
-    size_t n_counters, cap_counters;
-    struct of_histogram **histograms;
-    size_t n_histograms, cap_histograms;
-};
 
 int of_metric_name_valid(const char *name)
 {
@@ -37,15 +30,67 @@ of_metrics *of_metrics_new(void)
         free(m);
         return NULL;
     }
+    if (pthread_rwlock_init(&m->collect_lock, NULL) != 0) {
+        pthread_mutex_destroy(&m->mu);
+        free(m);
+        return NULL;
+    }
     return m;
 }
 
-static void free_labels(char *name, char *help, char *pipeline, char *stage)
+static void free_labels(char *name, char *help, char *pipeline, char *stage, char *labels)
 {
     free(name);
     free(help);
     free(pipeline);
     free(stage);
+    free(labels);
+}
+
+size_t of_metric_escape_label(char *dst, size_t cap, const char *s)
+{
+    size_t pos = 0;
+    for (; s && *s; s++) {
+        const char *rep = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+        size_t n = rep ? 2 : 1;
+        if (dst && pos + n < cap) {
+            if (rep)
+                memcpy(dst + pos, rep, 2);
+            else
+                dst[pos] = *s;
+        }
+        pos += n;
+    }
+    if (dst && cap)
+        dst[pos < cap ? pos : cap - 1] = '\0';
+    return pos;
+}
+
+char *of_metrics_render_labels(const char *const *labels)
+{
+    size_t need = 1;
+    for (size_t i = 0; labels && labels[i]; i += 2) {
+        if (!of_metric_name_valid(labels[i]))
+            return NULL;
+        need += strlen(labels[i]) + 4 + of_metric_escape_label(NULL, 0, labels[i + 1]);
+    }
+    char *out = malloc(need);
+    if (!out)
+        return NULL;
+    size_t pos = 0;
+    for (size_t i = 0; labels && labels[i]; i += 2) {
+        if (pos)
+            out[pos++] = ',';
+        size_t n = strlen(labels[i]);
+        memcpy(out + pos, labels[i], n);
+        pos += n;
+        out[pos++] = '=';
+        out[pos++] = '"';
+        pos += of_metric_escape_label(out + pos, need - pos, labels[i + 1]);
+        out[pos++] = '"';
+    }
+    out[pos] = '\0';
+    return out;
 }
 
 void of_metrics_free(of_metrics *m)
@@ -54,16 +99,23 @@ void of_metrics_free(of_metrics *m)
         return;
     for (size_t i = 0; i < m->n_counters; i++) {
         struct of_counter *c = m->counters[i];
-        free_labels(c->name, c->help, c->pipeline, c->stage);
+        free_labels(c->name, c->help, c->pipeline, c->stage, c->labels);
         free(c);
     }
     for (size_t i = 0; i < m->n_histograms; i++) {
         struct of_histogram *h = m->histograms[i];
-        free_labels(h->name, h->help, h->pipeline, h->stage);
+        free_labels(h->name, h->help, h->pipeline, h->stage, h->labels);
         free(h);
+    }
+    for (size_t i = 0; i < m->n_collectors; i++) {
+        free(m->collectors[i]->name);
+        free(m->collectors[i]->help);
+        free(m->collectors[i]);
     }
     free(m->counters);
     free(m->histograms);
+    free(m->collectors);
+    pthread_rwlock_destroy(&m->collect_lock);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -85,26 +137,38 @@ static char *dup_or_null(const char *s, int *failed)
     return d;
 }
 
+/* labels NULL: any labels. */
 static struct of_counter *find_counter_locked(of_metrics *m, const char *name, const char *pipeline,
-                                              const char *stage)
+                                              const char *stage, const char *labels)
 {
     for (size_t i = 0; i < m->n_counters; i++) {
         struct of_counter *c = m->counters[i];
-        if (strcmp(c->name, name) == 0 && str_eq(c->pipeline, pipeline) && str_eq(c->stage, stage))
+        if (strcmp(c->name, name) == 0 && str_eq(c->pipeline, pipeline) &&
+            str_eq(c->stage, stage) && (!labels || strcmp(c->labels, labels) == 0))
             return c;
     }
     return NULL;
 }
 
 static struct of_histogram *find_histogram_locked(of_metrics *m, const char *name,
-                                                  const char *pipeline, const char *stage)
+                                                  const char *pipeline, const char *stage,
+                                                  const char *labels)
 {
     for (size_t i = 0; i < m->n_histograms; i++) {
         struct of_histogram *h = m->histograms[i];
-        if (strcmp(h->name, name) == 0 && str_eq(h->pipeline, pipeline) && str_eq(h->stage, stage))
+        if (strcmp(h->name, name) == 0 && str_eq(h->pipeline, pipeline) &&
+            str_eq(h->stage, stage) && (!labels || strcmp(h->labels, labels) == 0))
             return h;
     }
     return NULL;
+}
+
+static int collector_named_locked(of_metrics *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_collectors; i++)
+        if (strcmp(m->collectors[i]->name, name) == 0)
+            return 1;
+    return 0;
 }
 
 /* Grows an array of pointers by one slot; 0 or -1. */
@@ -124,13 +188,25 @@ static int grow(void ***arr, size_t n, size_t *cap)
 struct of_counter *of_metrics_counter(of_metrics *m, const char *name, const char *help,
                                       const char *pipeline, const char *stage)
 {
+    return of_metrics_counter_l(m, name, help, pipeline, stage, NULL);
+}
+
+struct of_counter *of_metrics_counter_l(of_metrics *m, const char *name, const char *help,
+                                        const char *pipeline, const char *stage,
+                                        const char *const *labels)
+{
     if (!m || !of_metric_name_valid(name))
         return NULL;
+    char *lbl = of_metrics_render_labels(labels);
+    if (!lbl)
+        return NULL;
     pthread_mutex_lock(&m->mu);
-    struct of_counter *c = find_counter_locked(m, name, pipeline, stage);
-    if (c || find_histogram_locked(m, name, pipeline, stage)) {
-        /* A histogram of that name and labels: the kinds must not mix. */
+    struct of_counter *c = find_counter_locked(m, name, pipeline, stage, lbl);
+    if (c || find_histogram_locked(m, name, pipeline, stage, NULL) ||
+        collector_named_locked(m, name)) {
+        /* A histogram or collector of that name: the kinds must not mix. */
         pthread_mutex_unlock(&m->mu);
+        free(lbl);
         return c;
     }
     if (grow((void ***)&m->counters, m->n_counters, &m->cap_counters) != 0)
@@ -143,8 +219,10 @@ struct of_counter *of_metrics_counter(of_metrics *m, const char *name, const cha
     c->help = dup_or_null(help ? help : "", &failed);
     c->pipeline = dup_or_null(pipeline, &failed);
     c->stage = dup_or_null(stage, &failed);
+    c->labels = lbl;
+    lbl = NULL;
     if (failed) {
-        free_labels(c->name, c->help, c->pipeline, c->stage);
+        free_labels(c->name, c->help, c->pipeline, c->stage, c->labels);
         free(c);
         goto fail;
     }
@@ -154,6 +232,7 @@ struct of_counter *of_metrics_counter(of_metrics *m, const char *name, const cha
     return c;
 fail:
     pthread_mutex_unlock(&m->mu);
+    free(lbl);
     return NULL;
 }
 
@@ -161,16 +240,29 @@ struct of_histogram *of_metrics_histogram(of_metrics *m, const char *name, const
                                           const char *pipeline, const char *stage,
                                           const double *bounds, size_t n_bounds)
 {
+    return of_metrics_histogram_l(m, name, help, pipeline, stage, NULL, bounds, n_bounds);
+}
+
+struct of_histogram *of_metrics_histogram_l(of_metrics *m, const char *name, const char *help,
+                                            const char *pipeline, const char *stage,
+                                            const char *const *labels, const double *bounds,
+                                            size_t n_bounds)
+{
     if (!m || !of_metric_name_valid(name) || n_bounds > OF_HIST_MAX_BOUNDS || (n_bounds && !bounds))
         return NULL;
     for (size_t i = 0; i < n_bounds; i++) {
         if (isnan(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1])))
             return NULL;
     }
+    char *lbl = of_metrics_render_labels(labels);
+    if (!lbl)
+        return NULL;
     pthread_mutex_lock(&m->mu);
-    struct of_histogram *h = find_histogram_locked(m, name, pipeline, stage);
-    if (h || find_counter_locked(m, name, pipeline, stage)) {
+    struct of_histogram *h = find_histogram_locked(m, name, pipeline, stage, lbl);
+    if (h || find_counter_locked(m, name, pipeline, stage, NULL) ||
+        collector_named_locked(m, name)) {
         pthread_mutex_unlock(&m->mu);
+        free(lbl);
         return h;
     }
     if (grow((void ***)&m->histograms, m->n_histograms, &m->cap_histograms) != 0)
@@ -183,8 +275,10 @@ struct of_histogram *of_metrics_histogram(of_metrics *m, const char *name, const
     h->help = dup_or_null(help ? help : "", &failed);
     h->pipeline = dup_or_null(pipeline, &failed);
     h->stage = dup_or_null(stage, &failed);
+    h->labels = lbl;
+    lbl = NULL;
     if (failed) {
-        free_labels(h->name, h->help, h->pipeline, h->stage);
+        free_labels(h->name, h->help, h->pipeline, h->stage, h->labels);
         free(h);
         goto fail;
     }
@@ -200,6 +294,7 @@ struct of_histogram *of_metrics_histogram(of_metrics *m, const char *name, const
     return h;
 fail:
     pthread_mutex_unlock(&m->mu);
+    free(lbl);
     return NULL;
 }
 
@@ -245,7 +340,7 @@ struct of_counter *of_metrics_find_counter(of_metrics *m, const char *name, cons
     if (!m || !name)
         return NULL;
     pthread_mutex_lock(&m->mu);
-    struct of_counter *c = find_counter_locked(m, name, pipeline, stage);
+    struct of_counter *c = find_counter_locked(m, name, pipeline, stage, NULL);
     pthread_mutex_unlock(&m->mu);
     return c;
 }
@@ -256,7 +351,7 @@ struct of_histogram *of_metrics_find_histogram(of_metrics *m, const char *name,
     if (!m || !name)
         return NULL;
     pthread_mutex_lock(&m->mu);
-    struct of_histogram *h = find_histogram_locked(m, name, pipeline, stage);
+    struct of_histogram *h = find_histogram_locked(m, name, pipeline, stage, NULL);
     pthread_mutex_unlock(&m->mu);
     return h;
 }
@@ -269,4 +364,65 @@ size_t of_metrics_counter_count(of_metrics *m)
     size_t n = m->n_counters;
     pthread_mutex_unlock(&m->mu);
     return n;
+}
+
+int of_metrics_collector(of_metrics *m, const char *name, const char *help, of_metric_kind kind,
+                         of_metric_collect_fn fn, void *opaque)
+{
+    if (!m || !fn || !of_metric_name_valid(name) ||
+        (kind != OF_METRIC_GAUGE && kind != OF_METRIC_COUNTER))
+        return -1;
+    of_collector *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -1;
+    c->name = strdup(name);
+    c->help = strdup(help ? help : "");
+    c->kind = kind;
+    c->fn = fn;
+    c->opaque = opaque;
+    if (!c->name || !c->help) {
+        free(c->name);
+        free(c->help);
+        free(c);
+        return -1;
+    }
+    pthread_mutex_lock(&m->mu);
+    int taken =
+        collector_named_locked(m, name) || find_counter_locked(m, name, NULL, NULL, NULL) != NULL;
+    for (size_t i = 0; i < m->n_counters && !taken; i++)
+        taken = strcmp(m->counters[i]->name, name) == 0;
+    for (size_t i = 0; i < m->n_histograms && !taken; i++)
+        taken = strcmp(m->histograms[i]->name, name) == 0;
+    if (taken || grow((void ***)&m->collectors, m->n_collectors, &m->cap_collectors) != 0) {
+        pthread_mutex_unlock(&m->mu);
+        free(c->name);
+        free(c->help);
+        free(c);
+        return -1;
+    }
+    m->collectors[m->n_collectors++] = c;
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+void of_metrics_remove_collectors(of_metrics *m, void *opaque)
+{
+    if (!m)
+        return;
+    pthread_rwlock_wrlock(&m->collect_lock);
+    pthread_mutex_lock(&m->mu);
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_collectors; i++) {
+        of_collector *c = m->collectors[i];
+        if (c->opaque == opaque) {
+            free(c->name);
+            free(c->help);
+            free(c);
+        } else {
+            m->collectors[k++] = c;
+        }
+    }
+    m->n_collectors = k;
+    pthread_mutex_unlock(&m->mu);
+    pthread_rwlock_unlock(&m->collect_lock);
 }

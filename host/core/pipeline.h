@@ -123,4 +123,10 @@ void of_pipeline_free(of_pipeline *p);
 
 const of_topic_def *of_pipeline_topic(const of_pipeline *p, const char *name);
 
+/* 1 when two definitions of a stage (from two loads of the configuration) would run the same
+ * way: name, plugin (the same loaded descriptor), inputs, outputs, concurrency, in-flight
+ * bound, consumer group, dead-letter topic, retry, breaker and every config value. A hot reload
+ * restarts a stage only when this is 0 (pipeline_diff.c). */
+int of_stage_def_equal(const of_stage_def *a, const of_stage_def *b);
+
 #endif

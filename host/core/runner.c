@@ -92,6 +92,7 @@ struct of_stage_rt {
     uint64_t next_gen;          /* under mu */
     pthread_cond_t done_cv;     /* CLOCK_MONOTONIC; an event finished (a revocation waits on it) */
     int max_in_flight;
+    int workers_running;  /* under runner->mu: this stage's share of runner->workers_running */
     _Atomic int stopping; /* the consumer thread must stop */
     _Atomic int abandon;  /* the drain's deadline passed: give up what is not finished */
 };
@@ -102,8 +103,12 @@ struct of_runner {
     of_db_pool *db;              /* borrowed; NULL without a database */
     struct of_cache_pool *cache; /* borrowed; NULL without Redis */
     struct of_ws_hub *ws_hub;    /* borrowed; NULL without a gateway */
-    of_stage **stages; /* every stage, pipelines in the order added, stages in file order */
+    /* Every stage, pipelines in the order added, stages in file order. The array changes only
+     * under stages_mu held for writing (a reload adopts and retires stages); the metric
+     * collectors read it holding it for reading. */
+    of_stage **stages;
     size_t n_stages, cap_stages;
+    pthread_rwlock_t stages_mu;
     int started, drained;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
@@ -117,6 +122,13 @@ struct of_runner {
 static const char *stage_name(const of_stage *st)
 {
     return st->def->name;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void stat_add(_Atomic uint64_t *stat, struct of_counter *c, uint64_t n)
@@ -244,6 +256,14 @@ static void on_breaker_change(void *opaque, of_breaker_state from, of_breaker_st
            "circuit breaker %s -> %s%s", of_breaker_state_name(from), of_breaker_state_name(to),
            to == OF_BREAKER_OPEN ? "; consumption paused" : "");
     atomic_store(&st->breaker_state, (int)to);
+    if (st->metrics) {
+        const char *const lbl[] = {"plugin", st->desc && st->desc->name ? st->desc->name : "", "to",
+                                   of_breaker_state_name(to), NULL};
+        of_counter_add_(of_metrics_counter_l(st->metrics, "stage_breaker_transitions",
+                                             "Circuit breaker state changes, by the new state",
+                                             st->pipeline_name, stage_name(st), lbl),
+                        1);
+    }
     pthread_mutex_lock(&rt->mu);
     rt->paused_brk = to == OF_BREAKER_OPEN;
     apply_pause_locked(rt);
@@ -584,7 +604,19 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
                 continue;
             }
         }
+        int64_t t0 = mono_us();
         of_status s = st->desc->process(st->instance, &call);
+        double took = (double)(mono_us() - t0) / 1e6;
+        of_histogram_observe_(st->m_latency, took);
+        if (of_log_enabled(OF_LVL_DEBUG))
+            of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+                   "event %s[%" PRId32 "]@%" PRId64 " try %d: %s, %zu emitted (%.3f ms)", ev->topic,
+                   ev->partition, ev->offset, attempt,
+                   s == OF_OK       ? "ok"
+                   : s == OF_RETRY  ? "retry"
+                   : s == OF_REJECT ? "reject"
+                                    : "?",
+                   call.n_emitted, took * 1e3);
         if (s == OF_OK) {
             char err[256];
             int64_t *ids = NULL;
@@ -712,13 +744,21 @@ static void *worker_main(void *arg)
             in_flight_dec_locked(rt);
             pthread_mutex_unlock(&rt->mu);
         } else {
+            /* Every record logged while the event is handled (the plugin's too) carries its
+             * trace id and key. */
+            const of_event_header *tp = of_event_header_get(ev, "traceparent");
+            char trace[33];
+            int has_trace = tp && of_traceparent_trace_id(tp->value, tp->value_len, trace) == 0;
+            of_log_context_set(has_trace ? trace : NULL, ev->key, ev->key_len);
             handle_event(w, ev, gen);
+            of_log_context_clear();
         }
         of_event_free(ev);
     }
     of_runner *r = rt->runner;
     pthread_mutex_lock(&r->mu);
     r->workers_running--;
+    rt->workers_running--;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return NULL;
@@ -883,6 +923,12 @@ of_runner *of_runner_new(of_bus *bus, of_metrics *metrics)
         free(r);
         return NULL;
     }
+    if (pthread_rwlock_init(&r->stages_mu, NULL) != 0) {
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -928,14 +974,20 @@ void of_runner_set_ws_hub(of_runner *r, struct of_ws_hub *hub)
     r->ws_hub = hub;
 }
 
-int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size)
+static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_size);
+static size_t stop_stages(of_runner *r, of_stage *const *list, size_t n, int64_t timeout_ms);
+
+int of_runner_prepare(of_runner *r, const of_pipeline *p, const unsigned char *want,
+                      of_stage ***out, size_t *n_out, char *errstr, size_t errstr_size)
 {
+    *out = NULL;
+    *n_out = 0;
     if (!r || !p || !p->name) {
         of_seterr(errstr, errstr_size, "add_pipeline: no pipeline");
         return -1;
     }
-    if (r->started || r->drained) {
-        of_seterr(errstr, errstr_size, "pipeline '%s': the runner is already started", p->name);
+    if (r->drained) {
+        of_seterr(errstr, errstr_size, "pipeline '%s': the runner is drained", p->name);
         return -1;
     }
     for (size_t i = 0; i < p->n_topics; i++) {
@@ -970,6 +1022,8 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
     for (size_t i = 0; i < p->n_stages; i++) {
         const of_stage_def *d = &p->stages[i];
         const char *plugin = d->plugin_name ? d->plugin_name : "?";
+        if (want && !want[i])
+            continue;
         if (!d->plugin || !d->plugin->desc || !d->plugin->desc->process) {
             of_seterr(errstr, errstr_size, "stage '%s' (plugin %s): the plugin is not loaded",
                       d->name, plugin);
@@ -1013,29 +1067,98 @@ int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, siz
         st->initialized = 1;
         made[n_made++] = st;
     }
-    if (r->n_stages + n_made > r->cap_stages) {
-        size_t cap = r->cap_stages ? r->cap_stages : 8;
-        while (cap < r->n_stages + n_made)
-            cap *= 2;
-        of_stage **n = realloc(r->stages, cap * sizeof(*n));
-        if (!n) {
-            of_seterr(errstr, errstr_size, "pipeline '%s': out of memory", p->name);
-            goto rollback;
-        }
-        r->stages = n;
-        r->cap_stages = cap;
-    }
-    for (size_t i = 0; i < n_made; i++)
-        r->stages[r->n_stages++] = made[i];
-    free(made);
+    *out = made;
+    *n_out = n_made;
     return 0;
 rollback:
-    for (size_t i = n_made; i > 0; i--) {
-        shutdown_stage(made[i - 1]);
-        stage_free(made[i - 1]);
-    }
-    free(made);
+    of_runner_discard(made, n_made);
     return -1;
+}
+
+void of_runner_discard(of_stage **stages, size_t n)
+{
+    for (size_t i = n; i > 0; i--) {
+        shutdown_stage(stages[i - 1]);
+        stage_free(stages[i - 1]);
+    }
+    free(stages);
+}
+
+int of_runner_adopt(of_runner *r, of_stage **stages, size_t n, char *errstr, size_t errstr_size)
+{
+    pthread_rwlock_wrlock(&r->stages_mu);
+    if (r->n_stages + n > r->cap_stages) {
+        size_t cap = r->cap_stages ? r->cap_stages : 8;
+        while (cap < r->n_stages + n)
+            cap *= 2;
+        of_stage **grown = realloc(r->stages, cap * sizeof(*grown));
+        if (!grown) {
+            pthread_rwlock_unlock(&r->stages_mu);
+            of_seterr(errstr, errstr_size, "out of memory");
+            of_runner_discard(stages, n);
+            return -1;
+        }
+        r->stages = grown;
+        r->cap_stages = cap;
+    }
+    size_t first = r->n_stages;
+    for (size_t i = 0; i < n; i++)
+        r->stages[r->n_stages++] = stages[i];
+    pthread_rwlock_unlock(&r->stages_mu);
+    free(stages);
+    if (!r->started)
+        return 0;
+    /* A running runner (a reload): the stages start now. One that cannot start is taken out
+     * again, and so are those after it. */
+    for (size_t i = first; i < r->n_stages; i++) {
+        if (stage_start(r, r->stages[i], errstr, errstr_size) != 0) {
+            of_log(OF_LVL_ERROR, r->stages[i]->pipeline_name, r->stages[i]->def->name,
+                   "cannot start: %s", errstr ? errstr : "");
+            size_t n_failed = r->n_stages - i;
+            of_stage **failed = malloc(n_failed * sizeof(*failed));
+            if (failed)
+                memcpy(failed, r->stages + i, n_failed * sizeof(*failed));
+            for (size_t k = 0; failed && k < n_failed; k++)
+                of_runner_retire(r, failed[k], 0);
+            free(failed);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size)
+{
+    if (r && (r->started || r->drained)) {
+        of_seterr(errstr, errstr_size, "pipeline '%s': the runner is already started",
+                  p && p->name ? p->name : "?");
+        return -1;
+    }
+    of_stage **made;
+    size_t n;
+    if (of_runner_prepare(r, p, NULL, &made, &n, errstr, errstr_size) != 0)
+        return -1;
+    return of_runner_adopt(r, made, n, errstr, errstr_size);
+}
+
+size_t of_runner_retire(of_runner *r, of_stage *st, int64_t timeout_ms)
+{
+    pthread_rwlock_wrlock(&r->stages_mu);
+    int found = 0;
+    for (size_t i = 0; i < r->n_stages && !found; i++) {
+        if (r->stages[i] == st) {
+            memmove(r->stages + i, r->stages + i + 1, (r->n_stages - i - 1) * sizeof(*r->stages));
+            r->n_stages--;
+            found = 1;
+        }
+    }
+    pthread_rwlock_unlock(&r->stages_mu);
+    if (!found)
+        return 0;
+    size_t abandoned = st->rt ? stop_stages(r, &st, 1, timeout_ms) : 0;
+    shutdown_stage(st);
+    stage_free(st);
+    return abandoned;
 }
 
 static void rt_free(struct of_stage_rt *rt)
@@ -1139,10 +1262,12 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
         worker *w = &rt->workers[i];
         pthread_mutex_lock(&r->mu);
         r->workers_running++;
+        rt->workers_running++;
         pthread_mutex_unlock(&r->mu);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             pthread_mutex_lock(&r->mu);
             r->workers_running--;
+            rt->workers_running--;
             pthread_mutex_unlock(&r->mu);
             of_seterr(errstr, errstr_size, "stage '%s': cannot start a worker thread", d->name);
             return -1;
@@ -1159,30 +1284,41 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
     return 0;
 }
 
-/* Stops and joins every thread; gives up unfinished events at the deadline. Returns the
- * number of events abandoned. Consumers are closed, runtimes freed. */
-static size_t stop_all(of_runner *r, int64_t timeout_ms)
+/* With r->mu: worker threads of these stages still running. */
+static int running_locked(of_stage *const *list, size_t n)
+{
+    int running = 0;
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->rt)
+            running += list[i]->rt->workers_running;
+    return running;
+}
+
+/* Stops and joins every thread of the listed stages (all of the runner's, or the one a reload
+ * retires); gives up unfinished events at the deadline. Returns the number of events abandoned.
+ * Consumers are closed (their groups see them leave at once), runtimes freed. */
+static size_t stop_stages(of_runner *r, of_stage *const *list, size_t n, int64_t timeout_ms)
 {
     struct timespec deadline = of_mono_after_ms(timeout_ms);
     const of_bus_ops *ops = r->bus->ops;
-    for (size_t i = 0; i < r->n_stages; i++) {
-        struct of_stage_rt *rt = r->stages[i]->rt;
+    for (size_t i = 0; i < n; i++) {
+        struct of_stage_rt *rt = list[i]->rt;
         if (!rt)
             continue;
         atomic_store(&rt->stopping, 1);
         if (rt->consumer)
             ops->wakeup(rt->consumer);
     }
-    for (size_t i = 0; i < r->n_stages; i++) {
-        struct of_stage_rt *rt = r->stages[i]->rt;
+    for (size_t i = 0; i < n; i++) {
+        struct of_stage_rt *rt = list[i]->rt;
         if (rt && rt->consumer_started) {
             pthread_join(rt->consumer_thread, NULL);
             rt->consumer_started = 0;
         }
     }
     /* No more events are dispatched: workers finish their queues, then exit. */
-    for (size_t i = 0; i < r->n_stages; i++) {
-        struct of_stage_rt *rt = r->stages[i]->rt;
+    for (size_t i = 0; i < n; i++) {
+        struct of_stage_rt *rt = list[i]->rt;
         for (int j = 0; rt && j < rt->n_workers; j++) {
             pthread_mutex_lock(&rt->workers[j].mu);
             rt->workers[j].stop = 1;
@@ -1192,14 +1328,14 @@ static size_t stop_all(of_runner *r, int64_t timeout_ms)
     }
     pthread_mutex_lock(&r->mu);
     int timed_out = 0;
-    while (r->workers_running > 0 && !timed_out)
+    while (running_locked(list, n) > 0 && !timed_out)
         timed_out = pthread_cond_timedwait(&r->cv, &r->mu, &deadline) == ETIMEDOUT;
-    int still_running = r->workers_running;
+    int still_running = running_locked(list, n);
     pthread_mutex_unlock(&r->mu);
     /* Workers still running with nothing in flight are only on their way out. */
     uint64_t unfinished = 0;
-    for (size_t i = 0; still_running > 0 && i < r->n_stages; i++) {
-        struct of_stage_rt *rt = r->stages[i]->rt;
+    for (size_t i = 0; still_running > 0 && i < n; i++) {
+        struct of_stage_rt *rt = list[i]->rt;
         if (!rt)
             continue;
         pthread_mutex_lock(&rt->mu);
@@ -1210,8 +1346,8 @@ static size_t stop_all(of_runner *r, int64_t timeout_ms)
         of_log(OF_LVL_WARN, NULL, NULL,
                "drain: %" PRId64 " ms passed with %" PRIu64 " events unfinished; abandoning them",
                timeout_ms, unfinished);
-        for (size_t i = 0; i < r->n_stages; i++) {
-            struct of_stage_rt *rt = r->stages[i]->rt;
+        for (size_t i = 0; i < n; i++) {
+            struct of_stage_rt *rt = list[i]->rt;
             if (!rt)
                 continue;
             atomic_store(&rt->abandon, 1);
@@ -1224,8 +1360,8 @@ static size_t stop_all(of_runner *r, int64_t timeout_ms)
     }
     /* A process() call in progress still has to return; the rest stops at once. */
     size_t abandoned = 0;
-    for (size_t i = 0; i < r->n_stages; i++) {
-        of_stage *st = r->stages[i];
+    for (size_t i = 0; i < n; i++) {
+        of_stage *st = list[i];
         struct of_stage_rt *rt = st->rt;
         if (!rt)
             continue;
@@ -1243,9 +1379,16 @@ static size_t stop_all(of_runner *r, int64_t timeout_ms)
         rt_free(rt);
         st->rt = NULL;
     }
-    for (size_t i = 0; i < r->n_stages; i++)
-        abandoned += (size_t)atomic_load(&r->stages[i]->stats.abandoned);
+    for (size_t i = 0; i < n; i++)
+        abandoned += (size_t)atomic_load(&list[i]->stats.abandoned);
     return abandoned;
+}
+
+static void register_collectors(of_runner *r);
+
+static size_t stop_all(of_runner *r, int64_t timeout_ms)
+{
+    return stop_stages(r, r->stages, r->n_stages, timeout_ms);
 }
 
 int of_runner_start(of_runner *r, char *errstr, size_t errstr_size)
@@ -1267,13 +1410,104 @@ int of_runner_start(of_runner *r, char *errstr, size_t errstr_size)
         }
     }
     r->started = 1;
+    register_collectors(r);
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Metrics read at scrape time
+ * ------------------------------------------------------------------------------------------- */
+
+static const char *plugin_of(const of_stage *st)
+{
+    return st->desc && st->desc->name ? st->desc->name : "";
+}
+
+static void collect_in_flight(void *opaque, of_metric_sink *sink)
+{
+    of_runner *r = opaque;
+    pthread_rwlock_rdlock(&r->stages_mu);
+    for (size_t i = 0; i < r->n_stages; i++) {
+        of_stage *st = r->stages[i];
+        const char *const lbl[] = {"pipeline", st->pipeline_name, "stage", stage_name(st),
+                                   "plugin",   plugin_of(st),     NULL};
+        of_metric_sample(sink, lbl, (double)atomic_load(&st->stats.in_flight));
+    }
+    pthread_rwlock_unlock(&r->stages_mu);
+}
+
+static void collect_breaker(void *opaque, of_metric_sink *sink)
+{
+    of_runner *r = opaque;
+    static const of_breaker_state states[] = {OF_BREAKER_CLOSED, OF_BREAKER_HALF_OPEN,
+                                              OF_BREAKER_OPEN};
+    pthread_rwlock_rdlock(&r->stages_mu);
+    for (size_t i = 0; i < r->n_stages; i++) {
+        of_stage *st = r->stages[i];
+        int now = atomic_load(&st->breaker_state);
+        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
+            const char *const lbl[] = {
+                "pipeline", st->pipeline_name, "stage", stage_name(st),
+                "plugin",   plugin_of(st),     "state", of_breaker_state_name(states[k]),
+                NULL};
+            of_metric_sample(sink, lbl, now == (int)states[k] ? 1 : 0);
+        }
+    }
+    pthread_rwlock_unlock(&r->stages_mu);
+}
+
+/* Per assigned partition: the high watermark less the group's committed offset (partitions
+ * this host has not committed on yet are left out). */
+static void collect_lag(void *opaque, of_metric_sink *sink)
+{
+    of_runner *r = opaque;
+    if (!r->bus->ops->high_watermark)
+        return;
+    pthread_rwlock_rdlock(&r->stages_mu);
+    for (size_t i = 0; i < r->n_stages; i++) {
+        of_stage *st = r->stages[i];
+        struct of_stage_rt *rt = st->rt;
+        if (!rt || !rt->consumer)
+            continue;
+        pthread_mutex_lock(&rt->mu);
+        for (size_t k = 0; k < rt->n_parts; k++) {
+            part_track *p = &rt->parts[k];
+            int64_t high;
+            if (p->committed < 0 ||
+                r->bus->ops->high_watermark(rt->consumer, p->topic, p->partition, &high) != 0)
+                continue;
+            char part[16];
+            snprintf(part, sizeof(part), "%" PRId32, p->partition);
+            const char *const lbl[] = {
+                "pipeline", st->pipeline_name, "stage",     stage_name(st), "plugin", plugin_of(st),
+                "topic",    p->topic,          "partition", part,           NULL};
+            of_metric_sample(sink, lbl, high > p->committed ? (double)(high - p->committed) : 0);
+        }
+        pthread_mutex_unlock(&rt->mu);
+    }
+    pthread_rwlock_unlock(&r->stages_mu);
+}
+
+static void register_collectors(of_runner *r)
+{
+    if (!r->metrics)
+        return;
+    of_metrics_collector(r->metrics, "stage_in_flight", "Events taken and not yet finished",
+                         OF_METRIC_GAUGE, collect_in_flight, r);
+    of_metrics_collector(r->metrics, "stage_breaker_state",
+                         "The stage's circuit breaker: 1 for its current state, 0 for the others",
+                         OF_METRIC_GAUGE, collect_breaker, r);
+    of_metrics_collector(r->metrics, "stage_consumer_lag",
+                         "Events in the partition after the stage's committed offset",
+                         OF_METRIC_GAUGE, collect_lag, r);
 }
 
 size_t of_runner_drain(of_runner *r, int64_t timeout_ms)
 {
     if (!r || r->drained)
         return 0;
+    /* Scrapes no longer look at stages going away (waits for one in progress). */
+    of_metrics_remove_collectors(r->metrics, r);
     size_t abandoned = 0;
     if (r->started)
         abandoned = stop_all(r, timeout_ms);
@@ -1292,6 +1526,7 @@ void of_runner_free(of_runner *r)
     for (size_t i = 0; i < r->n_stages; i++)
         stage_free(r->stages[i]);
     free(r->stages);
+    pthread_rwlock_destroy(&r->stages_mu);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -1312,6 +1547,7 @@ int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
 {
     if (!r || !pipeline || !stage || !out)
         return -1;
+    pthread_rwlock_rdlock(&r->stages_mu);
     for (size_t i = 0; i < r->n_stages; i++) {
         of_stage *st = r->stages[i];
         if (strcmp(st->pipeline_name, pipeline) != 0 || strcmp(st->def->name, stage) != 0)
@@ -1324,7 +1560,36 @@ int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
         out->dead_lettered = atomic_load(&st->stats.dead_lettered);
         out->in_flight = atomic_load(&st->stats.in_flight);
         out->breaker_state = atomic_load(&st->breaker_state);
+        pthread_rwlock_unlock(&r->stages_mu);
         return 0;
     }
+    pthread_rwlock_unlock(&r->stages_mu);
     return -1;
+}
+
+json_t *of_runner_stats_json(of_runner *r)
+{
+    json_t *arr = json_array();
+    if (!r || !arr)
+        return arr;
+    pthread_rwlock_rdlock(&r->stages_mu);
+    for (size_t i = 0; i < r->n_stages; i++) {
+        const of_stage *st = r->stages[i];
+        int b = atomic_load(&st->breaker_state);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "pipeline",
+                              st->pipeline_name ? st->pipeline_name : "", "stage", stage_name(st),
+                              "plugin", st->desc && st->desc->name ? st->desc->name : "",
+                              "received", (json_int_t)atomic_load(&st->stats.received), "processed",
+                              (json_int_t)atomic_load(&st->stats.processed_ok), "emitted",
+                              (json_int_t)atomic_load(&st->stats.emitted), "retried",
+                              (json_int_t)atomic_load(&st->stats.retried), "rejected",
+                              (json_int_t)atomic_load(&st->stats.rejected), "dead_lettered",
+                              (json_int_t)atomic_load(&st->stats.dead_lettered), "in_flight",
+                              (json_int_t)atomic_load(&st->stats.in_flight), "breaker",
+                              of_breaker_state_name((of_breaker_state)b));
+        if (o)
+            json_array_append_new(arr, o);
+    }
+    pthread_rwlock_unlock(&r->stages_mu);
+    return arr;
 }

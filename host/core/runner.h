@@ -10,6 +10,7 @@
 #ifndef OF_RUNNER_H
 #define OF_RUNNER_H
 
+#include <jansson.h>
 #include "bus.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -38,6 +39,30 @@ void of_runner_set_ws_hub(of_runner *r, struct of_ws_hub *hub);
  * pipeline remains, and errstr names the stage and the plugin's reason. The pipeline must
  * outlive the runner. */
 int of_runner_add_pipeline(of_runner *r, const of_pipeline *p, char *errstr, size_t errstr_size);
+
+/* ---- hot reload: stages come and go while the others run ---- */
+/* Creates p's topics and sets up and initialises the stages whose index i has want[i] != 0
+ * (want NULL: every stage), without starting them: *out (n_out of them) is for
+ * of_runner_adopt, or of_runner_discard when the reload is given up. The pipeline must outlive
+ * the stages. 0, or -1 with errstr (nothing left initialised). */
+int of_runner_prepare(of_runner *r, const of_pipeline *p, const unsigned char *want,
+                      of_stage ***out, size_t *n_out, char *errstr, size_t errstr_size);
+/* Shuts down and frees prepared stages that will not run, and the array. */
+void of_runner_discard(of_stage **stages, size_t n);
+/* Takes prepared stages (and the array); when the runner runs, starts them at once (their
+ * consumers join their groups). 0, or -1 with errstr: every stage of the call is then
+ * stopped and freed again. */
+int of_runner_adopt(of_runner *r, of_stage **stages, size_t n, char *errstr, size_t errstr_size);
+/* Takes one stage out of a running runner: its consumer stops reading, the events in flight
+ * finish (for up to timeout_ms; the rest is left uncommitted for redelivery), the consumer
+ * closes and commits, leaving its group at once, and the plugin's shutdown runs. The stage is
+ * freed. Returns the events abandoned. */
+size_t of_runner_retire(of_runner *r, struct of_stage *st, int64_t timeout_ms);
+
+/* Every stage's counters, in-flight events and breaker state, as a JSON array of objects
+ * (pipeline, stage, plugin, received, processed, emitted, retried, rejected, dead_lettered,
+ * in_flight, breaker); the caller owns it. For the dashboard. */
+json_t *of_runner_stats_json(of_runner *r);
 /* Starts the consumer and worker threads of every added stage. */
 int of_runner_start(of_runner *r, char *errstr, size_t errstr_size);
 /* Stops taking new events, lets every dispatched event finish (retries included) up to

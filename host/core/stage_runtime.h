@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The buckets (seconds) of stage_processing_seconds. */
+#define OF_STAGE_LATENCY_N_BOUNDS 14
+extern const double of_stage_latency_bounds[OF_STAGE_LATENCY_N_BOUNDS];
+
 /* set_reason keeps at most this many bytes (NUL included). */
 #define OF_REASON_MAX 1024
 
@@ -48,6 +52,7 @@ struct of_stage {
     /* The stats above, also registered in the metric registry (NULL without one). */
     struct of_counter *m_received, *m_processed_ok, *m_emitted, *m_retried, *m_rejected,
         *m_dead_lettered, *m_abandoned;
+    struct of_histogram *m_latency; /* stage_processing_seconds */
     /* The host's Redis pool for the cache_* functions (cache.h); borrowed, NULL when the host
      * has no `redis:` section (every cache call then fails with -1). */
     struct of_cache_pool *cache;

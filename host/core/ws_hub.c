@@ -38,6 +38,7 @@ struct of_ws_client {
     of_ws_hub *hub;
     of_ws_client *prev, *next;
     char *pipeline;
+    int any_pipeline; /* OF_WS_ANY_PIPELINE: the channel in every pipeline */
     char *channels[OF_WS_MAX_CHANNELS];
     uint64_t hashes[OF_WS_MAX_CHANNELS];
     size_t n_channels;
@@ -287,6 +288,12 @@ static void bufs_free(ws_buf *arr, size_t n)
 
 static int client_wants(const of_ws_client *c, const ws_msg *m)
 {
+    if (c->any_pipeline) {
+        for (size_t i = 0; i < c->n_channels; i++)
+            if (strcmp(c->channels[i], m->channel) == 0)
+                return 1;
+        return 0;
+    }
     for (size_t i = 0; i < c->n_channels; i++)
         if (c->hashes[i] == m->hash && strcmp(c->channels[i], m->channel) == 0)
             return strcmp(c->pipeline, m->pipeline) == 0;
@@ -734,6 +741,7 @@ of_ws_client *of_ws_client_new(of_ws_hub *hub, const char *pipeline, int *full)
         return NULL;
     }
     c->hub = hub;
+    c->any_pipeline = strcmp(pipeline, OF_WS_ANY_PIPELINE) == 0;
     pthread_mutex_lock(&hub->mu);
     if (hub->n_clients >= hub->max_clients || hub->stopping || !hub->started) {
         pthread_mutex_unlock(&hub->mu);

@@ -73,6 +73,9 @@ int of_ws_channel_valid(const char *channel);
 int of_ws_hub_publish(of_ws_hub *hub, const char *pipeline, const char *channel, const void *msg,
                       size_t len);
 
+/* A client of this "pipeline" hears its channels in every pipeline (the host's dashboard). */
+#define OF_WS_ANY_PIPELINE "*"
+
 /* Clients: see the life above. of_ws_client_new returns NULL when the hub has max_clients
  * already or is stopped (*full set to 1) or when out of memory (*full 0). */
 of_ws_client *of_ws_client_new(of_ws_hub *hub, const char *pipeline, int *full);

@@ -3,6 +3,7 @@
  * events on SIGTERM. */
 #include "bus.h"
 #include "cache.h"
+#include "dashboard.h"
 #include "db.h"
 #include "gateway.h"
 #include "stage_tx.h"
@@ -11,7 +12,10 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "plugin.h"
+#include "reload.h"
 #include "runner.h"
+#include "state.h"
+#include "sd_notify.h"
 #include "ws_hub.h"
 
 #include <getopt.h>
@@ -28,20 +32,15 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: orderflowd [-c CONFIG] [--check] [--version]\n"
+    fputs("usage: orderflowd [-c CONFIG] [--check] [--log-level LEVEL] [--log-format FORMAT] "
+          "[--version]\n"
           "  -c, --config FILE   host configuration (default " DEFAULT_CONFIG ")\n"
           "      --check         validate the configuration, its plugins and pipelines, then exit\n"
+          "      --log-level L   error | warn | info | debug (overrides log.level)\n"
+          "      --log-format F  text | json (overrides log.format)\n"
           "  -V, --version       print the version\n",
           out);
 }
-
-typedef struct daemon_state daemon_state;
-struct daemon_state {
-    of_host_config *cfg;
-    of_plugin_registry reg;
-    of_pipeline **pipelines;
-    size_t n_pipelines;
-};
 
 /* Readiness probes for /readyz. */
 static int probe_kafka(void *opaque, char *detail, size_t size)
@@ -65,14 +64,6 @@ static int probe_redis(void *opaque, char *detail, size_t size)
 
 /* The HTTP gateway, when the configuration has an http: section or a pipeline declares routes:
  * its handlers are the stages' (already initialised by the runner). */
-/* 1 when the host serves HTTP: an http: section, or a pipeline with routes. */
-static int wants_gateway(const daemon_state *st)
-{
-    size_t n_routes = 0;
-    for (size_t i = 0; i < st->n_pipelines; i++)
-        n_routes += st->pipelines[i]->n_routes;
-    return st->cfg->http || n_routes > 0;
-}
 
 /* The WebSocket hub, before the stages start (they may publish from their first event). */
 static of_ws_hub *start_ws_hub(daemon_state *st, of_metrics *metrics, char *err, size_t err_size)
@@ -99,10 +90,11 @@ static of_ws_hub *start_ws_hub(daemon_state *st, of_metrics *metrics, char *err,
 }
 
 static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bus, of_db_pool *db,
-                                 of_cache_pool *cache, of_ws_hub *hub, of_http_invoker *invoker,
-                                 char *err, size_t err_size)
+                                 of_cache_pool *cache, of_ws_hub *hub, of_dashboard *dash,
+                                 of_metrics *metrics, of_http_invoker *invoker, char *err,
+                                 size_t err_size)
 {
-    if (!wants_gateway(st))
+    if (!state_wants_gateway(st))
         return NULL;
     of_http_config defaults;
     memset(&defaults, 0, sizeof(defaults));
@@ -121,7 +113,9 @@ static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bu
         return NULL;
     }
     of_gateway_set_cache_pool(gw, cache);
+    of_gateway_set_metrics(gw, metrics);
     of_gateway_set_ws_hub(gw, hub);
+    of_gateway_set_dashboard(gw, dash);
     for (size_t i = 0; i < of_runner_stage_count(runner); i++)
         of_gateway_add_stage(gw, of_runner_stage_at(runner, i));
     for (size_t i = 0; i < st->n_pipelines; i++) {
@@ -147,52 +141,17 @@ static void log_migration(void *opaque, const char *component, const of_migratio
            m->name);
 }
 
-static void state_free(daemon_state *st)
-{
-    for (size_t i = 0; i < st->n_pipelines; i++)
-        of_pipeline_free(st->pipelines[i]);
-    free(st->pipelines);
-    of_registry_free(&st->reg);
-    of_host_config_free(st->cfg);
-}
-
-/* Everything that can be wrong is found here, before any thread or topic exists. */
-static int load_all(daemon_state *st, const char *config_path)
-{
-    of_diag diag;
-    of_diag_init(&diag);
-    of_registry_init(&st->reg);
-    st->cfg = of_host_config_load(config_path, &diag);
-    if (st->cfg) {
-        of_registry_scan(&st->reg, (const char *const *)st->cfg->plugin_dirs,
-                         st->cfg->n_plugin_dirs, &diag);
-        st->pipelines =
-            calloc(st->cfg->n_pipelines ? st->cfg->n_pipelines : 1, sizeof(*st->pipelines));
-        for (size_t i = 0; st->pipelines && i < st->cfg->n_pipelines; i++) {
-            of_pipeline *p = of_pipeline_load(st->cfg->pipelines[i], &st->reg, &diag);
-            if (p)
-                st->pipelines[st->n_pipelines++] = p;
-        }
-        if (st->cfg->n_pipelines == 0)
-            of_diag_add(&diag, OF_SEV_ERROR, config_path, 0, 0, "no pipeline to run");
-    }
-    of_diag_print(&diag, stderr);
-    int errors = (int)diag.errors;
-    of_diag_free(&diag);
-    if (errors)
-        fprintf(stderr, "orderflowd: %d error%s in the configuration; not starting\n", errors,
-                errors == 1 ? "" : "s");
-    return errors ? -1 : 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *config_path = DEFAULT_CONFIG;
     int check_only = 0;
+    const char *log_level = NULL, *log_format = NULL;
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 'k'},
         {"version", no_argument, NULL, 'V'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -205,6 +164,20 @@ int main(int argc, char **argv)
         case 'k':
             check_only = 1;
             break;
+        case 'L':
+        case 'F': {
+            of_log_level_t lv;
+            of_log_format fm;
+            if (opt == 'L' ? of_log_parse_level(optarg, &lv) != 0
+                           : of_log_parse_format(optarg, &fm) != 0) {
+                fprintf(stderr, "orderflowd: bad %s '%s' (expected %s)\n",
+                        opt == 'L' ? "--log-level" : "--log-format", optarg,
+                        opt == 'L' ? "error, warn, info or debug" : "text or json");
+                return 2;
+            }
+            *(opt == 'L' ? &log_level : &log_format) = optarg;
+            break;
+        }
         case 'V':
             printf("orderflowd %s (stage ABI %d.%d)\n", OF_VERSION, OF_ABI_MAJOR, OF_ABI_MINOR);
             return 0;
@@ -221,19 +194,33 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    daemon_state st = {0};
-    if (load_all(&st, config_path) != 0) {
-        state_free(&st);
+    daemon_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return 1;
+    int errors = state_load(st, config_path, stderr);
+    if (errors) {
+        fprintf(stderr, "orderflowd: %d error%s in the configuration; not starting\n", errors,
+                errors == 1 ? "" : "s");
+        state_free(st);
+        free(st);
         return 1;
     }
     if (check_only) {
-        printf("%s: configuration OK (%zu pipeline%s, %zu plugin%s)\n", config_path, st.n_pipelines,
-               st.n_pipelines == 1 ? "" : "s", st.reg.count, st.reg.count == 1 ? "" : "s");
-        state_free(&st);
+        printf("%s: configuration OK (%zu pipeline%s, %zu plugin%s)\n", config_path,
+               st->n_pipelines, st->n_pipelines == 1 ? "" : "s", st->reg.count,
+               st->reg.count == 1 ? "" : "s");
+        state_free(st);
+        free(st);
         return 0;
     }
-    of_log_set_level(st.cfg->log_level);
-    of_log_set_format(st.cfg->log_format);
+    of_log_level_t base_level = st->cfg->log_level;
+    of_log_format format = st->cfg->log_format;
+    if (log_level)
+        of_log_parse_level(log_level, &base_level);
+    if (log_format)
+        of_log_parse_format(log_format, &format);
+    of_log_set_level(base_level);
+    of_log_set_format(format);
 
     /* Signals are taken synchronously by this thread alone; workers never see them. */
     sigset_t sigs;
@@ -241,6 +228,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     char err[1024];
@@ -253,18 +241,22 @@ int main(int argc, char **argv)
     of_cache_pool *cache = NULL;
     of_gateway *gw = NULL;
     of_ws_hub *hub = NULL;
+    of_dashboard *dash = NULL;
     of_http_invoker invoker = {0};
-    if (st.cfg->mysql) {
+    /* The configuration the daemon runs on, and the earlier ones a reload keeps while some of
+     * their stages still run. */
+    daemon_gens gens = {.config_path = config_path, .current = st};
+    if (st->cfg->mysql) {
         /* Schema first: a stage never runs against tables it does not have. Migrations are
          * safe when several hosts start together (a lock serialises them). */
-        db = of_db_pool_new(st.cfg->mysql, err, sizeof(err));
-        if (!db || of_db_migrate_all(db, &st.reg, log_migration, NULL, err, sizeof(err)) != 0) {
+        db = of_db_pool_new(st->cfg->mysql, err, sizeof(err));
+        if (!db || of_db_migrate_all(db, &st->reg, log_migration, NULL, err, sizeof(err)) != 0) {
             of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: database: %s", err);
             goto out;
         }
     }
-    if (st.cfg->bus == OF_BUS_KAFKA) {
-        bus = of_kafkabus_new(&st.cfg->kafka, err, sizeof(err));
+    if (st->cfg->bus == OF_BUS_KAFKA) {
+        bus = of_kafkabus_new(&st->cfg->kafka, err, sizeof(err));
         if (!bus) {
             of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: %s", err);
             goto out;
@@ -273,31 +265,38 @@ int main(int argc, char **argv)
         bus = of_membus_new();
     }
     metrics = of_metrics_new();
+    if (metrics) {
+        char abi[32];
+        snprintf(abi, sizeof(abi), "%d.%d", OF_ABI_MAJOR, OF_ABI_MINOR);
+        of_metrics_add_process(metrics, OF_VERSION, abi);
+        if (db)
+            of_db_register_metrics(db, metrics);
+    }
     runner = bus && metrics ? of_runner_new(bus, metrics) : NULL;
     if (!runner) {
         of_log(OF_LVL_ERROR, NULL, NULL, "out of memory at start");
         goto out;
     }
     of_runner_set_db(runner, db);
-    if (st.cfg->redis) {
-        /* Redis is optional at run time: an unreachable one makes cache calls fail fast. */
-        cache = of_cache_pool_new(st.cfg->redis, metrics);
+    if (st->cfg->redis) {
+        /* Redis is optional at run time: an unreachable one makes cache calls fail fast-> */
+        cache = of_cache_pool_new(st->cfg->redis, metrics);
         if (!cache) {
             of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: out of memory for the redis pool");
             goto out;
         }
         of_runner_set_cache(runner, cache);
     }
-    if (wants_gateway(&st)) {
-        if (!(hub = start_ws_hub(&st, metrics, err, sizeof(err)))) {
+    if (state_wants_gateway(st)) {
+        if (!(hub = start_ws_hub(st, metrics, err, sizeof(err)))) {
             of_log(OF_LVL_ERROR, NULL, NULL, "cannot start: %s", err);
             goto out;
         }
         of_runner_set_ws_hub(runner, hub);
     }
-    for (size_t i = 0; i < st.n_pipelines; i++) {
-        if (of_runner_add_pipeline(runner, st.pipelines[i], err, sizeof(err)) != 0) {
-            of_log(OF_LVL_ERROR, st.pipelines[i]->name, NULL, "cannot start: %s", err);
+    for (size_t i = 0; i < st->n_pipelines; i++) {
+        if (of_runner_add_pipeline(runner, st->pipelines[i], err, sizeof(err)) != 0) {
+            of_log(OF_LVL_ERROR, st->pipelines[i]->name, NULL, "cannot start: %s", err);
             goto out;
         }
     }
@@ -316,7 +315,12 @@ int main(int argc, char **argv)
         }
     }
     err[0] = '\0';
-    gw = start_gateway(&st, runner, bus, db, cache, hub, &invoker, err, sizeof(err));
+    /* The dashboard's feed: this host's stage counters once a second (dashboard.h). */
+    if (hub && !(dash = of_dashboard_start(hub, runner, 1000))) {
+        of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the dashboard");
+        goto out;
+    }
+    gw = start_gateway(st, runner, bus, db, cache, hub, dash, metrics, &invoker, err, sizeof(err));
     if (!gw && err[0]) {
         of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the HTTP gateway:\n%s", err);
         goto out;
@@ -324,26 +328,57 @@ int main(int argc, char **argv)
     if (gw)
         of_log(OF_LVL_INFO, NULL, NULL, "http: listening on port %d", of_gateway_port(gw));
     of_log(OF_LVL_INFO, NULL, NULL, "orderflowd %s running %zu pipeline%s on the %s bus",
-           OF_VERSION, st.n_pipelines, st.n_pipelines == 1 ? "" : "s", bus->ops->name);
+           OF_VERSION, st->n_pipelines, st->n_pipelines == 1 ? "" : "s", bus->ops->name);
+    of_sd_notify("READY=1\nSTATUS=running"); /* systemd Type=notify: started */
 
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0)
             continue;
+        if (sig == SIGUSR1) {
+            /* Toggles debug logging: base level -> debug -> base level. */
+            of_log_level_t to = of_log_get_level() == OF_LVL_DEBUG && base_level != OF_LVL_DEBUG
+                                    ? base_level
+                                    : OF_LVL_DEBUG;
+            of_log_level_t from = of_log_get_level();
+            if (to == OF_LVL_DEBUG)
+                of_log_set_level(to);
+            of_log(OF_LVL_WARN, NULL, NULL, "SIGUSR1: log level %s -> %s", of_log_level_name(from),
+                   of_log_level_name(to));
+            of_log_set_level(to);
+            continue;
+        }
         if (sig == SIGHUP) {
-            of_log(OF_LVL_WARN, NULL, NULL,
-                   "SIGHUP: reloading is not supported by this version; configuration unchanged");
+            /* Signals arriving during the reload stay pending (as one): another reload follows,
+             * so the last change to the files is always read. */
+            of_log(OF_LVL_INFO, NULL, NULL, "SIGHUP: reloading %s", config_path);
+            of_sd_notify("RELOADING=1\nSTATUS=reloading");
+            gens.runner = runner;
+            gens.gw = gw;
+            gens.db = db;
+            char why[1200];
+            if (daemon_reload(&gens, why, sizeof(why)) != 0) {
+                of_log(OF_LVL_ERROR, NULL, NULL, "reload failed: %s", why);
+                of_gateway_set_note(gw, "config", why);
+            } else {
+                of_gateway_set_note(gw, "config", NULL);
+            }
+            of_sd_notify("READY=1\nSTATUS=running");
             continue;
         }
         of_log(OF_LVL_INFO, NULL, NULL, "%s: draining in-flight events (up to %lld ms)",
-               sig == SIGTERM ? "SIGTERM" : "SIGINT", (long long)st.cfg->drain_timeout_ms);
+               sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               (long long)gens.current->cfg->drain_timeout_ms);
+        of_sd_notify("STOPPING=1\nSTATUS=draining");
         break;
     }
     /* WebSocket clients are told to go (their threads then end), and no new requests come while
      * the stages drain: handlers call into them. */
+    of_dashboard_stop(dash);
+    dash = NULL;
     of_ws_hub_stop(hub);
     of_gateway_stop(gw);
-    size_t abandoned = of_runner_drain(runner, st.cfg->drain_timeout_ms);
+    size_t abandoned = of_runner_drain(runner, gens.current->cfg->drain_timeout_ms);
     if (abandoned)
         of_log(OF_LVL_WARN, NULL, NULL,
                "%zu event%s not finished in time; left uncommitted for redelivery", abandoned,
@@ -351,6 +386,7 @@ int main(int argc, char **argv)
     of_log(OF_LVL_INFO, NULL, NULL, "stopped");
     rc = 0;
 out:
+    of_dashboard_stop(dash);
     of_gateway_free(gw);
     of_outbox_relay_stop(relay);
     of_runner_free(runner);
@@ -358,8 +394,8 @@ out:
     if (bus)
         bus->ops->destroy(bus);
     of_cache_pool_free(cache);
-    of_metrics_free(metrics);
     of_db_pool_free(db);
-    state_free(&st);
+    of_metrics_free(metrics);
+    daemon_gens_free(&gens);
     return rc;
 }

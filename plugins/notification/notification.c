@@ -78,6 +78,13 @@ static const char *str_field(json_t *doc, const char *name, size_t max, int allo
     return json_string_value(v);
 }
 
+/* A final state of the order saga (docs/orders.md). */
+static int ntf_final(const char *state)
+{
+    return strcmp(state, "CONFIRMED") == 0 || strcmp(state, "REJECTED") == 0 ||
+           strcmp(state, "CANCELLED") == 0;
+}
+
 static of_status ntf_process(void *instance, of_call *call)
 {
     ntf *n = instance;
@@ -198,6 +205,16 @@ static of_status ntf_process(void *instance, of_call *call)
             api->counter_add(n->published, 1);
         }
         free(text);
+        /* The host's dashboard lists recent items with their latest state (no customer id:
+         * operators see the flow, not who ordered). */
+        json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "type", "item", "pipeline",
+                                 api->pipeline_name(n->stage), "key", order_id, "state", to, "seq",
+                                 (json_int_t)seq, "at", at ? at : "", "final", ntf_final(to));
+        char *itext = item ? json_dumps(item, JSON_COMPACT) : NULL;
+        json_decref(item);
+        if (itext)
+            api->ws_publish(n->stage, "dashboard", itext, strlen(itext));
+        free(itext);
     }
     json_decref(doc);
     return OF_OK;

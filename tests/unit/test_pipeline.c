@@ -629,6 +629,77 @@ static void test_breaker_errors(void **state)
     assert_int_equal(d.errors, 16);
 }
 
+/* What a hot reload compares: a stage is restarted only when this says its definition changed. */
+static void test_stage_def_equal(void **state)
+{
+    (void)state;
+    static const char base[] =
+        "pipeline: p\n"
+        "topics: {in: {external: true}, in2: {external: true}, a: {}, b: {}}\n"
+        "stages:\n"
+        "  - name: r\n"
+        "    plugin: test-router\n"
+        "    inputs: [in]\n"
+        "    outputs: {matched: a, unmatched: b}\n"
+        "    concurrency: 2\n"
+        "    retry: {max_attempts: 4}\n"
+        "    config: {keywords: [x, y]%s}\n"
+        "%s";
+    struct {
+        const char *config, *extra;
+        int equal;
+    } cases[] = {
+        {"", "", 1},
+        {", mode: any", "", 0}, /* given now, defaulted before: the plugin may tell them apart */
+        {", timeout: 2s", "", 0},
+        {"", "  - name: s\n    plugin: test-sink\n    inputs: [a]\n", 1}, /* another stage */
+    };
+    char text[2048];
+    snprintf(text, sizeof(text), base, "", "");
+    of_pipeline *a = from_text(text, &reg);
+    assert_non_null(a);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), base, cases[i].config, cases[i].extra);
+        of_pipeline *b = from_text(text, &reg);
+        assert_non_null(b);
+        assert_int_equal(of_stage_def_equal(stage(a, "r"), stage(b, "r")), cases[i].equal);
+        of_pipeline_free(b);
+    }
+    static const char *const changes[][2] = {
+        {"concurrency: 2", "concurrency: 3"},
+        {"retry: {max_attempts: 4}", "retry: {max_attempts: 5}"},
+        {"inputs: [in]", "inputs: [in, in2]"},
+        {"outputs: {matched: a, unmatched: b}", "outputs: {matched: b, unmatched: a}"},
+        {"config: {keywords: [x, y]", "config: {keywords: [y, x]"},
+        {"    plugin: test-router\n", "    plugin: test-router\n    dead_letter: in.dead\n"},
+    };
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        snprintf(text, sizeof(text), base, "", "");
+        char *at = strstr(text, changes[i][0]);
+        assert_non_null(at);
+        char changed[2048];
+        snprintf(changed, sizeof(changed), "%.*s%s%s", (int)(at - text), text, changes[i][1],
+                 at + strlen(changes[i][0]));
+        of_pipeline *b = from_text(changed, &reg);
+        if (!b)
+            dump();
+        assert_non_null(b);
+        if (of_stage_def_equal(stage(a, "r"), stage(b, "r")))
+            fail_msg("'%s' -> '%s' was not seen as a change", changes[i][0], changes[i][1]);
+        of_pipeline_free(b);
+    }
+    /* The same text with the outputs written in another order is the same stage. */
+    snprintf(text, sizeof(text), base, "", "");
+    char *at = strstr(text, "outputs: {matched: a, unmatched: b}");
+    memcpy(at, "outputs: {unmatched: b, matched: a}", 35);
+    of_pipeline *b = from_text(text, &reg);
+    assert_non_null(b);
+    assert_int_equal(of_stage_def_equal(stage(a, "r"), stage(b, "r")), 1);
+    assert_int_equal(of_stage_def_equal(stage(a, "r"), NULL), 0);
+    of_pipeline_free(b);
+    of_pipeline_free(a);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -639,6 +710,7 @@ int main(void)
         T(test_stage_errors),        T(test_consumer_group_and_overrides),
         T(test_test_errors),         T(test_interpolation_error_fails_load),
         T(test_breaker_section),     T(test_breaker_errors),
+        T(test_stage_def_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -254,7 +254,7 @@ static void test_per_key_order_concurrency_4(void **state)
         of_metrics_find_counter(e.metrics, "stage_events_received", "p", "check");
     assert_non_null(c);
     assert_true(of_counter_value(c) == N_KEYS * N_SEQ);
-    c = of_metrics_find_counter(e.metrics, "stage_events_ok", "p", "check");
+    c = of_metrics_find_counter(e.metrics, "stage_events_processed", "p", "check");
     assert_non_null(c);
     assert_true(of_counter_value(c) == N_KEYS * N_SEQ);
     env_free(&e);
