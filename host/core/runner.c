@@ -1215,6 +1215,17 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
         return -1;
     }
     rt->breaker_ok = 1;
+    /* Every transition series exists from the start, at 0, so a rate over it is defined before
+     * the first trip (Prometheus treats a missing series as no data, not as zero). */
+    static const of_breaker_state states[] = {OF_BREAKER_CLOSED, OF_BREAKER_HALF_OPEN,
+                                              OF_BREAKER_OPEN};
+    for (size_t k = 0; st->metrics && k < sizeof(states) / sizeof(states[0]); k++) {
+        const char *const lbl[] = {"plugin", st->desc && st->desc->name ? st->desc->name : "", "to",
+                                   of_breaker_state_name(states[k]), NULL};
+        (void)of_metrics_counter_l(st->metrics, "stage_breaker_transitions",
+                                   "Circuit breaker state changes, by the new state",
+                                   st->pipeline_name, stage_name(st), lbl);
+    }
     if (of_stage_uses_db(st))
         rt->db = r->db;
     rt->max_in_flight = d->max_in_flight > 0 ? d->max_in_flight : DEFAULT_MAX_IN_FLIGHT;

@@ -272,6 +272,29 @@ PY
 up=$(curl -sf -G "http://127.0.0.1:$pport/api/v1/query" --data-urlencode 'query=up{job="orderflow"}' || true)
 grep -q '"value":\[[0-9.]*,"1"\]' <<<"$up" || fail "Prometheus does not see the target up: $up"
 
+# ---- the Grafana dashboard: every panel's query is valid PromQL for this server and names only
+# metric families the daemon exposes ----
+python3 - "$OF_SOURCE_DIR/packaging/grafana/orderflow.json" "$TMP/metrics" "$pport" <<'PY' || fail "packaging/grafana/orderflow.json"
+import json, re, sys, urllib.parse, urllib.request
+dash = json.load(open(sys.argv[1]))
+exposed = {m.group(1) for m in re.finditer(r"^# TYPE (\S+) ", open(sys.argv[2]).read(), re.M)}
+suffix = re.compile(r"_(bucket|sum|count)$")
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+assert len(exprs) >= 15, len(exprs)
+for e in exprs:
+    for name in set(re.findall(r"\b(orderflow_[a-z0-9_]+)", e)):
+        if name not in exposed and suffix.sub("", name) not in exposed:
+            sys.exit(f"{name} (in {e}) is not exposed by the daemon")
+    q = e.replace("$pipeline", ".*")
+    url = f"http://127.0.0.1:{sys.argv[3]}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+    try:
+        d = json.load(urllib.request.urlopen(url, timeout=5))
+    except urllib.error.HTTPError as err:
+        sys.exit(f"Prometheus refuses {q}: {err.read()[:300]}")
+    assert d["status"] == "success", (q, d)
+print(f"grafana: {len(exprs)} queries checked")
+PY
+
 # ---- logs: JSON lines, one order followed by its trace_id through every stage ----
 python3 - "$LOG" <<'PY' || fail "the log is not one JSON object per line"
 import json, sys
