@@ -14,7 +14,10 @@ typedef struct of_bus of_bus;
 typedef struct of_consumer of_consumer;
 
 /* Called once per produced event when the bus has it durably (or failed to): err is 0 or a
- * negative errno-like code with errstr. May run on any thread, also inside produce(). */
+ * negative code with errstr: OF_BUS_ERR_PERMANENT when the event can never be delivered as it
+ * is (larger than the broker takes, an invalid record), -1 for anything that may pass later.
+ * May run on any thread, also inside produce(). */
+#define OF_BUS_ERR_PERMANENT (-2)
 typedef void (*of_delivery_cb)(void *opaque, int err, const char *errstr);
 
 /* Partition ownership changes (Kafka rebalances), called from inside poll() on the thread that
@@ -35,8 +38,8 @@ typedef struct of_bus_ops {
                         char *errstr, size_t errstr_size);
     /* Hands a copy of ev (key, payload, headers; its topic/partition/offset are ignored) to the
      * bus for `topic`; the partition is chosen from the key (murmur2 as Kafka, or round-robin
-     * when keyless). Returns 0 when accepted (cb follows), -1 with errstr when refused at once
-     * (cb is then not called). */
+     * when keyless). Returns 0 when accepted (cb follows), -1 (or OF_BUS_ERR_PERMANENT: it
+     * can never be taken) with errstr when refused at once (cb is then not called). */
     int (*produce)(of_bus *bus, const char *topic, const of_event *ev, of_delivery_cb cb,
                    void *opaque, char *errstr, size_t errstr_size);
     /* Joins `group` on these topics. hooks (copied; may be NULL) hear of rebalances. */

@@ -63,6 +63,13 @@ static const of_bus_ops kafkabus_ops;
  * Producer side
  * ------------------------------------------------------------------------------------------- */
 
+/* Errors retrying cannot cure: the event itself is refused. */
+static int permanent(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE || err == RD_KAFKA_RESP_ERR_INVALID_MSG;
+}
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     (void)rk;
@@ -71,7 +78,11 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
     if (!ctx)
         return;
     if (ctx->cb)
-        ctx->cb(ctx->opaque, msg->err ? -1 : 0, msg->err ? rd_kafka_err2str(msg->err) : NULL);
+        ctx->cb(ctx->opaque,
+                !msg->err             ? 0
+                : permanent(msg->err) ? OF_BUS_ERR_PERMANENT
+                                      : -1,
+                msg->err ? rd_kafka_err2str(msg->err) : NULL);
     free(ctx);
 }
 
@@ -285,7 +296,7 @@ static int kb_produce(of_bus *bus, const char *topic, const of_event *ev, of_del
         rd_kafka_headers_destroy(hdrs);
         free(ctx);
         of_seterr(errstr, errstr_size, "producing to %s: %s", topic, rd_kafka_err2str(err));
-        return -1;
+        return permanent(err) ? OF_BUS_ERR_PERMANENT : -1;
     }
 }
 

@@ -188,6 +188,11 @@ int of_db_outbox_add(of_db_tx *tx, const char *topic, const of_event *ev, const 
 /* Marks outbox rows as published, in its own short transactions. 0 or -1 with errstr. */
 int of_db_outbox_mark_published(of_db_pool *pool, const int64_t *ids, size_t n, char *errstr,
                                 size_t errstr_size);
+/* Parks rows the bus refused for good (OF_BUS_ERR_PERMANENT): they stay in the outbox with
+ * parked_at and the reason (at most 1000 bytes kept), are never offered again and are not
+ * removed by the cleanup, for an operator to look at. 0 or -1. */
+int of_db_outbox_park(of_db_pool *pool, const int64_t *ids, size_t n, const char *reason,
+                      char *errstr, size_t errstr_size);
 /* One unpublished outbox row: the event has key, payload and headers; topic, partition and
  * offset are not set. Valid during the call. Return 0 to go on, non-zero to stop. */
 typedef int (*of_db_outbox_fn)(void *opaque, int64_t id, const char *topic, const of_event *ev);

@@ -159,6 +159,10 @@ static const of_migration host_migrations[] = {
      "  INDEX of_outbox_unpublished (published_at, id),\n"
      "  INDEX of_outbox_source (source)\n"
      ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+    /* A row the bus refuses for good (too large, say) is parked, not retried for ever. */
+    {3, "outbox parking",
+     "ALTER TABLE of_outbox ADD COLUMN parked_at TIMESTAMP(3) NULL DEFAULT NULL,\n"
+     "  ADD COLUMN park_reason VARCHAR(1024) NULL DEFAULT NULL"},
     {0, NULL, NULL},
 };
 

@@ -1167,7 +1167,7 @@ static void refresh_backlog(of_db_pool *p)
         of_db_rows *rows = of_db_query(
             c,
             "SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), NOW(3)), 0) "
-            "FROM of_outbox WHERE published_at IS NULL",
+            "FROM of_outbox WHERE published_at IS NULL AND parked_at IS NULL",
             NULL, 0);
         of_db_value a, b;
         if (rows && of_db_rows_next(rows) == 1 && of_db_rows_get(rows, 0, &a) == 0 &&

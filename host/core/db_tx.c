@@ -392,8 +392,24 @@ int of_db_outbox_add(of_db_tx *tx, const char *topic, const of_event *ev, const 
     return 0;
 }
 
+static int outbox_mark(of_db_pool *pool, const int64_t *ids, size_t n, const char *park_reason,
+                       char *errstr, size_t errstr_size);
+
 int of_db_outbox_mark_published(of_db_pool *pool, const int64_t *ids, size_t n, char *errstr,
                                 size_t errstr_size)
+{
+    return outbox_mark(pool, ids, n, NULL, errstr, errstr_size);
+}
+
+int of_db_outbox_park(of_db_pool *pool, const int64_t *ids, size_t n, const char *reason,
+                      char *errstr, size_t errstr_size)
+{
+    return outbox_mark(pool, ids, n, reason ? reason : "refused by the bus", errstr, errstr_size);
+}
+
+/* Marks rows published, or parked with a reason (park_reason not NULL). */
+static int outbox_mark(of_db_pool *pool, const int64_t *ids, size_t n, const char *park_reason,
+                       char *errstr, size_t errstr_size)
 {
     if (n == 0)
         return 0;
@@ -403,9 +419,9 @@ int of_db_outbox_mark_published(of_db_pool *pool, const int64_t *ids, size_t n, 
     }
     size_t chunk = n < MARK_PUBLISHED_CHUNK ? n : MARK_PUBLISHED_CHUNK;
     /* "UPDATE ... WHERE id IN (?,?,...)": at most 2 bytes per placeholder. */
-    size_t sql_cap = 128 + 2 * chunk;
+    size_t sql_cap = 192 + 2 * chunk;
     char *sql = malloc(sql_cap);
-    of_db_value *vals = calloc(chunk, sizeof(*vals));
+    of_db_value *vals = calloc(chunk + 1, sizeof(*vals));
     if (!sql || !vals) {
         free(sql);
         free(vals);
@@ -415,14 +431,20 @@ int of_db_outbox_mark_published(of_db_pool *pool, const int64_t *ids, size_t n, 
     int rc = 0;
     for (size_t off = 0; off < n && rc == 0; off += chunk) {
         size_t k = n - off < chunk ? n - off : chunk;
-        size_t pos = (size_t)snprintf(sql, sql_cap,
-                                      "UPDATE of_outbox SET published_at = NOW(3) "
-                                      "WHERE published_at IS NULL AND id IN (");
+        size_t pos = (size_t)snprintf(
+            sql, sql_cap, "%s WHERE published_at IS NULL AND parked_at IS NULL AND id IN (",
+            park_reason ? "UPDATE of_outbox SET parked_at = NOW(3), park_reason = ?"
+                        : "UPDATE of_outbox SET published_at = NOW(3)");
+        size_t first = 0;
+        if (park_reason) {
+            size_t rl = strlen(park_reason);
+            vals[first++] = OF_DB_SN(park_reason, rl > 1000 ? 1000 : rl);
+        }
         for (size_t i = 0; i < k; i++) {
             sql[pos++] = i ? ',' : '?';
             if (i)
                 sql[pos++] = '?';
-            vals[i] = OF_DB_I(ids[off + i]);
+            vals[first + i] = OF_DB_I(ids[off + i]);
         }
         sql[pos++] = ')';
         sql[pos] = '\0';
@@ -432,9 +454,10 @@ int of_db_outbox_mark_published(of_db_pool *pool, const int64_t *ids, size_t n, 
             break;
         }
         const char *msg;
-        if (of_db_tx_exec(tx, sql, vals, k) < 0 || of_db_tx_commit(tx) != 0) {
+        if (of_db_tx_exec(tx, sql, vals, first + k) < 0 || of_db_tx_commit(tx) != 0) {
             of_db_tx_error(tx, &msg);
-            of_seterr(errstr, errstr_size, "outbox: marking %zu rows published: %s", k, msg);
+            of_seterr(errstr, errstr_size, "outbox: marking %zu rows %s: %s", k,
+                      park_reason ? "parked" : "published", msg);
             rc = -1;
         }
         of_db_tx_end(tx);
@@ -543,7 +566,7 @@ int64_t of_db_outbox_fetch_unpublished(of_db_pool *pool, int64_t older_than_ms, 
                         OF_DB_I(limit > INT64_MAX ? INT64_MAX : (int64_t)limit)};
     return fetch_rows(pool,
                       "SELECT id, topic, msg_key, payload, headers FROM of_outbox "
-                      "WHERE published_at IS NULL "
+                      "WHERE published_at IS NULL AND parked_at IS NULL "
                       "AND created_at <= NOW(3) - INTERVAL ? MICROSECOND "
                       "ORDER BY id LIMIT ?",
                       p, 2, fn, opaque, errstr, errstr_size);
@@ -555,7 +578,8 @@ int64_t of_db_outbox_fetch_source(of_db_pool *pool, const char *source, of_db_ou
     of_db_value p[1] = {OF_DB_S(source)};
     return fetch_rows(pool,
                       "SELECT id, topic, msg_key, payload, headers FROM of_outbox "
-                      "WHERE source = ? AND published_at IS NULL ORDER BY id",
+                      "WHERE source = ? AND published_at IS NULL AND parked_at IS NULL "
+                      "ORDER BY id",
                       p, 1, fn, opaque, errstr, errstr_size);
 }
 

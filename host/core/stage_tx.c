@@ -124,6 +124,9 @@ typedef struct relay_row {
     struct relay_round *round;
     int64_t id;
     int ok;
+    int refused;     /* the bus will never take it (OF_BUS_ERR_PERMANENT): parked */
+    char why[256];   /* with refused */
+    char topic[128]; /* for the log */
 } relay_row;
 
 typedef struct relay_round {
@@ -140,7 +143,10 @@ static void relay_delivered(void *opaque, int err, const char *errstr)
     relay_row *row = opaque;
     relay_round *r = row->round;
     pthread_mutex_lock(&r->mu);
-    if (err) {
+    if (err == OF_BUS_ERR_PERMANENT) {
+        row->refused = 1;
+        snprintf(row->why, sizeof(row->why), "%s", errstr ? errstr : "refused by the bus");
+    } else if (err) {
         r->failed = 1;
         of_log(OF_LVL_WARN, NULL, NULL, "outbox relay: delivery of row %" PRId64 " failed: %s",
                row->id, errstr ? errstr : "unknown");
@@ -170,11 +176,22 @@ static int relay_one(void *opaque, int64_t id, const char *topic, const of_event
         return 1;
     row->round = r;
     row->id = id;
+    snprintf(row->topic, sizeof(row->topic), "%s", topic);
     r->rows[r->n++] = row;
     pthread_mutex_lock(&r->mu);
     r->pending++;
     pthread_mutex_unlock(&r->mu);
-    if (r->bus->ops->produce(r->bus, topic, ev, relay_delivered, row, err, sizeof(err)) != 0) {
+    int rc = r->bus->ops->produce(r->bus, topic, ev, relay_delivered, row, err, sizeof(err));
+    if (rc == OF_BUS_ERR_PERMANENT) {
+        /* This one can never go: it is parked, and the others still go. */
+        pthread_mutex_lock(&r->mu);
+        r->pending--;
+        row->refused = 1;
+        snprintf(row->why, sizeof(row->why), "%s", err);
+        pthread_mutex_unlock(&r->mu);
+        return 0;
+    }
+    if (rc != 0) {
         pthread_mutex_lock(&r->mu);
         r->pending--;
         r->failed = 1;
@@ -236,6 +253,22 @@ static int64_t relay_rows(of_db_pool *pool, of_bus *bus, int64_t grace_ms, const
     int all = round_wait(&r, &ok, &n_ok);
     if (n_ok && of_db_outbox_mark_published(pool, ok, n_ok, err, err_size) != 0)
         all = 0;
+    for (size_t i = 0; i < r.n; i++) {
+        relay_row *row = r.rows[i];
+        if (!row->refused)
+            continue;
+        char perr[256] = "";
+        if (of_db_outbox_park(pool, &row->id, 1, row->why, perr, sizeof(perr)) != 0) {
+            of_log(OF_LVL_ERROR, NULL, NULL, "outbox relay: row %" PRId64 ": %s", row->id, perr);
+            all = 0;
+            continue;
+        }
+        /* Loud: an event a stage committed will never reach its topic without an operator. */
+        of_log(OF_LVL_ERROR, NULL, NULL,
+               "outbox relay: row %" PRId64 " for topic %s can never be delivered (%s); parked "
+               "in of_outbox (parked_at, park_reason) for an operator, the others go on",
+               row->id, row->topic, row->why);
+    }
     if (got >= 0 && !all && !err[0])
         of_seterr(err, err_size, "%zu of %zu rows were not delivered", r.n - n_ok, r.n);
     int64_t published = got >= 0 && all ? (int64_t)n_ok : -1;

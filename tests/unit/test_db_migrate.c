@@ -300,9 +300,10 @@ static void test_migrate_all(void **state)
     int n = of_db_migrate_all(pool, &reg, on_applied, NULL, err, sizeof(err));
     if (n != 0)
         fail_msg("%s", err);
-    assert_int_equal(n_seen, 5);
+    assert_int_equal(n_seen, 6);
     assert_string_equal(seen, "orderflow 1 create inbox\n"
                               "orderflow 2 create outbox\n"
+                              "orderflow 3 outbox parking\n"
                               "orders 1 create orders\n"
                               "orders 2 seed orders\n"
                               "pay 1 create pay\n");

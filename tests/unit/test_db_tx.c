@@ -8,7 +8,9 @@
 
 #include "test_db_util.h"
 
+#include "bus.h"
 #include "stage_runtime.h"
+#include "stage_tx.h"
 
 #include <pthread.h>
 
@@ -437,6 +439,79 @@ static void test_outbox_round_trip(void **state)
     of_event_free(keyless);
 }
 
+/* A bus that refuses two topics for good: "too.big" at once, "invalid" in the delivery report;
+ * anything else goes to the embedded bus. */
+typedef struct refusing_bus {
+    of_bus base;
+    of_bus *inner;
+    of_bus_ops ops;
+} refusing_bus;
+
+static int refusing_produce(of_bus *bus, const char *topic, const of_event *ev, of_delivery_cb cb,
+                            void *opaque, char *errstr, size_t errstr_size)
+{
+    refusing_bus *rb = (refusing_bus *)bus;
+    if (strcmp(topic, "too.big") == 0) {
+        snprintf(errstr, errstr_size, "Broker: Message size too large");
+        return OF_BUS_ERR_PERMANENT;
+    }
+    if (strcmp(topic, "invalid") == 0) {
+        cb(opaque, OF_BUS_ERR_PERMANENT, "Broker: Invalid record");
+        return 0;
+    }
+    return rb->inner->ops->produce(rb->inner, topic, ev, cb, opaque, errstr, errstr_size);
+}
+
+static void test_relay_parks_refused(void **state)
+{
+    (void)state;
+    clear_outbox();
+    refusing_bus rb = {.inner = of_membus_new()};
+    assert_non_null(rb.inner);
+    rb.ops = *rb.inner->ops;
+    rb.ops.produce = refusing_produce;
+    rb.base.ops = &rb.ops;
+    char err[256];
+    assert_int_equal(rb.inner->ops->ensure_topic(rb.inner, "fine", 1, 1, err, sizeof(err)), 0);
+    of_event *ev = make_event("k", 1, "{}", 2);
+    of_db_tx *tx = begin();
+    int64_t ids[4];
+    TX_OK(tx, of_db_outbox_add(tx, "fine", ev, NULL, &ids[0]));
+    TX_OK(tx, of_db_outbox_add(tx, "too.big", ev, NULL, &ids[1]));
+    TX_OK(tx, of_db_outbox_add(tx, "invalid", ev, NULL, &ids[2]));
+    TX_OK(tx, of_db_outbox_add(tx, "fine", ev, NULL, &ids[3]));
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+
+    /* The good ones go out; the refused ones are parked instead of holding the relay. */
+    assert_int_equal(of_outbox_relay_run_once(pool, &rb.base, 0), 2);
+    assert_int_equal(
+        count_outside("SELECT COUNT(*) FROM of_outbox WHERE published_at IS NOT NULL", NULL, 0), 2);
+    of_db_value p[] = {OF_DB_I(ids[1]), OF_DB_I(ids[2])};
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox WHERE parked_at IS NOT NULL "
+                                   "AND published_at IS NULL AND id IN (?, ?)",
+                                   p, 2),
+                     2);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox WHERE id = ? AND "
+                                   "park_reason LIKE '%size too large%'",
+                                   &p[0], 1),
+                     1);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox WHERE id = ? AND "
+                                   "park_reason LIKE '%Invalid record%'",
+                                   &p[1], 1),
+                     1);
+    /* Never offered again, never counted as waiting, never cleaned up. */
+    assert_int_equal(of_outbox_relay_run_once(pool, &rb.base, 0), 0);
+    static collected got;
+    assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 10, collect, &got, err, sizeof(err)),
+                     0);
+    assert_int_equal(of_db_cleanup(pool, 0, err, sizeof(err)) >= 0, 1);
+    assert_int_equal(
+        count_outside("SELECT COUNT(*) FROM of_outbox WHERE parked_at IS NOT NULL", NULL, 0), 2);
+    of_event_free(ev);
+    rb.inner->ops->destroy(rb.inner);
+}
+
 static void test_outbox_many(void **state)
 {
     (void)state;
@@ -581,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_inbox),
         cmocka_unit_test(test_outbox_round_trip),
         cmocka_unit_test(test_outbox_many),
+        cmocka_unit_test(test_relay_parks_refused),
         cmocka_unit_test(test_cleanup),
         cmocka_unit_test(test_host_api),
     };
