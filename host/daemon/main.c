@@ -62,22 +62,24 @@ static int probe_redis(void *opaque, char *detail, size_t size)
     return -1;
 }
 
-/* The HTTP gateway, when the configuration has an http: section or a pipeline declares routes:
- * its handlers are the stages' (already initialised by the runner). */
+/* The configuration's http: section, or the defaults in *defaults (free it with
+ * of_http_config_free when the result is defaults). */
+static const of_http_config *http_config(const daemon_state *st, of_http_config *defaults)
+{
+    memset(defaults, 0, sizeof(*defaults));
+    if (st->cfg->http)
+        return st->cfg->http;
+    of_http_config_default(defaults);
+    return defaults;
+}
 
 /* The WebSocket hub, before the stages start (they may publish from their first event). */
 static of_ws_hub *start_ws_hub(daemon_state *st, of_metrics *metrics, char *err, size_t err_size)
 {
     of_http_config defaults;
-    memset(&defaults, 0, sizeof(defaults));
-    const of_http_config *hc = st->cfg->http;
-    if (!hc) {
-        of_http_config_default(&defaults);
-        hc = &defaults;
-    }
+    const of_http_config *hc = http_config(st, &defaults);
     of_ws_hub *hub = of_gateway_ws_hub_new(hc, st->cfg->redis, metrics);
-    if (hc == &defaults)
-        of_http_config_free(&defaults);
+    of_http_config_free(&defaults);
     if (!hub) {
         snprintf(err, err_size, "out of memory");
         return NULL;
@@ -89,6 +91,8 @@ static of_ws_hub *start_ws_hub(daemon_state *st, of_metrics *metrics, char *err,
     return hub;
 }
 
+/* The HTTP gateway, when the configuration has an http: section or a pipeline declares routes:
+ * its handlers are the stages' (already initialised by the runner). */
 static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bus, of_db_pool *db,
                                  of_cache_pool *cache, of_ws_hub *hub, of_dashboard *dash,
                                  of_metrics *metrics, of_http_invoker *invoker, char *err,
@@ -97,17 +101,11 @@ static of_gateway *start_gateway(daemon_state *st, of_runner *runner, of_bus *bu
     if (!state_wants_gateway(st))
         return NULL;
     of_http_config defaults;
-    memset(&defaults, 0, sizeof(defaults));
-    const of_http_config *hc = st->cfg->http;
-    if (!hc) {
-        of_http_config_default(&defaults);
-        hc = &defaults;
-    }
+    const of_http_config *hc = http_config(st, &defaults);
     invoker->db = db;
     invoker->bus = bus;
     of_gateway *gw = of_gateway_new(hc, of_http_invoke, invoker);
-    if (hc == &defaults)
-        of_http_config_free(&defaults);
+    of_http_config_free(&defaults);
     if (!gw) {
         snprintf(err, err_size, "out of memory");
         return NULL;
