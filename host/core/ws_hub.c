@@ -389,8 +389,10 @@ static char *envelope(const of_ws_hub *hub, const ws_msg *m, size_t *len)
     return e;
 }
 
-static void pub_lost(of_ws_hub *hub, const char *why)
+static void pub_lost(of_ws_hub *hub, const char *reason)
 {
+    char why[256]; /* reason may be the context's own errstr, freed below */
+    snprintf(why, sizeof(why), "%s", reason);
     if (hub->pub) {
         redisFree(hub->pub);
         hub->pub = NULL;
