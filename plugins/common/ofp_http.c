@@ -56,6 +56,14 @@ of_status ofp_http_db_failed(const of_host_api *api, of_stage *stage, of_call *c
     return ofp_internal_error(api, req);
 }
 
+int ofp_db_row(const of_host_api *api, of_db_rows *rows, of_db_value *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (api->db_rows_get(rows, i, &v[i]) != 0)
+            return -1;
+    return 0;
+}
+
 of_status ofp_event_db_failed(const of_host_api *api, of_stage *stage, of_call *call,
                               const char *what)
 {

@@ -30,6 +30,9 @@ json_t *ofp_read_object(const of_host_api *api, of_http_request *req, const char
  * 503), anything else is logged and answered 500. */
 of_status ofp_http_db_failed(const of_host_api *api, of_stage *stage, of_call *call,
                              of_http_request *req, const char *what);
+/* The first n columns of the current row (after db_rows_next answered 1) into v; 0, or -1 when
+ * one cannot be read. */
+int ofp_db_row(const of_host_api *api, of_db_rows *rows, of_db_value *v, size_t n);
 /* A database call while processing an event failed: outages and deadlocks are retried, anything
  * else is a bug and the event goes to the dead-letter topic with the reason. */
 of_status ofp_event_db_failed(const of_host_api *api, of_stage *stage, of_call *call,

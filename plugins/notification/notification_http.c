@@ -116,7 +116,7 @@ static of_status webhooks_create(void *instance, of_call *call, of_http_request 
         goto out;
     }
     char id[NTF_ID_LEN + 1], secret[NTF_SECRET_MAX + 1];
-    if (ntf_uuid(id) != 0 || ntf_secret_new(secret) != 0) {
+    if (ofp_uuid(id) != 0 || ntf_secret_new(secret) != 0) {
         api->log(n->stage, OF_LOG_ERROR, "webhooks_create: no random bytes");
         st = ofp_internal_error(api, req);
         goto out;
@@ -170,12 +170,9 @@ static of_status webhooks_list(void *instance, of_call *call, of_http_request *r
     int r = 0;
     while (items && (r = api->db_rows_next(rows)) == 1) {
         of_db_value v[5];
-        int ok = 1;
-        for (size_t i = 0; i < 5 && ok; i++)
-            ok = api->db_rows_get(rows, i, &v[i]) == 0;
-        if (!ok || v[0].type != OF_DB_TEXT || v[1].type != OF_DB_TEXT ||
-            (v[2].type != OF_DB_TEXT && v[2].type != OF_DB_NULL) || v[3].type != OF_DB_INT ||
-            v[4].type != OF_DB_INT) {
+        if (ofp_db_row(api, rows, v, 5) != 0 || v[0].type != OF_DB_TEXT ||
+            v[1].type != OF_DB_TEXT || (v[2].type != OF_DB_TEXT && v[2].type != OF_DB_NULL) ||
+            v[3].type != OF_DB_INT || v[4].type != OF_DB_INT) {
             r = -2;
             break;
         }
@@ -206,7 +203,7 @@ static of_status webhooks_delete(void *instance, of_call *call, of_http_request 
     if (!customer)
         return OF_REJECT;
     const char *id = api->http_param(req, "id");
-    if (!id || !ntf_valid_id(id))
+    if (!id || !ofp_valid_uuid(id))
         return ofp_problem(api, req, 404, "Not Found", "no such webhook");
     of_db_value p[] = {OF_DB_S(id), OF_DB_S(customer)};
     int64_t rc = admin ? api->db_exec(call, "DELETE FROM notification_webhooks WHERE id = ?", p, 1)
@@ -254,7 +251,7 @@ static of_status order_events(void *instance, of_call *call, of_http_request *re
     if (!ws_available(n, req))
         return OF_REJECT;
     const char *id = api->http_param(req, "id");
-    if (!id || !ntf_valid_id(id))
+    if (!id || !ofp_valid_uuid(id))
         return ofp_problem(api, req, 404, "Not Found", "no such order");
     of_db_value p = OF_DB_S(id);
     of_db_rows *rows = api->db_query(call, "SELECT customer_id FROM orders WHERE id = ?", &p, 1);
@@ -289,11 +286,9 @@ static of_status order_events(void *instance, of_call *call, of_http_request *re
         return ofp_http_db_failed(api, n->stage, call, req, "order_events: history");
     while ((r = api->db_rows_next(rows)) == 1) {
         of_db_value h[5];
-        int ok = 1;
-        for (size_t i = 0; i < 5 && ok; i++)
-            ok = api->db_rows_get(rows, i, &h[i]) == 0;
-        if (!ok || h[0].type != OF_DB_INT || (h[1].type != OF_DB_TEXT && h[1].type != OF_DB_NULL) ||
-            h[2].type != OF_DB_TEXT || h[3].type != OF_DB_TEXT || h[4].type != OF_DB_INT) {
+        if (ofp_db_row(api, rows, h, 5) != 0 || h[0].type != OF_DB_INT ||
+            (h[1].type != OF_DB_TEXT && h[1].type != OF_DB_NULL) || h[2].type != OF_DB_TEXT ||
+            h[3].type != OF_DB_TEXT || h[4].type != OF_DB_INT) {
             r = -2;
             break;
         }

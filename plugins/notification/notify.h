@@ -16,7 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NTF_ID_LEN           36  /* notification_webhooks.id CHAR(36): a UUID v4 */
+#include "ofp_id.h"
+
+#define NTF_ID_LEN           OFP_UUID_LEN /* notification_webhooks.id CHAR(36): a UUID v4 */
 #define NTF_CUSTOMER_MAX     64  /* customer_id VARCHAR(64), as in orders */
 #define NTF_ORDER_ID_MAX     64  /* order ids accepted in events */
 #define NTF_DESCRIPTION_MAX  255 /* characters */
@@ -61,10 +63,6 @@ int ntf_channel(const char *kind, const char *id, char out[NTF_CHANNEL_MAX + 1])
 json_t *ntf_status_message(const char *order_id, const char *customer_id, int64_t seq,
                            const char *from, const char *to, const char *reason, const char *at);
 
-/* 1 when s has the shape of an id this plugin generates (lower-case UUID). */
-int ntf_valid_id(const char *s);
-/* A new UUID v4 (getrandom); 0, or -1. */
-int ntf_uuid(char out[NTF_ID_LEN + 1]);
 /* Characters (not bytes) of UTF-8 text. */
 size_t ntf_utf8_chars(const char *s, size_t len);
 

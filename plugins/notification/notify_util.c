@@ -4,14 +4,12 @@
 #include "ofp_client.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 static void hex(const unsigned char *b, size_t n, char *out)
 {
@@ -36,20 +34,6 @@ static int sha256(const void *a, size_t alen, const void *b, size_t blen, unsign
     return ok ? 0 : -1;
 }
 
-static int random_bytes(unsigned char *b, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(b + got, n - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 int ntf_delivery_id(const void *event_id, size_t event_id_len, const char *webhook_id,
                     char out[NTF_DELIVERY_ID_LEN + 1])
 {
@@ -65,7 +49,7 @@ int ntf_delivery_id(const void *event_id, size_t event_id_len, const char *webho
 int ntf_secret_new(char out[NTF_SECRET_MAX + 1])
 {
     unsigned char b[NTF_SECRET_BYTES];
-    if (random_bytes(b, sizeof(b)) != 0)
+    if (ofp_random_bytes(b, sizeof(b)) != 0)
         return -1;
     memcpy(out, "whsec_", 6);
     EVP_EncodeBlock((unsigned char *)out + 6, b, (int)sizeof(b));
@@ -200,36 +184,6 @@ json_t *ntf_status_message(const char *order_id, const char *customer_id, int64_
     json_object_set_new(m, "reason", json_string(reason ? reason : ""));
     json_object_set_new(m, "at", json_string(at ? at : ""));
     return m;
-}
-
-int ntf_valid_id(const char *s)
-{
-    if (!s || strlen(s) != NTF_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < NTF_ID_LEN; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-int ntf_uuid(char out[NTF_ID_LEN + 1])
-{
-    unsigned char b[16];
-    if (random_bytes(b, sizeof(b)) != 0)
-        return -1;
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
-    snprintf(out, NTF_ID_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
-    return 0;
 }
 
 size_t ntf_utf8_chars(const char *s, size_t len)

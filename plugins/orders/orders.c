@@ -13,14 +13,13 @@
  */
 #include "orders.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "ofp_id.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 static const char *const outputs[] = {"placed", "status", "inventory", "payment", NULL};
 
@@ -63,47 +62,16 @@ static const of_migration migrations[] = {
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
+_Static_assert(ORD_ID_LEN == OFP_UUID_LEN, "orders.id holds a UUID");
+
 int ord_uuid(char out[ORD_ID_LEN + 1])
 {
-    unsigned char b[16];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t got = 0;
-    while (got < sizeof(b)) {
-        ssize_t r = read(fd, b + got, sizeof(b) - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            close(fd);
-            return -1;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
-    snprintf(out, ORD_ID_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
-    return 0;
+    return ofp_uuid(out);
 }
 
 int ord_valid_id(const char *s)
 {
-    if (!s || strlen(s) != ORD_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < ORD_ID_LEN; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return 0;
-        }
-    }
-    return 1;
+    return ofp_valid_uuid(s);
 }
 
 int ord_valid_sku(const char *s, size_t len)

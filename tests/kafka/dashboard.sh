@@ -5,76 +5,21 @@
 # CONFIRMED without a reload (a marker set in the page survives, and a state before the final one
 # was seen on the way). A screenshot is kept in the build tree (test-artifacts/dashboard.png).
 source "$(dirname "$0")/kafkalib.bash"
-: "${OF_BUILD_PLUGIN_DIR:?}"
 command -v chromium >/dev/null || { echo "FAIL: chromium is not installed (scripts/deps.sh)"; exit 1; }
-bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
-with_database
-trap 'drop_db; cleanup' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
+saga_setup
 cdp_port=$(free_port)
 ARTIFACTS=${OF_BUILD_DIR:-$OF_SOURCE_DIR/build}/test-artifacts
 mkdir -p "$ARTIFACTS"
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
 
 n="dash-$RUN_ID"
-cat >"$TMP/p.yaml" <<YAML
-pipeline: $n
-topics:
-  $n.placed: { partitions: 2 }
-  $n.icmd: { partitions: 2 }
-  $n.iev: { partitions: 2 }
-  $n.pcmd: { partitions: 2 }
-  $n.pev: { partitions: 2 }
-  $n.status: { partitions: 2 }
-  $n.hooks: { partitions: 1 }
-stages:
-  - name: auth
-    plugin: auth
-    config: { issuer: https://shop.test, audience: shop-api, key_file: "$TMP/secret" }
-  - name: inventory
-    plugin: inventory
-    inputs: [$n.placed, $n.icmd]
-    outputs: { events: $n.iev }
-  - name: payment
-    plugin: payment
-    inputs: [$n.iev, $n.pcmd]
-    outputs: { events: $n.pev }
-    config: { provider: simulated, latency: 1500ms }
-  - name: orders
-    plugin: orders
-    inputs: [$n.iev, $n.pev]
-    outputs: { placed: $n.placed, status: $n.status, inventory: $n.icmd, payment: $n.pcmd }
-  - name: notification
-    plugin: notification
-    inputs: [$n.status]
-    outputs: { webhooks: $n.hooks }
-  - name: webhook
-    plugin: webhook
-    inputs: [$n.hooks]
-routes:
-  - { method: GET, path: /api/v1/users/me, handler: auth.me }
-  - { method: POST, path: /api/v1/products, handler: inventory.create_product, roles: [admin] }
-  - { method: POST, path: /api/v1/orders, handler: orders.place }
-YAML
-host_config "$TMP/host.yaml" "$TMP/p.yaml"
-sed -i "s|plugin_dirs: \[ \"$OF_TEST_PLUGIN_DIR/tap\" \]|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\" ]|" "$TMP/host.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 12 }
-redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "t$RUN_ID:" }
-http: { listen: "127.0.0.1:$port" }
-YAML
+saga_pipeline "$TMP/p.yaml" "$n" --partitions 2 --latency 1500ms --notification
+saga_host "$TMP/host.yaml" "$port" "$TMP/p.yaml" --pool 12
 start_daemon d "$TMP/host.yaml"
 [ "$failures" = 0 ] || finish
-tok() { "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test --aud shop-api --ttl 10m; }
 admin=$(tok ops admin)
 alice=$(tok alice customer)
-code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
-  -H 'Content-Type: application/json' \
-  --data-binary '{"sku":"DASH-1","name":"Dash","price_cents":100,"currency":"EUR","initial_stock":10}' \
-  "http://127.0.0.1:$port/api/v1/products")
-[ "$code" = 201 ] || fail "create product: $code $(cat "$TMP/body")"
+req POST /api/v1/products "$(product DASH-1 Dash 100 EUR 10)" "$admin"
+[ "$code" = 201 ] || fail "create product: $code $body"
 
 # The page's own answer: HTML, no store, a policy that lets nothing else load.
 curl -s -D "$TMP/page.h" -o "$TMP/page.html" "http://127.0.0.1:$port/dashboard"

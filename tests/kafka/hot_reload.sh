@@ -12,7 +12,6 @@
 source "$(dirname "$0")/kafkalib.bash"
 with_database # the auth stage added by the first reload keeps its users there
 trap 'drop_db; cleanup' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 n="reload-$RUN_ID"
 KEYS=6

@@ -5,18 +5,7 @@
 # invalid orders answered inventory.rejected, a non-JSON payload dead-lettered, release and
 # commit and their idempotency, and 200 concurrent orders for 50 units: exactly 50 reserved.
 source "$(dirname "$0")/kafkalib.bash"
-bash "$SERVICES" status mariadb >/dev/null 2>&1 || bash "$SERVICES" start mariadb >/dev/null
-eval "$(bash "$SERVICES" env)"
-db="orderflow_t${RUN_ID//[^a-z0-9]/}"
-sql() {
-  mariadb -h "$OF_MYSQL_HOST" -P "$OF_MYSQL_PORT" -u "$OF_MYSQL_USER" -p"$OF_MYSQL_PASSWORD" \
-    --batch --skip-column-names "$@"
-}
-sql -e "CREATE DATABASE \`$db\`"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$port"
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
+saga_setup
 
 n="inv-$RUN_ID"
 PLACED="$n.orders.placed"
@@ -56,40 +45,24 @@ routes:
   - { method: GET, path: "/api/v1/products/{sku}", handler: inventory.get_product }
   - { method: PUT, path: "/api/v1/products/{sku}/stock", handler: inventory.set_stock, roles: [admin] }
 YAML
-host_config "$TMP/host.yaml" "$TMP/p.yaml"
-sed -i "s|plugin_dirs: \[ \"$OF_TEST_PLUGIN_DIR/tap\" \]|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\", \"$OF_TEST_PLUGIN_DIR/tap\" ]|" "$TMP/host.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 8 }
-http:
-  listen: "127.0.0.1:$port"
-  rate_limit: { per_address: 1000/s, burst: 1000 }
-YAML
+saga_host "$TMP/host.yaml" "$port" "$TMP/p.yaml" --tap --no-redis
 start_daemon d1 "$TMP/host.yaml"
 [ "$failures" = 0 ] || finish
 grep -q "applied migration inventory 1" "$TMP/d1.log" || fail "the inventory migration was not applied"
 
-admin=$("$ORDERFLOW" token --key-file "$TMP/secret" --sub ops --roles admin --iss https://shop.test --aud shop-api --ttl 10m)
-customer=$("$ORDERFLOW" token --key-file "$TMP/secret" --sub 42 --roles customer --iss https://shop.test --aud shop-api --ttl 10m)
+admin=$(tok ops admin)
+customer=$(tok 42 customer)
 
-# req METHOD PATH BODY TOKEN: sets $code and $body.
-req() {
-  local args=(-s -o "$TMP/body" -w '%{http_code}' -X "$1")
-  [ -n "$3" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-  [ -n "${4-}" ] && args+=(-H "Authorization: Bearer $4")
-  code=$(curl "${args[@]}" "$BASE$2")
-  body=$(cat "$TMP/body")
-}
+# expect CODE WHAT: the code only (kafkalib.bash's also wants problem+json for refusals).
 expect() { [ "$code" = "$1" ] || fail "$2: got $code, expected $1: $body"; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1" <<<"$body"; }
 stock() { sql -D "$db" -e "SELECT CONCAT_WS(' ', on_hand, available, reserved) FROM stock WHERE sku = '$1'"; }
 
 # ---- catalog routes ----
-product() { printf '{"sku":"%s","name":"%s","price_cents":%s,"currency":"EUR","initial_stock":%s}' "$@"; }
-req POST /api/v1/products "$(product WIDGET 'Widget' 500 10)" "$admin"; expect 201 "create WIDGET"
+req POST /api/v1/products "$(product WIDGET 'Widget' 500 EUR 10)" "$admin"; expect 201 "create WIDGET"
 [ "$(json 'd["stock"]["available"]')" = 10 ] || fail "created product: $body"
-req POST /api/v1/products "$(product GADGET 'Gadget ✓' 1250 5)" "$admin"; expect 201 "create GADGET"
-req POST /api/v1/products "$(product HOT 'Hot item' 99 50)" "$admin"; expect 201 "create HOT"
-req POST /api/v1/products "$(product WIDGET 'Again' 1 1)" "$admin"; expect 409 "duplicate sku"
+req POST /api/v1/products "$(product GADGET 'Gadget ✓' 1250 EUR 5)" "$admin"; expect 201 "create GADGET"
+req POST /api/v1/products "$(product HOT 'Hot item' 99 EUR 50)" "$admin"; expect 201 "create HOT"
+req POST /api/v1/products "$(product WIDGET 'Again' 1 EUR 1)" "$admin"; expect 409 "duplicate sku"
 req POST /api/v1/products '{"sku":"X1","name":"X","currency":"EUR"}' "$admin"; expect 400 "no price"
 grep -q price_cents <<<"$body" || fail "400 does not name price_cents: $body"
 req POST /api/v1/products '{"sku":"X1","name":"X","price_cents":1,"currency":"eur"}' "$admin"; expect 400 "bad currency"
@@ -99,8 +72,8 @@ grep -q sku <<<"$body" || fail "400 does not name sku: $body"
 req POST /api/v1/products '{"sku":"X1","name":"X","price_cents":-1,"currency":"EUR"}' "$admin"; expect 400 "negative price"
 req POST /api/v1/products '{"sku":"X1","name":"X","price_cents":1,"currency":"EUR","colour":"red"}' "$admin"; expect 400 "unknown field"
 req POST /api/v1/products '{"sku":' "$admin"; expect 400 "malformed JSON"
-req POST /api/v1/products "$(product X2 'X' 1 1)" "$customer"; expect 403 "customer creates a product"
-req POST /api/v1/products "$(product X2 'X' 1 1)" ""; expect 401 "anonymous creates a product"
+req POST /api/v1/products "$(product X2 'X' 1 EUR 1)" "$customer"; expect 403 "customer creates a product"
+req POST /api/v1/products "$(product X2 'X' 1 EUR 1)" ""; expect 401 "anonymous creates a product"
 [ "$(sql -D "$db" -e "SELECT COUNT(*) FROM products WHERE sku LIKE 'X%'")" = 0 ] || fail "a refused product was stored"
 req GET /api/v1/products/WIDGET "" "$customer"; expect 200 "get WIDGET"
 [ "$(json 'd["price_cents"], d["currency"], d["stock"]["on_hand"]')" = "(500, 'EUR', 10)" ] || fail "get: $body"
@@ -248,5 +221,4 @@ req PUT /api/v1/products/HOT/stock '{"on_hand":60}' "$admin"; expect 200 "HOT re
 grep -q "ERROR" "$TMP/d1.log" && fail "errors in the log: $(grep ERROR "$TMP/d1.log" | head -3)"
 kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID" || fail "orderflowd did not stop cleanly"
-sql -e "DROP DATABASE IF EXISTS \`$db\`" || true
 finish

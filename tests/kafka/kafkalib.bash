@@ -204,3 +204,223 @@ mysql:
   pool_size: 4
 YAML
 }
+
+# ---- HTTP, and the order saga on the real services (orders.sh and the tests built like it) ----
+
+# free_port: a TCP port on loopback that nobody listens on (now).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# req METHOD PATH BODY TOKEN [curl args...]: a request to $BASE, with BODY as JSON and TOKEN as the
+# bearer token when they are not empty; sets $code, $body and $headers.
+req() {
+  local method=$1 path=$2 data=$3 token=$4
+  shift 4
+  local args=(-s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' -X "$method")
+  [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
+  [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
+  code=$(curl "${args[@]}" "$@" "$BASE$path")
+  body=$(cat "$TMP/body")
+  headers=$(cat "$TMP/headers")
+}
+# expect CODE WHAT: the last req was answered CODE, as problem+json when CODE is an error.
+expect() {
+  [ "$code" = "$1" ] || fail "$2: got $code, expected $1: $body"
+  if [ "$1" -ge 400 ]; then
+    grep -qi '^content-type: application/problem+json' <<<"$headers" || fail "$2: not problem+json"
+  fi
+}
+# json EXPR: EXPR (Python, the document as d) of the last answer's body.
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1" <<<"$body"; }
+
+# saga_setup: what a test of the order saga needs first: the plugins built by this tree, Redis,
+# this test's own database $db (dropped at exit), a free port in $port with its URL in $BASE, and
+# a fresh HS256 key in $TMP/secret for the auth stage and tok().
+saga_setup() {
+  : "${OF_BUILD_PLUGIN_DIR:?}"
+  bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
+  with_database
+  trap 'drop_db; cleanup' EXIT
+  port=$(free_port)
+  BASE="http://127.0.0.1:$port"
+  head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
+  chmod 600 "$TMP/secret"
+}
+
+# tok SUBJECT ROLES: a token the saga's auth stage accepts, valid for $TOKEN_TTL (10m).
+tok() {
+  "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test \
+    --aud shop-api --ttl "${TOKEN_TTL:-10m}"
+}
+
+# product SKU NAME PRICE_CENTS CURRENCY STOCK: the body that creates a product.
+product() { printf '{"sku":"%s","name":"%s","price_cents":%s,"currency":"%s","initial_stock":%s}' "$@"; }
+
+# status ID [TOKEN]: the order's status as GET answers it (to $admin by default).
+status() { req GET "/api/v1/orders/$1" "" "${2:-$admin}"; json 'd["status"]'; }
+# wait_status ID STATUS [SECONDS]: waits (60 s) until the order is in STATUS.
+wait_status() {
+  local deadline=$((SECONDS + ${3:-60})) s=
+  while [ $SECONDS -lt $deadline ]; do
+    s=$(status "$1")
+    [ "$s" = "$2" ] && return 0
+    sleep 0.2
+  done
+  fail "order $1 is $s, not $2"
+}
+
+# saga_topics NAME: the names of the saga's topics for the pipeline NAME, in PLACED ICMD IEV PCMD
+# PEV STATUS and WH (the notification stage's webhook deliveries).
+saga_topics() {
+  PLACED=$1.orders.placed
+  ICMD=$1.inventory.commands
+  IEV=$1.inventory.events
+  PCMD=$1.payment.commands
+  PEV=$1.payment.events
+  STATUS=$1.orders.status
+  WH=$1.notification.webhooks
+}
+
+# saga_pipeline FILE NAME [OPTION...]: the order saga as the pipeline NAME on its own topics
+# (saga_topics): auth (HS256, $TMP/secret), inventory, payment (the simulated provider; customers
+# with "-decline-" in their id are declined) and orders, and the routes that create products,
+# place an order and read one. Options:
+#   --partitions N          of each topic (4)
+#   --status-partitions N   of the orders.status topic (--partitions)
+#   --concurrency N         of each stage (2)
+#   --payment-concurrency N of payment (--concurrency)
+#   --latency DURATION      of a simulated charge (200ms)
+#   --dead-letters          the stages dead-letter to NAME.STAGE.dlq (the webhook stage excepted)
+#   --notification          the notification stage (orders.status -> WH) and the webhook stage
+#   --with STAGE LINE       LINE added to STAGE as it is ("config: { ... }"); repeatable
+#   --topic LINE            another topic ("NAME: { partitions: 1 }"); repeatable
+#   --stage YAML            another stage, a "- name: ..." item indented as the others; repeatable
+#   --route ROUTE           another route ("{ method: ..., path: ..., handler: ... }"); repeatable
+saga_pipeline() {
+  local file=$1 name=$2
+  shift 2
+  local partitions=4 status_partitions='' concurrency=2 payment_concurrency='' latency=200ms
+  local dead_letters=0 notification=0 topics='' stages='' routes=''
+  local -A more=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --partitions) partitions=$2; shift 2 ;;
+      --status-partitions) status_partitions=$2; shift 2 ;;
+      --concurrency) concurrency=$2; shift 2 ;;
+      --payment-concurrency) payment_concurrency=$2; shift 2 ;;
+      --latency) latency=$2; shift 2 ;;
+      --dead-letters) dead_letters=1; shift ;;
+      --notification) notification=1; shift ;;
+      --with) more[$2]+="    $3"$'\n'; shift 3 ;;
+      --topic) topics+="  $2"$'\n'; shift 2 ;;
+      --stage) stages+="$2"$'\n'; shift 2 ;;
+      --route) routes+="  - $2"$'\n'; shift 2 ;;
+      *) echo "saga_pipeline: unknown option $1" >&2; return 2 ;;
+    esac
+  done
+  saga_topics "$name"
+  local st
+  if [ "$dead_letters" = 1 ]; then
+    for st in inventory payment orders notification; do
+      more[$st]+="    dead_letter: $name.$st.dlq"$'\n'
+    done
+  fi
+  local retry="retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }"
+  {
+    cat <<YAML
+pipeline: $name
+topics:
+  $PLACED: { partitions: $partitions }
+  $ICMD: { partitions: $partitions }
+  $IEV: { partitions: $partitions }
+  $PCMD: { partitions: $partitions }
+  $PEV: { partitions: $partitions }
+  $STATUS: { partitions: ${status_partitions:-$partitions} }
+YAML
+    [ "$notification" = 1 ] && echo "  $WH: { partitions: $partitions }"
+    printf '%s' "$topics"
+    cat <<YAML
+stages:
+  - name: auth
+    plugin: auth
+    config: { issuer: https://shop.test, audience: shop-api, key_file: "$TMP/secret" }
+${more[auth]-}  - name: inventory
+    plugin: inventory
+    inputs: [$PLACED, $ICMD]
+    outputs: { events: $IEV }
+    concurrency: $concurrency
+    $retry
+${more[inventory]-}  - name: payment
+    plugin: payment
+    inputs: [$IEV, $PCMD]
+    outputs: { events: $PEV }
+    concurrency: ${payment_concurrency:-$concurrency}
+    config: { provider: simulated, decline_marker: "-decline-", latency: $latency }
+${more[payment]-}  - name: orders
+    plugin: orders
+    inputs: [$IEV, $PEV]
+    outputs: { placed: $PLACED, status: $STATUS, inventory: $ICMD, payment: $PCMD }
+    concurrency: $concurrency
+    $retry
+YAML
+    printf '%s' "${more[orders]-}"
+    if [ "$notification" = 1 ]; then
+      cat <<YAML
+  - name: notification
+    plugin: notification
+    inputs: [$STATUS]
+    outputs: { webhooks: $WH }
+    concurrency: $concurrency
+    $retry
+${more[notification]-}  - name: webhook
+    plugin: webhook
+    inputs: [$WH]
+    breaker: { enabled: false }
+YAML
+      printf '%s' "${more[webhook]-}"
+    fi
+    printf '%s' "$stages"
+    cat <<YAML
+routes:
+  - { method: GET, path: /api/v1/users/me, handler: auth.me }
+  - { method: POST, path: /api/v1/products, handler: inventory.create_product, roles: [admin] }
+  - { method: POST, path: /api/v1/orders, handler: orders.place }
+  - { method: GET, path: "/api/v1/orders/{id}", handler: orders.get }
+YAML
+    printf '%s' "$routes"
+  } >"$file"
+}
+
+# saga_host FILE PORT PIPELINE... [OPTION...]: a host configuration (host_config) with the plugins
+# built by this tree, this test's database $db, Redis under this run's own key prefix, and HTTP on
+# 127.0.0.1:PORT, rate-limited per address. Options:
+#   --pool N       MySQL connections (8)
+#   --rate N       requests a second per address, and the burst (1000)
+#   --tap          the test plugin tap too
+#   --no-redis     no Redis
+#   --http LINE    LINE added to the http: section ("threads: 12"); repeatable
+saga_host() {
+  local file=$1 port=$2
+  shift 2
+  local pool=8 rate=1000 dirs="\"$OF_BUILD_PLUGIN_DIR\"" redis=1 http='' pipelines=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --pool) pool=$2; shift 2 ;;
+      --rate) rate=$2; shift 2 ;;
+      --tap) dirs+=", \"$OF_TEST_PLUGIN_DIR/tap\""; shift ;;
+      --no-redis) redis=0; shift ;;
+      --http) http+="  $2"$'\n'; shift 2 ;;
+      --*) echo "saga_host: unknown option $1" >&2; return 2 ;;
+      *) pipelines+=("$1"); shift ;;
+    esac
+  done
+  host_config "$file" "${pipelines[@]}"
+  sed -i "s|^plugin_dirs: .*|plugin_dirs: [ $dirs ]|" "$file"
+  {
+    echo "mysql: { host: \"$OF_MYSQL_HOST\", port: $OF_MYSQL_PORT, user: \"$OF_MYSQL_USER\", password: \"\${OF_MYSQL_PASSWORD}\", database: \"$db\", pool_size: $pool }"
+    [ "$redis" = 1 ] && echo "redis: { host: \"$OF_REDIS_HOST\", port: $OF_REDIS_PORT, key_prefix: \"t$RUN_ID:\" }"
+    echo "http:"
+    echo "  listen: \"127.0.0.1:$port\""
+    echo "  rate_limit: { per_address: $rate/s, burst: $rate }"
+    printf '%s' "$http"
+  } >>"$file"
+}

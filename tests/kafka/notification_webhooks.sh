@@ -10,16 +10,8 @@
 # delivery table; a dead endpoint ending in the dead-letter topic; 410 Gone deactivating a
 # webhook; the log channel.
 source "$(dirname "$0")/kafkalib.bash"
-: "${OF_BUILD_PLUGIN_DIR:?}"
-bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
-with_database
-trap 'drop_db; cleanup' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
+saga_setup
 dead_port=$(free_port) # nobody listens there
-BASE="http://127.0.0.1:$port"
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
 mkdir -p "$TMP/secrets"
 
 # ---- the webhook receiver ----
@@ -84,86 +76,23 @@ rport=$(cat "$TMP/receiver.port")
 HOOKS="http://127.0.0.1:$rport"
 
 n="ntf-$RUN_ID"
-PLACED=$n.orders.placed
-ICMD=$n.inventory.commands
-IEV=$n.inventory.events
-PCMD=$n.payment.commands
-PEV=$n.payment.events
-STATUS=$n.orders.status
-WH=$n.notification.webhooks
 WDLQ=$n.webhook.dlq
-cat >"$TMP/p.yaml" <<YAML
-pipeline: $n
-topics:
-  $PLACED: { partitions: 4 }
-  $ICMD: { partitions: 4 }
-  $IEV: { partitions: 4 }
-  $PCMD: { partitions: 4 }
-  $PEV: { partitions: 4 }
-  $STATUS: { partitions: 4 }
-  $WH: { partitions: 4 }
-stages:
-  - name: auth
-    plugin: auth
-    config: { issuer: https://shop.test, audience: shop-api, key_file: "$TMP/secret" }
-  - name: inventory
-    plugin: inventory
-    inputs: [$PLACED, $ICMD]
-    outputs: { events: $IEV }
-    concurrency: 2
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: payment
-    plugin: payment
-    inputs: [$IEV, $PCMD]
-    outputs: { events: $PEV }
-    concurrency: 2
-    config: { provider: simulated, decline_marker: "-decline-", latency: 200ms }
-  - name: orders
-    plugin: orders
-    inputs: [$IEV, $PEV]
-    outputs: { placed: $PLACED, status: $STATUS, inventory: $ICMD, payment: $PCMD }
-    concurrency: 2
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: notification
-    plugin: notification
-    inputs: [$STATUS]
-    outputs: { webhooks: $WH }
-    concurrency: 2
-    dead_letter: $n.notification.dlq
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-    config: { max_webhooks_per_customer: 3, allow_private_addresses: true }
-  - name: webhook
-    plugin: webhook
-    inputs: [$WH]
-    concurrency: 4
-    dead_letter: $WDLQ
-    retry: { max_attempts: 3, initial_backoff: 100ms, max_backoff: 300ms }
-    breaker: { enabled: false }
-    config: { timeout: 2s, allow_private_addresses: true }
-routes:
-  - { method: GET, path: /api/v1/users/me, handler: auth.me }
-  - { method: POST, path: /api/v1/products, handler: inventory.create_product, roles: [admin] }
-  - { method: POST, path: /api/v1/orders, handler: orders.place }
-  - { method: GET, path: "/api/v1/orders/{id}", handler: orders.get }
-  - { method: POST, path: /api/v1/webhooks, handler: notification.webhooks_create }
-  - { method: GET, path: /api/v1/webhooks, handler: notification.webhooks_list }
-  - { method: DELETE, path: "/api/v1/webhooks/{id}", handler: notification.webhooks_delete }
-YAML
-host_config "$TMP/host.yaml" "$TMP/p.yaml"
-sed -i "s|plugin_dirs: \[ \"$OF_TEST_PLUGIN_DIR/tap\" \]|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\" ]|" "$TMP/host.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 12 }
-redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "t$RUN_ID:" }
-http:
-  listen: "127.0.0.1:$port"
-  rate_limit: { per_address: 1000/s, burst: 1000 }
-YAML
+saga_pipeline "$TMP/p.yaml" "$n" --notification \
+  --with notification "dead_letter: $n.notification.dlq" \
+  --with notification "config: { max_webhooks_per_customer: 3, allow_private_addresses: true }" \
+  --with webhook "concurrency: 4" \
+  --with webhook "dead_letter: $WDLQ" \
+  --with webhook "retry: { max_attempts: 3, initial_backoff: 100ms, max_backoff: 300ms }" \
+  --with webhook "config: { timeout: 2s, allow_private_addresses: true }" \
+  --route '{ method: POST, path: /api/v1/webhooks, handler: notification.webhooks_create }' \
+  --route '{ method: GET, path: /api/v1/webhooks, handler: notification.webhooks_list }' \
+  --route '{ method: DELETE, path: "/api/v1/webhooks/{id}", handler: notification.webhooks_delete }'
+saga_host "$TMP/host.yaml" "$port" "$TMP/p.yaml" --pool 12
 "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" lint "$TMP/p.yaml" >"$TMP/lint.out" 2>&1 || fail "lint: $(cat "$TMP/lint.out")"
 start_daemon d1 "$TMP/host.yaml"
 [ "$failures" = 0 ] || finish
 grep -q "applied migration notification 1" "$TMP/d1.log" || fail "the notification migration was not applied"
 
-tok() { "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test --aud shop-api --ttl 10m; }
 admin=$(tok ops admin)
 alice=$(tok alice customer)
 bob=$(tok bob customer)
@@ -172,34 +101,6 @@ decliner=$(tok cust-decline-7 customer)
 dana=$(tok dana customer)
 erin=$(tok erin customer)
 
-# req METHOD PATH BODY TOKEN [extra curl args]: sets $code, $body and $headers.
-req() {
-  local method=$1 path=$2 data=$3 token=$4
-  shift 4
-  local args=(-s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' -X "$method")
-  [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-  [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
-  code=$(curl "${args[@]}" "$@" "$BASE$path")
-  body=$(cat "$TMP/body")
-  headers=$(cat "$TMP/headers")
-}
-expect() { # expect CODE WHAT
-  [ "$code" = "$1" ] || fail "$2: got $code, expected $1: $body"
-  if [ "$1" -ge 400 ]; then
-    grep -qi '^content-type: application/problem+json' <<<"$headers" || fail "$2: not problem+json"
-  fi
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1" <<<"$body"; }
-status() { req GET "/api/v1/orders/$1" "" "$admin"; json 'd["status"]'; }
-wait_status() { # wait_status ID STATUS [SECONDS]
-  local deadline=$((SECONDS + ${3:-60})) s=
-  while [ $SECONDS -lt $deadline ]; do
-    s=$(status "$1")
-    [ "$s" = "$2" ] && return 0
-    sleep 0.2
-  done
-  fail "order $1 is $s, not $2"
-}
 # register NAME TOKEN: a webhook at the receiver's /NAME; its secret saved for the receiver.
 register() {
   req POST /api/v1/webhooks "{\"url\":\"$HOOKS/$1\",\"description\":\"$1 hook\"}" "$2"
@@ -229,7 +130,6 @@ wait_delivered() { # wait_delivered PATH ORDER "TO,TO,..."
 }
 
 # ---- catalog ----
-product() { printf '{"sku":"%s","name":"%s","price_cents":%s,"currency":"%s","initial_stock":%s}' "$@"; }
 req POST /api/v1/products "$(product WIDGET Widget 500 EUR 100)" "$admin"; expect 201 "create WIDGET"
 
 # ---- registration ----

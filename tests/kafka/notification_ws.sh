@@ -9,15 +9,9 @@
 # plain GET (426), the token as ?access_token=, and the hosts' shutdown closing the streams
 # (1001).
 source "$(dirname "$0")/kafkalib.bash"
-: "${OF_BUILD_PLUGIN_DIR:?}"
-bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
-with_database
-trap 'drop_db; cleanup' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port1=$(free_port)
+saga_setup
+port1=$port
 port2=$(free_port)
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
 
 # ---- a WebSocket client (RFC 6455, no library): records every text message as a JSON line ----
 cat >"$TMP/wsclient.py" <<'PY'
@@ -96,72 +90,12 @@ ws() {
 ws_status() { cat "$TMP/$1.status" 2>/dev/null; }
 
 n="ntws-$RUN_ID"
-PLACED=$n.orders.placed
-ICMD=$n.inventory.commands
-IEV=$n.inventory.events
-PCMD=$n.payment.commands
-PEV=$n.payment.events
-STATUS=$n.orders.status
-WH=$n.notification.webhooks
-cat >"$TMP/p.yaml" <<YAML
-pipeline: $n
-topics:
-  $PLACED: { partitions: 4 }
-  $ICMD: { partitions: 4 }
-  $IEV: { partitions: 4 }
-  $PCMD: { partitions: 4 }
-  $PEV: { partitions: 4 }
-  $STATUS: { partitions: 8 }
-  $WH: { partitions: 2 }
-stages:
-  - name: auth
-    plugin: auth
-    config: { issuer: https://shop.test, audience: shop-api, key_file: "$TMP/secret" }
-  - name: inventory
-    plugin: inventory
-    inputs: [$PLACED, $ICMD]
-    outputs: { events: $IEV }
-    concurrency: 2
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: payment
-    plugin: payment
-    inputs: [$IEV, $PCMD]
-    outputs: { events: $PEV }
-    concurrency: 2
-    config: { provider: simulated, decline_marker: "-decline-", latency: 300ms }
-  - name: orders
-    plugin: orders
-    inputs: [$IEV, $PEV]
-    outputs: { placed: $PLACED, status: $STATUS, inventory: $ICMD, payment: $PCMD }
-    concurrency: 2
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: notification
-    plugin: notification
-    inputs: [$STATUS]
-    outputs: { webhooks: $WH }
-    concurrency: 2
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: webhook
-    plugin: webhook
-    inputs: [$WH]
-    breaker: { enabled: false }
-routes:
-  - { method: GET, path: /api/v1/users/me, handler: auth.me }
-  - { method: POST, path: /api/v1/products, handler: inventory.create_product, roles: [admin] }
-  - { method: POST, path: /api/v1/orders, handler: orders.place }
-  - { method: GET, path: "/api/v1/orders/{id}", handler: orders.get }
-  - { method: GET, path: "/api/v1/orders/{id}/events", handler: notification.order_events, websocket: true }
-  - { method: GET, path: /api/v1/events, handler: notification.customer_events, websocket: true }
-YAML
+saga_pipeline "$TMP/p.yaml" "$n" --status-partitions 8 --latency 300ms --notification \
+  --route '{ method: GET, path: "/api/v1/orders/{id}/events", handler: notification.order_events, websocket: true }' \
+  --route '{ method: GET, path: /api/v1/events, handler: notification.customer_events, websocket: true }'
 for i in 1 2; do
-  host_config "$TMP/host$i.yaml" "$TMP/p.yaml"
-  sed -i "s|plugin_dirs: \[ \"$OF_TEST_PLUGIN_DIR/tap\" \]|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\" ]|" "$TMP/host$i.yaml"
   p=port$i
-  cat >>"$TMP/host$i.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 12 }
-redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "t$RUN_ID:" }
-http: { listen: "127.0.0.1:${!p}", threads: 12, websocket_connections: 6 }
-YAML
+  saga_host "$TMP/host$i.yaml" "${!p}" "$TMP/p.yaml" --pool 12 --http "threads: 12" --http "websocket_connections: 6"
 done
 start_daemon d1 "$TMP/host1.yaml"
 D1=$DAEMON_PID
@@ -169,27 +103,23 @@ start_daemon d2 "$TMP/host2.yaml"
 D2=$DAEMON_PID
 [ "$failures" = 0 ] || finish
 
-tok() { "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test --aud shop-api --ttl 10m; }
 admin=$(tok ops admin)
 alice=$(tok alice customer)
 bob=$(tok bob customer)
 decliner=$(tok alice-decline-1 customer)
 
-# req PORT METHOD PATH BODY TOKEN: sets $code and $body.
-req() {
-  local args=(-s -o "$TMP/body" -w '%{http_code}' -X "$2")
-  [ -n "$4" ] && args+=(-H 'Content-Type: application/json' --data-binary "$4")
-  [ -n "$5" ] && args+=(-H "Authorization: Bearer $5")
-  code=$(curl "${args[@]}" "http://127.0.0.1:$1$3")
-  body=$(cat "$TMP/body")
+# on PORT COMMAND...: COMMAND (req) against the host on PORT.
+on() {
+  local BASE="http://127.0.0.1:$1"
+  shift
+  "$@"
 }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1" <<<"$body"; }
 
-req "$port1" POST /api/v1/products '{"sku":"WS-1","name":"Socket","price_cents":250,"currency":"EUR","initial_stock":100}' "$admin"
+on "$port1" req POST /api/v1/products '{"sku":"WS-1","name":"Socket","price_cents":250,"currency":"EUR","initial_stock":100}' "$admin"
 [ "$code" = 201 ] || fail "create product: $code $body"
 
 # ---- refusals ----
-req "$port1" GET /api/v1/events "" "$alice"
+on "$port1" req GET /api/v1/events "" "$alice"
 [ "$code" = 426 ] || fail "plain GET on a WebSocket route: $code, expected 426"
 ws noauth "$port1" /api/v1/events ""
 [ "$(ws_status noauth)" = 401 ] || fail "no token: $(ws_status noauth), expected 401"
@@ -206,14 +136,14 @@ for c in a1 a2 b1 dec; do [ "$(ws_status $c)" = 101 ] || fail "stream $c: $(ws_s
 ids=()
 for i in $(seq 1 8); do
   p=port$(((i % 2) + 1))
-  req "${!p}" POST /api/v1/orders '{"items":[{"sku":"WS-1","quantity":1}]}' "$alice"
+  on "${!p}" req POST /api/v1/orders '{"items":[{"sku":"WS-1","quantity":1}]}' "$alice"
   [ "$code" = 202 ] || fail "place $i: $code $body"
   ids+=("$(json 'd["order_id"]')")
 done
-req "$port2" POST /api/v1/orders '{"items":[{"sku":"WS-1","quantity":400}]}' "$alice"
+on "$port2" req POST /api/v1/orders '{"items":[{"sku":"WS-1","quantity":400}]}' "$alice"
 [ "$code" = 202 ] || fail "place (too many): $code $body"
 rejected=$(json 'd["order_id"]')
-req "$port1" POST /api/v1/orders '{"items":[{"sku":"WS-1","quantity":1}]}' "$decliner"
+on "$port1" req POST /api/v1/orders '{"items":[{"sku":"WS-1","quantity":1}]}' "$decliner"
 [ "$code" = 202 ] || fail "place (declined): $code $body"
 declined=$(json 'd["order_id"]')
 

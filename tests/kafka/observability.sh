@@ -8,76 +8,15 @@
 # one object per line, SIGUSR1 switches to debug, and one order's trace_id is in the log lines of
 # every stage it went through (orders, inventory, payment).
 source "$(dirname "$0")/kafkalib.bash"
-: "${OF_BUILD_PLUGIN_DIR:?}"
 command -v promtool >/dev/null && command -v prometheus >/dev/null || {
   echo "FAIL: promtool and prometheus are needed (Debian package prometheus; scripts/deps.sh)"
   exit 1
 }
-bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
-with_database
-trap 'drop_db; cleanup' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-BASE="http://127.0.0.1:$port"
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
+saga_setup
 
 n="obs-$RUN_ID"
-PLACED=$n.orders.placed
-ICMD=$n.inventory.commands
-IEV=$n.inventory.events
-PCMD=$n.payment.commands
-PEV=$n.payment.events
-STATUS=$n.orders.status
-cat >"$TMP/p.yaml" <<YAML
-pipeline: $n
-topics:
-  $PLACED: { partitions: 2 }
-  $ICMD: { partitions: 2 }
-  $IEV: { partitions: 2 }
-  $PCMD: { partitions: 2 }
-  $PEV: { partitions: 2 }
-  $STATUS: { partitions: 2 }
-stages:
-  - name: auth
-    plugin: auth
-    config: { issuer: https://shop.test, audience: shop-api, key_file: "$TMP/secret" }
-  - name: inventory
-    plugin: inventory
-    inputs: [$PLACED, $ICMD]
-    outputs: { events: $IEV }
-    concurrency: 2
-    dead_letter: $n.inventory.dlq
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: payment
-    plugin: payment
-    inputs: [$IEV, $PCMD]
-    outputs: { events: $PEV }
-    concurrency: 2
-    dead_letter: $n.payment.dlq
-    config: { provider: simulated, decline_marker: "-decline-", latency: 50ms }
-  - name: orders
-    plugin: orders
-    inputs: [$IEV, $PEV]
-    outputs: { placed: $PLACED, status: $STATUS, inventory: $ICMD, payment: $PCMD }
-    concurrency: 2
-    dead_letter: $n.orders.dlq
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-routes:
-  - { method: GET, path: /api/v1/users/me, handler: auth.me }
-  - { method: POST, path: /api/v1/products, handler: inventory.create_product, roles: [admin] }
-  - { method: POST, path: /api/v1/orders, handler: orders.place }
-  - { method: GET, path: "/api/v1/orders/{id}", handler: orders.get }
-YAML
-host_config "$TMP/host.yaml" "$TMP/p.yaml"
-sed -i "s|plugin_dirs: \[ \"$OF_TEST_PLUGIN_DIR/tap\" \]|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\" ]|" "$TMP/host.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 8 }
-redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "t$RUN_ID:" }
-http:
-  listen: "127.0.0.1:$port"
-  rate_limit: { per_address: 1000/s, burst: 1000 }
-YAML
+saga_pipeline "$TMP/p.yaml" "$n" --partitions 2 --latency 50ms --dead-letters
+saga_host "$TMP/host.yaml" "$port" "$TMP/p.yaml"
 # The configuration says text at info; the command line asks for JSON.
 LOG="$TMP/d1.log"
 "$ORDERFLOWD" -c "$TMP/host.yaml" --log-format json >>"$LOG" 2>&1 &
@@ -93,32 +32,10 @@ done
 kill -USR1 "$DAEMON_PID"
 wait_for "$LOG" "SIGUSR1: log level info -> debug" 10 || fail "SIGUSR1 did not switch to debug"
 
-tok() { "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test --aud shop-api --ttl 10m; }
 admin=$(tok ops admin)
 alice=$(tok alice customer)
-req() { # req METHOD PATH BODY TOKEN [curl args]: sets $code and $body
-  local method=$1 path=$2 data=$3 token=$4
-  shift 4
-  local args=(-s -o "$TMP/body" -w '%{http_code}' -X "$method")
-  [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-  [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
-  code=$(curl "${args[@]}" "$@" "$BASE$path")
-  body=$(cat "$TMP/body")
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1" <<<"$body"; }
-status() { req GET "/api/v1/orders/$1" "" "$admin"; json 'd["status"]'; }
-wait_status() { # wait_status ID STATUS
-  local deadline=$((SECONDS + 60)) s=
-  while [ $SECONDS -lt $deadline ]; do
-    s=$(status "$1")
-    [ "$s" = "$2" ] && return 0
-    sleep 0.2
-  done
-  fail "order $1 is $s, not $2"
-}
-product() { printf '{"sku":"%s","name":"%s","price_cents":%s,"currency":"EUR","initial_stock":%s}' "$@"; }
-req POST /api/v1/products "$(product WIDGET Widget 500 10)" "$admin"; [ "$code" = 201 ] || fail "create WIDGET: $code $body"
-req POST /api/v1/products "$(product RARE Rare 9900 1)" "$admin"; [ "$code" = 201 ] || fail "create RARE: $code $body"
+req POST /api/v1/products "$(product WIDGET Widget 500 EUR 10)" "$admin"; [ "$code" = 201 ] || fail "create WIDGET: $code $body"
+req POST /api/v1/products "$(product RARE Rare 9900 EUR 1)" "$admin"; [ "$code" = 201 ] || fail "create RARE: $code $body"
 
 # ---- N orders, M rejected for too little stock; one with a caller's traceparent ----
 N=4 M=1 K=2

@@ -8,120 +8,31 @@
 # late capture refunded; Idempotency-Key; someone else's order -> 404; list paging and filter;
 # bad bodies -> 400/422 problem+json; the Redis status cache.
 source "$(dirname "$0")/kafkalib.bash"
-: "${OF_BUILD_PLUGIN_DIR:?}"
-bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
-with_database
-trap 'drop_db; cleanup' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$port"
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
+saga_setup
 
 n="ord-$RUN_ID"
-PLACED=$n.orders.placed
-ICMD=$n.inventory.commands
-IEV=$n.inventory.events
-PCMD=$n.payment.commands
-PEV=$n.payment.events
-STATUS=$n.orders.status
-cat >"$TMP/p.yaml" <<YAML
-pipeline: $n
-topics:
-  $PLACED: { partitions: 4 }
-  $ICMD: { partitions: 4 }
-  $IEV: { partitions: 4 }
-  $PCMD: { partitions: 4 }
-  $PEV: { partitions: 4 }
-  $STATUS: { partitions: 4 }
-  $n.tapped: { partitions: 1 }
-stages:
-  - name: auth
-    plugin: auth
-    config: { issuer: https://shop.test, audience: shop-api, key_file: "$TMP/secret" }
-  - name: inventory
-    plugin: inventory
-    inputs: [$PLACED, $ICMD]
-    outputs: { events: $IEV }
-    concurrency: 4
-    dead_letter: $n.inventory.dlq
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: payment
-    plugin: payment
-    inputs: [$IEV, $PCMD]
-    outputs: { events: $PEV }
-    concurrency: 8
-    dead_letter: $n.payment.dlq
-    config: { provider: simulated, decline_marker: "-decline-", latency: 2s }
-  - name: orders
-    plugin: orders
-    inputs: [$IEV, $PEV]
-    outputs: { placed: $PLACED, status: $STATUS, inventory: $ICMD, payment: $PCMD }
-    concurrency: 4
-    dead_letter: $n.orders.dlq
-    retry: { max_attempts: 20, initial_backoff: 10ms, max_backoff: 200ms }
-  - name: tap
+saga_topics "$n"
+saga_pipeline "$TMP/p.yaml" "$n" --concurrency 4 --payment-concurrency 8 --latency 2s --dead-letters \
+  --topic "$n.tapped: { partitions: 1 }" \
+  --stage "  - name: tap
     plugin: tap
     inputs: [$STATUS]
     outputs: { out: $n.tapped }
-    config: { tag: st, record: "$TMP/status" }
-routes:
-  - { method: GET, path: /api/v1/users/me, handler: auth.me }
-  - { method: POST, path: /api/v1/products, handler: inventory.create_product, roles: [admin] }
-  - { method: GET, path: "/api/v1/products/{sku}", handler: inventory.get_product }
-  - { method: POST, path: /api/v1/orders, handler: orders.place }
-  - { method: GET, path: /api/v1/orders, handler: orders.list }
-  - { method: GET, path: "/api/v1/orders/{id}", handler: orders.get }
-  - { method: POST, path: "/api/v1/orders/{id}/cancel", handler: orders.cancel }
-YAML
-host_config "$TMP/host.yaml" "$TMP/p.yaml"
-sed -i "s|plugin_dirs: \[ \"$OF_TEST_PLUGIN_DIR/tap\" \]|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\", \"$OF_TEST_PLUGIN_DIR/tap\" ]|" "$TMP/host.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 8 }
-redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "t$RUN_ID:" }
-http:
-  listen: "127.0.0.1:$port"
-  rate_limit: { per_address: 1000/s, burst: 1000 }
-YAML
+    config: { tag: st, record: \"$TMP/status\" }" \
+  --route '{ method: GET, path: "/api/v1/products/{sku}", handler: inventory.get_product }' \
+  --route '{ method: GET, path: /api/v1/orders, handler: orders.list }' \
+  --route '{ method: POST, path: "/api/v1/orders/{id}/cancel", handler: orders.cancel }'
+saga_host "$TMP/host.yaml" "$port" "$TMP/p.yaml" --tap
 start_daemon d1 "$TMP/host.yaml"
 [ "$failures" = 0 ] || finish
 grep -q "applied migration orders 1" "$TMP/d1.log" || fail "the orders migration was not applied"
 
-tok() { "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test --aud shop-api --ttl 10m; }
 admin=$(tok ops admin)
 alice=$(tok alice customer)
 bob=$(tok bob customer)
 decliner=$(tok cust-decline-1 customer)
 
-# req METHOD PATH BODY TOKEN [extra curl args]: sets $code, $body and $headers.
-req() {
-  local method=$1 path=$2 data=$3 token=$4
-  shift 4
-  local args=(-s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' -X "$method")
-  [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
-  [ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
-  code=$(curl "${args[@]}" "$@" "$BASE$path")
-  body=$(cat "$TMP/body")
-  headers=$(cat "$TMP/headers")
-}
-expect() { # expect CODE WHAT
-  [ "$code" = "$1" ] || fail "$2: got $code, expected $1: $body"
-  if [ "$1" -ge 400 ]; then
-    grep -qi '^content-type: application/problem+json' <<<"$headers" || fail "$2: not problem+json"
-  fi
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1" <<<"$body"; }
 stock() { sql -D "$db" -e "SELECT CONCAT_WS(' ', on_hand, available, reserved) FROM stock WHERE sku = '$1'"; }
-# status ID TOKEN: the order's status as GET answers it.
-status() { req GET "/api/v1/orders/$1" "" "${2:-$admin}"; json 'd["status"]'; }
-wait_status() { # wait_status ID STATUS [SECONDS]
-  local deadline=$((SECONDS + ${3:-60})) s=
-  while [ $SECONDS -lt $deadline ]; do
-    s=$(status "$1")
-    [ "$s" = "$2" ] && return 0
-    sleep 0.1
-  done
-  fail "order $1 is $s, not $2"
-}
 wait_stock() { # wait_stock SKU "ON_HAND AVAILABLE RESERVED"
   local deadline=$((SECONDS + 60))
   while [ $SECONDS -lt $deadline ]; do
@@ -153,7 +64,6 @@ order_body() { # order_body SKU:QTY...
 }
 
 # ---- catalog ----
-product() { printf '{"sku":"%s","name":"%s","price_cents":%s,"currency":"%s","initial_stock":%s}' "$@"; }
 req POST /api/v1/products "$(product WIDGET Widget 500 EUR 10)" "$admin"; expect 201 "create WIDGET"
 req POST /api/v1/products "$(product GADGET Gadget 1250 EUR 5)" "$admin"; expect 201 "create GADGET"
 req POST /api/v1/products "$(product RARE Rare 9900 EUR 1)" "$admin"; expect 201 "create RARE"

@@ -8,9 +8,7 @@
 # tools/check-orders.sh must pass on them.
 # shellcheck source-path=SCRIPTDIR source=kafkalib.bash
 source "$(dirname "$0")/kafkalib.bash"
-: "${OF_BUILD_PLUGIN_DIR:?}"
-bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
-with_database
+saga_setup
 # Whatever happens, the shared services are left running for the next test.
 restore() {
   bash "$SERVICES" status mariadb >/dev/null 2>&1 || bash "$SERVICES" start mariadb >/dev/null || true
@@ -20,10 +18,6 @@ restore() {
 trap 'restore; drop_db; cleanup' EXIT
 t0=$SECONDS
 say() { printf '[%4ds] %s\n' $((SECONDS - t0)) "$*"; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$port"
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
 export ORDERFLOW_JWT_KEY_FILE=$TMP/secret ORDERFLOW_JWT_ISSUER=https://shop.test ORDERFLOW_JWT_AUDIENCE=shop-api
 export ORDERFLOW_PAYMENT_PROVIDER=simulated ORDERFLOW_PAYMENT_DECLINE_OVER=100000
 
@@ -36,27 +30,16 @@ sed -E -e "s/^pipeline: orders$/pipeline: $n/" \
   "$OF_SOURCE_DIR/pipelines/orders.yaml" >"$TMP/orders.yaml"
 grep -q "inputs: \[$n.orders.placed, $n.inventory.commands\]" "$TMP/orders.yaml" || fail "renaming the topics of pipelines/orders.yaml"
 grep -q "transient_failure_rate: 0.2" "$TMP/orders.yaml" || fail "setting the provider's failure rate"
-host_config "$TMP/host.yaml" "$OF_SOURCE_DIR/pipelines/accounts.yaml" "$TMP/orders.yaml"
-sed -i "s|plugin_dirs: .*|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\" ]|" "$TMP/host.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 16 }
-redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "t$RUN_ID:" }
-http:
-  listen: "127.0.0.1:$port"
-  rate_limit: { per_address: 5000/s, burst: 5000 }
-YAML
+saga_host "$TMP/host.yaml" "$port" "$OF_SOURCE_DIR/pipelines/accounts.yaml" "$TMP/orders.yaml" --pool 16 --rate 5000
 start_daemon d1 "$TMP/host.yaml"
 [ "$failures" = 0 ] || finish
-tok() { "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test --aud shop-api --ttl 30m; }
+TOKEN_TTL=30m
 
 admin=$(tok ops admin)
 for p in "BOOK-1 Book 2500 100000" "LAPTOP-1 Laptop 40000 100000"; do
   read -r sku name price stock <<<"$p"
-  code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
-    -H 'Content-Type: application/json' \
-    --data-binary "{\"sku\":\"$sku\",\"name\":\"$name\",\"price_cents\":$price,\"currency\":\"EUR\",\"initial_stock\":$stock}" \
-    "$BASE/api/v1/products")
-  [ "$code" = 201 ] || fail "create $sku: $code $(cat "$TMP/body")"
+  req POST /api/v1/products "$(product "$sku" "$name" "$price" EUR "$stock")" "$admin"
+  [ "$code" = 201 ] || fail "create $sku: $code $body"
   echo "$sku $stock" >>"$TMP/initial"
 done
 for i in $(seq 1 10); do tok "cust-$i" customer; done >"$TMP/tokens"

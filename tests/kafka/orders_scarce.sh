@@ -6,15 +6,8 @@
 # 0/0/0 and never negative while the burst is processed, and tools/check-orders.sh passes.
 # shellcheck source-path=SCRIPTDIR source=kafkalib.bash
 source "$(dirname "$0")/kafkalib.bash"
-: "${OF_BUILD_PLUGIN_DIR:?}"
-bash "$SERVICES" status redis >/dev/null 2>&1 || bash "$SERVICES" start redis >/dev/null
-with_database
-trap 'drop_db; cleanup' EXIT
+saga_setup
 t0=$SECONDS
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$port"
-head -c 48 /dev/urandom | base64 -w0 >"$TMP/secret"
-chmod 600 "$TMP/secret"
 export ORDERFLOW_JWT_KEY_FILE=$TMP/secret ORDERFLOW_JWT_ISSUER=https://shop.test ORDERFLOW_JWT_AUDIENCE=shop-api
 
 # pipelines/orders.yaml under this test's own pipeline name and topics.
@@ -23,24 +16,11 @@ sed -E -e "s/^pipeline: orders$/pipeline: $n/" \
   -e "s/(^|[^A-Za-z0-9_.-])(orders\.(placed|status|dlq)|inventory\.(events|commands)|payment\.(events|commands))\b/\1$n.\2/g" \
   "$OF_SOURCE_DIR/pipelines/orders.yaml" >"$TMP/orders.yaml"
 grep -q "inputs: \[$n.orders.placed, $n.inventory.commands\]" "$TMP/orders.yaml" || fail "renaming the topics of pipelines/orders.yaml"
-host_config "$TMP/host.yaml" "$OF_SOURCE_DIR/pipelines/accounts.yaml" "$TMP/orders.yaml"
-sed -i "s|plugin_dirs: .*|plugin_dirs: [ \"$OF_BUILD_PLUGIN_DIR\" ]|" "$TMP/host.yaml"
-cat >>"$TMP/host.yaml" <<YAML
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 16 }
-redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "t$RUN_ID:" }
-http:
-  listen: "127.0.0.1:$port"
-  rate_limit: { per_address: 5000/s, burst: 5000 }
-YAML
+saga_host "$TMP/host.yaml" "$port" "$OF_SOURCE_DIR/pipelines/accounts.yaml" "$TMP/orders.yaml" --pool 16 --rate 5000
 start_daemon d1 "$TMP/host.yaml"
 [ "$failures" = 0 ] || finish
-tok() { "$ORDERFLOW" token --key-file "$TMP/secret" --sub "$1" --roles "$2" --iss https://shop.test --aud shop-api --ttl 10m; }
-
-code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $(tok ops admin)" \
-  -H 'Content-Type: application/json' \
-  --data-binary '{"sku":"SCARCE-1","name":"Scarce","price_cents":1999,"currency":"EUR","initial_stock":20}' \
-  "$BASE/api/v1/products")
-[ "$code" = 201 ] || fail "create SCARCE-1: $code $(cat "$TMP/body")"
+req POST /api/v1/products "$(product SCARCE-1 Scarce 1999 EUR 20)" "$(tok ops admin)"
+[ "$code" = 201 ] || fail "create SCARCE-1: $code $body"
 echo "SCARCE-1 20" >"$TMP/initial"
 for i in $(seq 1 10); do tok "cust-$i" customer; done >"$TMP/tokens"
 

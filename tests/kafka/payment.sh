@@ -25,7 +25,7 @@ EV2=$name.http.payment.events
 
 # A payment service stub for the HTTP provider: 402 above 50000 cents, two 500s for h-flaky-*,
 # refunds always fine; every request is logged as "path body authorization".
-hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+hport=$(free_port)
 python3 - "$hport" "$TMP/provider.log" >"$TMP/provider.out" 2>&1 <<'PY' &
 import http.server, json, sys
 port, log = int(sys.argv[1]), sys.argv[2]

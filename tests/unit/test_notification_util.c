@@ -287,10 +287,10 @@ static void test_channels_and_message(void **state)
     json_decref(m);
 
     char id[NTF_ID_LEN + 1];
-    assert_int_equal(ntf_uuid(id), 0);
-    assert_true(ntf_valid_id(id));
-    assert_false(ntf_valid_id("6B0C1B7E-1F8A-4C52-9D43-0B3F8B0E9A11"));
-    assert_false(ntf_valid_id("../../etc/passwd"));
+    assert_int_equal(ofp_uuid(id), 0);
+    assert_true(ofp_valid_uuid(id));
+    assert_false(ofp_valid_uuid("6B0C1B7E-1F8A-4C52-9D43-0B3F8B0E9A11"));
+    assert_false(ofp_valid_uuid("../../etc/passwd"));
     assert_int_equal(ntf_utf8_chars("h\xc3\xa9llo", 6), 5);
 }
 
