@@ -170,7 +170,8 @@ void of_rfc3339_now(char *buf, size_t size)
     gmtime_r(&ts.tv_sec, &tm);
     char base[32];
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, size, "%s.%03ldZ", base, ts.tv_nsec / 1000000);
+    /* Milliseconds as an int in 0..999: the compiler then knows the field's width. */
+    snprintf(buf, size, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 static int has_header(const of_event *ev, const char *name)
