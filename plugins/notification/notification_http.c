@@ -253,6 +253,13 @@ static of_status order_events(void *instance, of_call *call, of_http_request *re
     const char *id = api->http_param(req, "id");
     if (!id || !ofp_valid_uuid(id))
         return ofp_problem(api, req, 404, "Not Found", "no such order");
+    /* Subscribed before the first read: the transaction's snapshot is taken at that read, so a
+     * change committed after it reaches the client through the channel, one committed before
+     * it through the history; one in between is in both, and the client drops the repeat by
+     * (order_id, seq). A refused upgrade drops the subscription with the connection. */
+    of_status st = subscribe(n, req, "order", id);
+    if (st != OF_OK)
+        return st;
     of_db_value p = OF_DB_S(id);
     of_db_rows *rows = api->db_query(call, "SELECT customer_id FROM orders WHERE id = ?", &p, 1);
     if (!rows)
@@ -273,11 +280,6 @@ static of_status order_events(void *instance, of_call *call, of_http_request *re
         return r == 0    ? ofp_problem(api, req, 404, "Not Found", "no such order")
                : r == -1 ? ofp_http_db_failed(api, n->stage, call, req, "order_events")
                          : ofp_internal_error(api, req);
-    /* Subscribed first, then the history read: a change committed in between is in both, and
-     * the client drops the repeat by (order_id, seq). */
-    of_status st = subscribe(n, req, "order", id);
-    if (st != OF_OK)
-        return st;
     rows = api->db_query(call,
                          "SELECT seq, from_status, to_status, reason, " MS(
                              "at") " FROM order_history WHERE order_id = ? ORDER BY seq",
