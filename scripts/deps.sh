@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   librdkafka-dev libmariadb-dev libhiredis-dev libyaml-dev libjwt-dev libjansson-dev
   libcivetweb-dev libcmocka-dev libcrypt-dev libssl-dev
-  clang-format kcat curl openssl python3
+  clang-format kcat curl openssl python3 python3-matplotlib
   rpm lintian rpmlint
   prometheus                              # promtool and a server for tests/kafka/observability.sh
   chromium                                # headless, for the dashboard test (tests/kafka/dashboard.sh)

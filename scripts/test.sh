@@ -17,7 +17,7 @@ bash scripts/services.sh start
 run_tests() {
   local dir=$1
   # Tests that share the broker (and restart it) run one at a time after the others.
-  ctest --test-dir "$dir" --output-on-failure -j"$jobs" -LE kafka
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs" -LE 'kafka|packaging'
   ctest --test-dir "$dir" --output-on-failure -L kafka
 }
 
@@ -32,3 +32,8 @@ echo "== tests under ASan + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_tests "$root/build-asan"
+
+# The .deb and .rpm packages: built, checked, installed on this machine, run, and purged
+# (tests/packaging/packages.sh); last, since it installs and removes packages system-wide.
+echo "== packages"
+ctest --test-dir "$root/build" --output-on-failure -L packaging

@@ -28,5 +28,6 @@ int of_cmd_version(const of_cli *cli, int argc, char **argv);
 int of_cmd_migrate(const of_cli *cli, int argc, char **argv);
 int of_cmd_dlq(const of_cli *cli, int argc, char **argv);
 int of_cmd_token(const of_cli *cli, int argc, char **argv);
+int of_cmd_new_stage(const of_cli *cli, int argc, char **argv);
 
 #endif

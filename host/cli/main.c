@@ -24,6 +24,8 @@ static void usage(FILE *out)
           "  migrate                    apply the host's and the plugins' schema migrations\n"
           "  token --key-file F --sub S --iss I --aud A [--alg ALG] [--roles R,...] [--ttl 1h]\n"
           "                             issue a signed JWT (for ops: the first admin)\n"
+          "  new-stage [--dir DIR] NAME write a new stage project (stage, CMakeLists.txt, harness\n"
+          "                             test, pipeline snippet) from the orderflow-dev scaffold\n"
           "  version                    print the version and the stage ABI\n"
           "\n"
           "options:\n"
@@ -86,7 +88,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"lint", of_cmd_lint}, {"plugins", of_cmd_plugins}, {"graph", of_cmd_graph},
         {"test", of_cmd_test}, {"migrate", of_cmd_migrate}, {"version", of_cmd_version},
-        {"dlq", of_cmd_dlq},   {"token", of_cmd_token},
+        {"dlq", of_cmd_dlq},   {"token", of_cmd_token},     {"new-stage", of_cmd_new_stage},
     };
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0)
