@@ -16,9 +16,17 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "$failures" != 0 ] || [ "${KEEP_TMP:-0}" = 1 ]; then
-    for f in "$TMP"/*.log; do [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 30 "$f"; }; done
+    for f in "$TMP"/*.log; do
+      [ -f "$f" ] || continue
+      # Warnings and errors first (the tail alone is often the test's own polling), then the tail.
+      echo "--- $f (warnings and errors, last 60)"
+      grep -E '"level":"(warn|error)"| (warn|error) ' "$f" | tail -n 60 || true
+      echo "--- $f (tail)"
+      tail -n 30 "$f"
+    done
   fi
-  rm -rf "$TMP"
+  # KEEP_TMP=1 keeps the folder (logs, configurations, records) for a look after the run.
+  if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 
@@ -259,7 +267,7 @@ product() { printf '{"sku":"%s","name":"%s","price_cents":%s,"currency":"%s","in
 status() { req GET "/api/v1/orders/$1" "" "${2:-$admin}"; json 'd["status"]'; }
 # wait_status ID STATUS [SECONDS]: waits (60 s) until the order is in STATUS.
 wait_status() {
-  local deadline=$((SECONDS + ${3:-60})) s=
+  local deadline=$((SECONDS + ${3:-120})) s=
   while [ $SECONDS -lt $deadline ]; do
     s=$(status "$1")
     [ "$s" = "$2" ] && return 0
