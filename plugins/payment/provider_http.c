@@ -46,6 +46,13 @@ static void client_make(void)
     client = ofp_client_new(&o, err, sizeof(err));
 }
 
+/* The client lives as long as the plugin: freed when the host unloads it. */
+__attribute__((destructor)) static void client_drop(void)
+{
+    ofp_client_free(client);
+    client = NULL;
+}
+
 int pay_http_post(const pay_url *url, const char *path, const char *body, size_t body_len,
                   const char *api_key, int64_t timeout_ms, pay_http_response *resp, char *err,
                   size_t err_size)
