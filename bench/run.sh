@@ -61,8 +61,7 @@ else
   if [ "$build" = 1 ]; then
     say "build (Release, $bdir)"
     [ -f "$bdir/CMakeCache.txt" ] ||
-      cmake -S "$root" -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOF_BUILD_TESTS=OFF \
-        -DCMAKE_C_COMPILER_LAUNCHER="$root/bench/no-werror.sh" >/dev/null
+      cmake -S "$root" -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOF_BUILD_TESTS=OFF >/dev/null
     # Only what the benchmark runs: the daemon, the CLI, the load generator and the plugins the
     # pipelines name.
     plugins=$(sed -nE 's/^ *plugin: *([A-Za-z0-9_-]+).*/\1/p' pipelines/orders.yaml pipelines/accounts.yaml | sort -u)
@@ -126,7 +125,7 @@ pipelines: [ "$root/pipelines/accounts.yaml", "$work/orders.yaml" ]
 bus:
   type: kafka
   kafka: { bootstrap: "$OF_KAFKA_BOOTSTRAP" }
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 32 }
+mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 64 }
 redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "bench$run_id:", pool_size: 16 }
 http: { listen: "127.0.0.1:$port", threads: $http_threads }
 log: { level: info }

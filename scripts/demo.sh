@@ -50,7 +50,7 @@ mysql:
   user: "$OF_MYSQL_USER"
   password: "\${OF_MYSQL_PASSWORD}"
   database: "$OF_MYSQL_DATABASE"
-  pool_size: 32
+  pool_size: 64
 redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT }
 http: { listen: "127.0.0.1:$port" }
 log: { level: info }

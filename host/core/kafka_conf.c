@@ -81,11 +81,19 @@ rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role
         (set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
          /* A delivery gives up within a minute, so a drain and the outbox relay's grace (which
           * must be longer) stay bounded; an operator property may say otherwise. */
-         set(conf, "message.timeout.ms", "60000", errstr, errstr_size)))
+         set(conf, "message.timeout.ms", "60000", errstr, errstr_size) ||
+         /* Every hop's worker waits for the broker's ack: a batch waits at most 1 ms, not
+          * librdkafka's default 5; an operator property may say otherwise. */
+         set(conf, "linger.ms", "1", errstr, errstr_size)))
         goto fail;
     if (role == OF_KAFKA_CONSUMER &&
         (set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
-         set(conf, "auto.commit.interval.ms", "200", errstr, errstr_size)))
+         set(conf, "auto.commit.interval.ms", "200", errstr, errstr_size) ||
+         /* Each stage has a consumer, and a backlog would have each prefetch up to librdkafka's
+          * default 64 MiB: 4 MiB a stage keeps the workers fed (the runner bounds what is in
+          * flight anyway) and the daemon's memory flat; an operator property may say
+          * otherwise. */
+         set(conf, "queued.max.messages.kbytes", "4096", errstr, errstr_size)))
         goto fail;
     /* Operator properties next, so the managed ones below always win. librdkafka warns about
      * a producer-only property on a consumer and the reverse; those are passed only to the

@@ -16,6 +16,7 @@
 #include "breaker.h"
 #include "fault.h"
 #include "offset_tracker.h"
+#include "outbox_marker.h"
 #include "stage_tx.h"
 #include "stage_runtime.h"
 #include "timeutil.h"
@@ -101,6 +102,7 @@ struct of_runner {
     of_bus *bus;
     of_metrics *metrics;
     of_db_pool *db;              /* borrowed; NULL without a database */
+    of_outbox_marker *marker;    /* borrowed; NULL: outbox rows are marked per event */
     struct of_cache_pool *cache; /* borrowed; NULL without Redis */
     struct of_ws_hub *ws_hub;    /* borrowed; NULL without a gateway */
     /* Every stage, pipelines in the order added, stages in file order. The array changes only
@@ -643,7 +645,12 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
                                     : publish_emitted(rt, &call, err, sizeof(err))) == 0;
             of_breaker_record(&rt->breaker, of_mono_ms(), published);
             if (published) {
-                if (n_ids && of_db_outbox_mark_published(rt->db, ids, n_ids, why, sizeof(why)) != 0)
+                /* Bookkeeping only: a row left unmarked is published once more by the relay
+                 * after its grace, and the inbox downstream recognises it. */
+                if (n_ids && rt->runner->marker)
+                    of_outbox_marker_add(rt->runner->marker, ids, n_ids);
+                else if (n_ids &&
+                         of_db_outbox_mark_published(rt->db, ids, n_ids, why, sizeof(why)) != 0)
                     /* The relay publishes them once more: at least once, never lost. */
                     of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
                            "marking outbox rows published failed: %s", why);
@@ -962,6 +969,11 @@ static int ensure(of_runner *r, const char *topic, int partitions, int replicati
 void of_runner_set_db(of_runner *r, of_db_pool *db)
 {
     r->db = db;
+}
+
+void of_runner_set_outbox_marker(of_runner *r, of_outbox_marker *marker)
+{
+    r->marker = marker;
 }
 
 void of_runner_set_cache(of_runner *r, struct of_cache_pool *cache)

@@ -28,6 +28,10 @@ struct of_db_pool;
 /* The database for stages with OF_STAGE_DATABASE (borrowed; before add_pipeline). Their tries
  * run in transactions with inbox and outbox (stage_tx.h); without it such stages are refused. */
 void of_runner_set_db(of_runner *r, struct of_db_pool *db);
+struct of_outbox_marker;
+/* Marks the outbox rows of acknowledged events published in batches (outbox_marker.h; borrowed;
+ * before start; NULL: each event's rows are marked in a transaction of their own). */
+void of_runner_set_outbox_marker(of_runner *r, struct of_outbox_marker *marker);
 struct of_cache_pool;
 /* Redis for the stages' cache_* functions (borrowed; before add_pipeline; NULL: none). */
 struct of_ws_hub;

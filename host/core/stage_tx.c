@@ -3,6 +3,7 @@
 #include "bus.h"
 #include "gateway.h"
 #include "log.h"
+#include "outbox_marker.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -440,7 +441,10 @@ of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn, of_h
      * fails, the relay publishes them later, so the answer stands. */
     if (call.n_emitted && inv->bus) {
         if (publish_call(inv->bus, &call) == 0) {
-            if (n_ids && of_db_outbox_mark_published(inv->db, ids, n_ids, why, sizeof(why)) != 0)
+            if (n_ids && inv->marker)
+                of_outbox_marker_add(inv->marker, ids, n_ids);
+            else if (n_ids &&
+                     of_db_outbox_mark_published(inv->db, ids, n_ids, why, sizeof(why)) != 0)
                 of_log(OF_LVL_WARN, stage->pipeline_name, stage->def->name,
                        "marking outbox rows published failed: %s", why);
         } else if (use_db) {

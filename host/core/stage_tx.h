@@ -60,6 +60,8 @@ int64_t of_outbox_relay_run_once(of_db_pool *pool, struct of_bus *bus, int64_t g
 typedef struct of_http_invoker {
     of_db_pool *db;     /* may be NULL */
     struct of_bus *bus; /* may be NULL (nothing is published) */
+    /* may be NULL (the rows are marked published in the request's thread) */
+    struct of_outbox_marker *marker;
 } of_http_invoker;
 struct of_http_request;
 of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn,

@@ -6,6 +6,8 @@
  *   inventory.rejected  PENDING  -> REJECTED (the event's reason)
  *   payment.captured    RESERVED -> PAID, emits inventory.commit, PAID -> CONFIRMED
  *   payment.declined    RESERVED -> CANCELLED (the event's reason), emits inventory.release
+ *   (a payment event that comes before the order's inventory.reserved, which this stage reads
+ *   from another topic, moves a PENDING order to RESERVED first: the payment implies it)
  *
  * An event that finds the order in another state (late, repeated, or the customer cancelled
  * meanwhile) changes nothing, except where the saga would otherwise leak:
@@ -84,6 +86,23 @@ static const char *opt_string(json_t *doc, const char *name, int *bad)
     return json_string_value(v);
 }
 
+/* RESERVED -> `to` for a payment event. Payment answers inventory.reserved, which this stage
+ * reads from another topic than payment.events, so the payment's event may come first: it
+ * implies the reservation, and a PENDING order is moved to RESERVED first, in the same
+ * transaction (the inventory.reserved that follows finds it past PENDING and changes nothing).
+ * Ignoring it instead would leave the order RESERVED for good. */
+static ord_tr from_reserved(orders *o, of_call *call, const char *id, const char *to,
+                            const char *why)
+{
+    ord_tr r = ord_transition(o, call, id, "RESERVED", to, why);
+    if (r != ORD_TR_NOT_IN)
+        return r;
+    ord_tr p = ord_transition(o, call, id, "PENDING", "RESERVED", "stock reserved");
+    if (p != ORD_TR_DONE)
+        return p; /* an error, or not PENDING either */
+    return ord_transition(o, call, id, "RESERVED", to, why);
+}
+
 static of_status on_event(orders *o, of_call *call, kind k, const char *type, json_t *doc)
 {
     const of_host_api *api = o->api;
@@ -145,7 +164,7 @@ static of_status on_event(orders *o, of_call *call, kind k, const char *type, js
             snprintf(why, sizeof(why), "payment captured (payment %s)", payment_id);
         else
             snprintf(why, sizeof(why), "payment captured");
-        r = ord_transition(o, call, id, "RESERVED", "PAID", why);
+        r = from_reserved(o, call, id, "PAID", why);
         if (r < 0)
             return tr_failed(o, call, r, "payment.captured");
         if (r == ORD_TR_NOT_IN) {
@@ -179,7 +198,7 @@ static of_status on_event(orders *o, of_call *call, kind k, const char *type, js
         return OF_OK;
     case K_DECLINED:
         snprintf(why, sizeof(why), "payment declined: %s", reason ? reason : "no reason given");
-        r = ord_transition(o, call, id, "RESERVED", "CANCELLED", why);
+        r = from_reserved(o, call, id, "CANCELLED", why);
         if (r < 0)
             return tr_failed(o, call, r, "payment.declined");
         if (r == ORD_TR_NOT_IN)
