@@ -19,14 +19,14 @@
 #include "ofp_id.h"
 
 #define NTF_ID_LEN           OFP_UUID_LEN /* notification_webhooks.id CHAR(36): a UUID v4 */
-#define NTF_CUSTOMER_MAX     64  /* customer_id VARCHAR(64), as in orders */
-#define NTF_ORDER_ID_MAX     64  /* order ids accepted in events */
-#define NTF_DESCRIPTION_MAX  255 /* characters */
-#define NTF_DELIVERY_ID_LEN  36  /* "msg_" + 32 hex digits */
-#define NTF_SECRET_BYTES     32  /* random bytes of a signing secret */
-#define NTF_SECRET_MAX       128 /* "whsec_" + base64 */
-#define NTF_SIGNATURE_MAX    64  /* "v1," + base64 of 32 bytes (44) */
-#define NTF_CHANNEL_MAX      128 /* the host's limit on a WebSocket channel name */
+#define NTF_CUSTOMER_MAX     64           /* customer_id VARCHAR(64), as in orders */
+#define NTF_ORDER_ID_MAX     64           /* order ids accepted in events */
+#define NTF_DESCRIPTION_MAX  255          /* characters */
+#define NTF_DELIVERY_ID_LEN  36           /* "msg_" + 32 hex digits */
+#define NTF_SECRET_BYTES     32           /* random bytes of a signing secret */
+#define NTF_SECRET_MAX       128          /* "whsec_" + base64 */
+#define NTF_SIGNATURE_MAX    64           /* "v1," + base64 of 32 bytes (44) */
+#define NTF_CHANNEL_MAX      128          /* the host's limit on a WebSocket channel name */
 #define NTF_EVENT_TYPE       "order.status_changed"
 #define NTF_DELIVERY_CE_TYPE "webhook.delivery"
 

@@ -19,17 +19,9 @@ static of_db_pool *pool;
 static int group_setup(void **state)
 {
     (void)state;
-    if (dbt_create_database() != 0)
-        return -1;
-    pool = dbt_pool_for(dbt_name, 6);
-    if (!pool)
+    if (!(pool = dbt_host_schema_pool(6)))
         return -1;
     char err[512] = "";
-    if (of_db_migrate(pool, OF_DB_HOST_COMPONENT, of_db_host_migrations(), NULL, NULL, err,
-                      sizeof(err)) != 0) {
-        fprintf(stderr, "host migrations: %s\n", err);
-        return -1;
-    }
     of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
     if (!c || of_db_exec_text(c, "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL) "
                                  "ENGINE=InnoDB") != 0) {

@@ -170,4 +170,23 @@ static __attribute__((unused)) double dbt_elapsed_ms(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* A database of the test's own with the host's schema (inbox, outbox), and a pool of
+ * pool_size on it; NULL (and a message) on failure. Drop it with dbt_drop_database. */
+static __attribute__((unused)) of_db_pool *dbt_host_schema_pool(int pool_size)
+{
+    if (dbt_create_database() != 0)
+        return NULL;
+    of_db_pool *p = dbt_pool_for(dbt_name, pool_size);
+    if (!p)
+        return NULL;
+    char err[512] = "";
+    if (of_db_migrate(p, OF_DB_HOST_COMPONENT, of_db_host_migrations(), NULL, NULL, err,
+                      sizeof(err)) != 0) {
+        fprintf(stderr, "host migrations: %s\n", err);
+        of_db_pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
 #endif

@@ -19,17 +19,8 @@ static of_db_pool *pool;
 static int group_setup(void **state)
 {
     (void)state;
-    if (dbt_create_database() != 0)
+    if (!(pool = dbt_host_schema_pool(4)))
         return -1;
-    pool = dbt_pool_for(dbt_name, 4);
-    if (!pool)
-        return -1;
-    char err[512] = "";
-    if (of_db_migrate(pool, OF_DB_HOST_COMPONENT, of_db_host_migrations(), NULL, NULL, err,
-                      sizeof(err)) != 0) {
-        fprintf(stderr, "host migrations: %s\n", err);
-        return -1;
-    }
     return 0;
 }
 
