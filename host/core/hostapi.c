@@ -88,6 +88,12 @@ int of_stage_setup(of_stage *st, const char *pipeline_name, const of_stage_def *
             of_metrics_histogram_l(metrics, "stage_processing_seconds",
                                    "Time one process() call took (every try), in seconds", pname,
                                    sname, lbl, of_stage_latency_bounds, OF_STAGE_LATENCY_N_BOUNDS);
+        static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000};
+        if (of_descriptor_uses_db(desc))
+            st->m_tx_events = of_metrics_histogram_l(
+                metrics, "stage_transaction_events",
+                "Events committed per database transaction (a stage's batch: setting)", pname,
+                sname, lbl, batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
     }
     return 0;
 }

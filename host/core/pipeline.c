@@ -18,8 +18,9 @@ static const char *const top_keys[] = {"pipeline", "description", "topics", "sta
                                        "routes",   "tests",       NULL};
 static const char *const topic_keys[] = {"partitions", "replication", "external", NULL};
 static const char *const stage_keys[] = {
-    "name",           "plugin",      "inputs", "outputs", "concurrency", "max_in_flight",
-    "consumer_group", "dead_letter", "retry",  "breaker", "config",      NULL};
+    "name",  "plugin",         "inputs",      "outputs", "concurrency", "max_in_flight",
+    "batch", "consumer_group", "dead_letter", "retry",   "breaker",     "config",
+    NULL};
 static const char *const retry_keys[] = {"max_attempts", "initial_backoff", "max_backoff",
                                          "multiplier",   "jitter",          NULL};
 static const char *const breaker_keys[] = {"enabled",  "failure_rate", "window", "min_calls",
@@ -659,6 +660,7 @@ static void parse_stage(pctx *c, size_t idx, const of_ynode *n, const of_ynode *
     s->column = n->column;
     s->concurrency = 1;
     s->max_in_flight = 1000;
+    s->batch = 1;
     s->retry.max_attempts = 5;
     s->retry.initial_backoff_ms = 100;
     s->retry.max_backoff_ms = 30000;
@@ -731,6 +733,9 @@ static void parse_stage(pctx *c, size_t idx, const of_ynode *n, const of_ynode *
     snprintf(what, sizeof(what), "%s max_in_flight", where);
     if ((x = of_ymap_get(n, "max_in_flight")))
         want_int(c, x, what, 1, 1000000, &s->max_in_flight);
+    snprintf(what, sizeof(what), "%s batch", where);
+    if ((x = of_ymap_get(n, "batch")))
+        want_int(c, x, what, 1, 1000, &s->batch);
 
     snprintf(what, sizeof(what), "%s consumer_group", where);
     if ((x = of_ymap_get(n, "consumer_group"))) {

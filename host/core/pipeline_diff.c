@@ -61,8 +61,9 @@ int of_stage_def_equal(const of_stage_def *a, const of_stage_def *b)
     const of_retry_policy *ra = &a->retry, *rb = &b->retry;
     const of_breaker_policy *ba = &a->breaker, *bb = &b->breaker;
     return outputs_eq(a, b) && a->concurrency == b->concurrency &&
-           a->max_in_flight == b->max_in_flight && str_eq(a->consumer_group, b->consumer_group) &&
-           str_eq(a->dead_letter, b->dead_letter) && ra->max_attempts == rb->max_attempts &&
+           a->max_in_flight == b->max_in_flight && a->batch == b->batch &&
+           str_eq(a->consumer_group, b->consumer_group) && str_eq(a->dead_letter, b->dead_letter) &&
+           ra->max_attempts == rb->max_attempts &&
            ra->initial_backoff_ms == rb->initial_backoff_ms &&
            ra->max_backoff_ms == rb->max_backoff_ms && ra->multiplier == rb->multiplier &&
            ra->jitter == rb->jitter && ba->enabled == bb->enabled &&

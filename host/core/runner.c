@@ -93,6 +93,7 @@ struct of_stage_rt {
     uint64_t next_gen;          /* under mu */
     pthread_cond_t done_cv;     /* CLOCK_MONOTONIC; an event finished (a revocation waits on it) */
     int max_in_flight;
+    int batch;            /* events per transaction (a database stage's `batch:`), >= 1 */
     int workers_running;  /* under runner->mu: this stage's share of runner->workers_running */
     _Atomic int stopping; /* the consumer thread must stop */
     _Atomic int abandon;  /* the drain's deadline passed: give up what is not finished */
@@ -378,7 +379,8 @@ static int delivery_wait(delivery *d, char *errstr, size_t errstr_size)
     return failed ? -1 : 0;
 }
 
-static int publish_emitted(struct of_stage_rt *rt, const of_call *call, char *errstr,
+/* Publishes what n calls emitted in one round (every produce, then one wait for the acks). */
+static int publish_emitted(struct of_stage_rt *rt, const of_call *calls, size_t n, char *errstr,
                            size_t errstr_size)
 {
     delivery d;
@@ -386,8 +388,10 @@ static int publish_emitted(struct of_stage_rt *rt, const of_call *call, char *er
         of_seterr(errstr, errstr_size, "out of resources");
         return -1;
     }
-    for (size_t i = 0; i < call->n_emitted; i++)
-        delivery_produce(rt->runner->bus, &d, call->emitted[i].topic, call->emitted[i].event);
+    for (size_t c = 0; c < n; c++)
+        for (size_t i = 0; i < calls[c].n_emitted; i++)
+            delivery_produce(rt->runner->bus, &d, calls[c].emitted[i].topic,
+                             calls[c].emitted[i].event);
     return delivery_wait(&d, errstr, errstr_size);
 }
 
@@ -533,11 +537,11 @@ static int db_wait(worker *w, int *waits, const char *why)
 
 /* After a commit the emitted events must go out (they are in the outbox): publication is tried
  * until it succeeds; if the drain gives up first, the outbox relay publishes them later. */
-static int publish_committed(worker *w, const of_call *call, char *err, size_t err_size)
+static int publish_committed(worker *w, const of_call *calls, size_t n, char *err, size_t err_size)
 {
     struct of_stage_rt *rt = w->rt;
     for (int64_t pause_ms = 100;; pause_ms = pause_ms < 5000 ? pause_ms * 2 : 5000) {
-        if (publish_emitted(rt, call, err, err_size) == 0)
+        if (publish_emitted(rt, calls, n, err, err_size) == 0)
             return 0;
         of_log(OF_LVL_WARN, rt->st->pipeline_name, stage_name(rt->st),
                "publishing committed events failed: %s; trying again", err);
@@ -546,18 +550,45 @@ static int publish_committed(worker *w, const of_call *call, char *err, size_t e
     }
 }
 
-static void handle_event(worker *w, const of_event *ev, uint64_t gen)
+/* After a failed try: dead-letters the event when it has no tries left, else waits the
+ * backoff. 0 to go on with the next try, -1 when the event is settled (dead-lettered, or
+ * abandoned by the drain). */
+static int after_failed_try(worker *w, const of_event *ev, uint64_t gen, int attempt,
+                            const char *reason)
 {
     struct of_stage_rt *rt = w->rt;
     of_stage *st = rt->st;
     const of_retry_policy *policy = &st->def->retry;
     int max_attempts = policy->max_attempts >= 1 ? policy->max_attempts : 1;
+    if (attempt >= max_attempts) {
+        dead_letter(w, ev, gen, attempt, reason, "retries-exhausted");
+        return -1;
+    }
+    stat_add(&st->stats.retried, st->m_retried, 1);
+    int64_t delay = of_backoff_delay_ms(policy, attempt + 1, of_rand_unit());
+    if (of_log_enabled(OF_LVL_DEBUG))
+        of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+               "event %s[%" PRId32 "]@%" PRId64 ": try %d failed (%s); next in %" PRId64 " ms",
+               ev->topic, ev->partition, ev->offset, attempt, reason, delay);
+    if (sleep_unless_abandoned(w, delay) != 0) {
+        abandon_event(rt, ev);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs one event to its end (processed, dead-lettered, or abandoned), in a transaction of its
+ * own for a database stage, starting with try `first` (a batch may have made the first). */
+static void handle_event(worker *w, const of_event *ev, uint64_t gen, int first)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
     char reason[OF_REASON_MAX];
     char why[512];
     of_call call;
     int waits = 0;
 
-    for (int attempt = 1;; attempt++) {
+    for (int attempt = first;; attempt++) {
         /* An open breaker holds the event (without using up a try) until a trial is allowed.
          * Every permit is settled by exactly one record or release below. */
         int64_t wait_ms;
@@ -640,9 +671,10 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
                     goto failed_try;
                 }
                 of_fault_after_commit();
+                of_histogram_observe_(st->m_tx_events, 1);
             }
-            int published = (rt->db ? publish_committed(w, &call, err, sizeof(err))
-                                    : publish_emitted(rt, &call, err, sizeof(err))) == 0;
+            int published = (rt->db ? publish_committed(w, &call, 1, err, sizeof(err))
+                                    : publish_emitted(rt, &call, 1, err, sizeof(err))) == 0;
             of_breaker_record(&rt->breaker, of_mono_ms(), published);
             if (published) {
                 /* Bookkeeping only: a row left unmarked is published once more by the relay
@@ -702,20 +734,214 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen)
         }
     failed_try:
         of_call_reset(&call); /* what a failed try emitted is discarded */
-        if (attempt >= max_attempts) {
-            dead_letter(w, ev, gen, attempt, reason, "retries-exhausted");
+        if (after_failed_try(w, ev, gen, attempt, reason) != 0)
             return;
+    }
+}
+
+/* Every record logged while an event is handled (the plugin's too) carries its trace id and
+ * key. */
+static void log_context_of(const of_event *ev)
+{
+    const of_event_header *tp = of_event_header_get(ev, "traceparent");
+    char trace[33];
+    int has_trace = tp && of_traceparent_trace_id(tp->value, tp->value_len, trace) == 0;
+    of_log_context_set(has_trace ? trace : NULL, ev->key, ev->key_len);
+}
+
+/* What becomes of the first event a batch stopped at. */
+typedef enum batch_next {
+    NEXT_ALONE,    /* handled on its own from its first try (duplicate, database trouble) */
+    NEXT_RETRIED,  /* its try in the batch failed and counts: the retry policy goes on */
+    NEXT_REJECTED, /* it was rejected in the batch: dead-lettered */
+} batch_next;
+
+/* Publishes and finishes the k events a batch committed; their outbox ids go to the marker. */
+static void batch_settle(worker *w, qitem **items, of_call *calls, int64_t **ids, size_t k)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    char err[256], why[512];
+    int published = publish_committed(w, calls, k, err, sizeof(err)) == 0;
+    of_breaker_record(&rt->breaker, of_mono_ms(), published);
+    for (size_t i = 0; i < k; i++) {
+        if (!published) {
+            /* The drain gave up: the outbox has the events, the inbox makes the redelivery of
+             * the uncommitted offsets a no-op. */
+            abandon_event(rt, items[i]->ev);
+            continue;
         }
-        stat_add(&st->stats.retried, st->m_retried, 1);
-        int64_t delay = of_backoff_delay_ms(policy, attempt + 1, of_rand_unit());
+        size_t n = calls[i].n_emitted;
+        if (n && rt->runner->marker)
+            of_outbox_marker_add(rt->runner->marker, ids[i], n);
+        else if (n && of_db_outbox_mark_published(rt->db, ids[i], n, why, sizeof(why)) != 0)
+            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                   "marking outbox rows published failed: %s", why);
+        stat_add(&st->stats.emitted, st->m_emitted, n);
+        stat_add(&st->stats.processed_ok, st->m_processed_ok, 1);
+        finish_event(rt, items[i]->ev, items[i]->gen);
+    }
+}
+
+/* One transaction for up to n queued events of a database stage: each event's inbox record,
+ * process() and outbox rows under a savepoint of its own, then one commit (one fsync), one round
+ * of publishing and the n offsets. The first event that does not go through (a retry, a
+ * rejection, a duplicate, a database error) is rolled back to its savepoint and ends the batch:
+ * the events before it are committed, it is handed back through *next, and the ones after it
+ * come in a later batch, so a key's events still apply in order. Returns how many events it
+ * settled from the front (0 when nothing was committed: *next is then NEXT_ALONE for the
+ * first, unless its own try failed). */
+static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, char *reason,
+                        size_t reason_size)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    char why[512];
+    *next = NEXT_ALONE;
+    int64_t wait_ms;
+    if (!of_breaker_acquire(&rt->breaker, of_mono_ms(), &wait_ms))
+        return 0; /* handled alone, which waits for the breaker */
+    of_call *calls = calloc(n, sizeof(*calls));
+    int64_t **ids = calloc(n, sizeof(*ids));
+    of_db_tx *tx = calls && ids ? of_db_tx_begin(rt->db, why, sizeof(why)) : NULL;
+    if (!tx) {
+        of_breaker_release(&rt->breaker);
+        free(calls);
+        free(ids);
+        return 0;
+    }
+    size_t k = 0;
+    int stopped_by_try = 0; /* the first event left failed its own try (RETRY or REJECT) */
+    for (; k < n; k++) {
+        const of_event *ev = items[k]->ev;
+        /* The first event needs no savepoint: its failure leaves nothing to commit. */
+        char sp[32];
+        snprintf(sp, sizeof(sp), "of_ev%zu", k);
+        if (k > 0 && of_db_tx_savepoint(tx, sp) != 0)
+            break;
+        of_call *call = &calls[k];
+        of_call_init(call, st, ev, 1);
+        if (of_stage_tx_join(tx, call, rt->group, why, sizeof(why)) != OF_TXR_OK) {
+            if (k > 0)
+                of_db_tx_rollback_to(tx, sp);
+            of_call_reset(call);
+            break;
+        }
+        log_context_of(ev);
+        int64_t t0 = mono_us();
+        of_status s = st->desc->process(st->instance, call);
+        double took = (double)(mono_us() - t0) / 1e6;
+        of_histogram_observe_(st->m_latency, took);
         if (of_log_enabled(OF_LVL_DEBUG))
             of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
-                   "event %s[%" PRId32 "]@%" PRId64 ": try %d failed (%s); next in %" PRId64 " ms",
-                   ev->topic, ev->partition, ev->offset, attempt, reason, delay);
-        if (sleep_unless_abandoned(w, delay) != 0) {
-            abandon_event(rt, ev);
-            return;
+                   "event %s[%" PRId32 "]@%" PRId64 " in a batch (%zu of %zu): %s, %zu emitted "
+                   "(%.3f ms)",
+                   ev->topic, ev->partition, ev->offset, k + 1, n,
+                   s == OF_OK       ? "ok"
+                   : s == OF_RETRY  ? "retry"
+                   : s == OF_REJECT ? "reject"
+                                    : "?",
+                   call->n_emitted, took * 1e3);
+        of_log_context_clear();
+        if (s == OF_OK) {
+            if (of_stage_tx_write_outbox(call, &ids[k], why, sizeof(why)) == OF_TXR_OK)
+                continue;
+        } else if (s == OF_RETRY) {
+            /* A retry the database caused does not count (handled alone, it waits for the
+             * database); any other is this event's first failed try. */
+            if (of_stage_tx_failure(tx) != OF_TXR_WAIT) {
+                *next = NEXT_RETRIED;
+                stopped_by_try = 1;
+                snprintf(reason, reason_size, "%s",
+                         call->has_reason ? call->reason : "retried without a reason");
+            }
+        } else {
+            *next = NEXT_REJECTED;
+            stopped_by_try = 1;
+            if (s == OF_REJECT)
+                snprintf(reason, reason_size, "%s",
+                         call->has_reason ? call->reason : "rejected without a reason");
+            else
+                snprintf(reason, reason_size, "process() returned an invalid status %d", (int)s);
         }
+        if (k > 0 && !of_db_tx_doomed(tx))
+            of_db_tx_rollback_to(tx, sp);
+        of_call_reset(call);
+        break;
+    }
+    size_t filled = k;
+    int committed = 0;
+    if (of_db_tx_doomed(tx)) {
+        /* A deadlock or a lost connection took the whole batch: each event goes alone. */
+        *next = NEXT_ALONE;
+        stopped_by_try = 0;
+    } else if (k > 0) {
+        committed = of_db_tx_commit(tx) == 0;
+        if (!committed) {
+            const char *msg = NULL;
+            of_db_tx_error(tx, &msg);
+            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                   "committing a batch of %zu events failed (%s); each is tried alone", k,
+                   msg ? msg : "?");
+            *next = NEXT_ALONE;
+            stopped_by_try = 0;
+        }
+    }
+    of_db_tx_end(tx);
+    for (size_t i = 0; i < filled; i++)
+        calls[i].tx = NULL;
+    if (committed) {
+        of_fault_after_commit();
+        of_histogram_observe_(st->m_tx_events, (double)k);
+        batch_settle(w, items, calls, ids, k);
+    } else {
+        k = 0;
+        if (stopped_by_try && *next == NEXT_RETRIED)
+            of_breaker_record(&rt->breaker, of_mono_ms(), 0);
+        else
+            of_breaker_release(&rt->breaker);
+    }
+    for (size_t i = 0; i < filled; i++) {
+        of_call_reset(&calls[i]);
+        free(ids[i]);
+    }
+    free(calls);
+    free(ids);
+    return k;
+}
+
+/* The events a worker took at once, in queue order: batched while there are several. */
+static void handle_taken(worker *w, qitem **items, size_t n)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    char reason[OF_REASON_MAX];
+    size_t i = 0;
+    while (i < n) {
+        if (atomic_load(&rt->abandon)) {
+            abandon_event(rt, items[i++]->ev);
+            continue;
+        }
+        batch_next next = NEXT_ALONE;
+        if (n - i > 1) {
+            i += batch_try(w, items + i, n - i, &next, reason, sizeof(reason));
+            if (i >= n)
+                break;
+        }
+        const of_event *ev = items[i]->ev;
+        uint64_t gen = items[i]->gen;
+        log_context_of(ev);
+        if (next == NEXT_ALONE) {
+            handle_event(w, ev, gen, 1);
+        } else if (next == NEXT_RETRIED) {
+            if (after_failed_try(w, ev, gen, 1, reason) == 0)
+                handle_event(w, ev, gen, 2);
+        } else {
+            stat_add(&st->stats.rejected, st->m_rejected, 1);
+            dead_letter(w, ev, gen, 1, reason, "rejected");
+        }
+        of_log_context_clear();
+        i++;
     }
 }
 
@@ -723,45 +949,59 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     struct of_stage_rt *rt = w->rt;
+    qitem *one[1];
+    size_t cap = (size_t)rt->batch;
+    qitem **taken = cap > 1 ? calloc(cap, sizeof(*taken)) : NULL;
+    if (!taken) {
+        taken = one;
+        cap = 1;
+    }
     for (;;) {
+        size_t n = 0;
         pthread_mutex_lock(&w->mu);
         while (!w->head && !w->stop)
             pthread_cond_wait(&w->cv, &w->mu);
-        qitem *it = w->head;
-        if (it) {
-            w->head = it->next;
-            if (!w->head)
-                w->tail = NULL;
+        while (w->head && n < cap) {
+            taken[n++] = w->head;
+            w->head = w->head->next;
         }
+        if (!w->head)
+            w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
-        if (!it)
+        if (n == 0)
             break;
-        of_event *ev = it->ev;
-        uint64_t gen = it->gen;
-        free(it);
-        pthread_mutex_lock(&rt->mu);
-        int revoked = live_part(rt, ev, gen) == NULL;
-        pthread_mutex_unlock(&rt->mu);
-        if (atomic_load(&rt->abandon)) {
-            abandon_event(rt, ev);
-        } else if (revoked) {
-            /* Its partition went to another consumer, which reads it again from the last
-             * commit: processing it here too would only duplicate the work. */
+        /* Events of a partition revoked meanwhile are dropped: its new owner reads them again
+         * from the last commit, and processing them here too would only duplicate the work. */
+        size_t live = 0;
+        for (size_t i = 0; i < n; i++) {
             pthread_mutex_lock(&rt->mu);
-            in_flight_dec_locked(rt);
+            int revoked = live_part(rt, taken[i]->ev, taken[i]->gen) == NULL;
+            if (revoked && !atomic_load(&rt->abandon))
+                in_flight_dec_locked(rt);
             pthread_mutex_unlock(&rt->mu);
-        } else {
-            /* Every record logged while the event is handled (the plugin's too) carries its
-             * trace id and key. */
-            const of_event_header *tp = of_event_header_get(ev, "traceparent");
-            char trace[33];
-            int has_trace = tp && of_traceparent_trace_id(tp->value, tp->value_len, trace) == 0;
-            of_log_context_set(has_trace ? trace : NULL, ev->key, ev->key_len);
-            handle_event(w, ev, gen);
-            of_log_context_clear();
+            if (atomic_load(&rt->abandon))
+                abandon_event(rt, taken[i]->ev);
+            else if (!revoked) {
+                taken[live++] = taken[i];
+                continue;
+            }
+            of_event_free(taken[i]->ev);
+            free(taken[i]);
         }
-        of_event_free(ev);
+        if (live == 1) {
+            log_context_of(taken[0]->ev);
+            handle_event(w, taken[0]->ev, taken[0]->gen, 1);
+            of_log_context_clear();
+        } else if (live > 1) {
+            handle_taken(w, taken, live);
+        }
+        for (size_t i = 0; i < live; i++) {
+            of_event_free(taken[i]->ev);
+            free(taken[i]);
+        }
     }
+    if (taken != one)
+        free(taken);
     of_runner *r = rt->runner;
     pthread_mutex_lock(&r->mu);
     r->workers_running--;
@@ -1241,6 +1481,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
     if (of_stage_uses_db(st))
         rt->db = r->db;
     rt->max_in_flight = d->max_in_flight > 0 ? d->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
+    rt->batch = rt->db && d->batch > 1 ? d->batch : 1;
     int n = d->concurrency > 0 ? d->concurrency : 1;
     rt->workers = calloc((size_t)n, sizeof(*rt->workers));
     if (!rt->workers) {

@@ -53,6 +53,9 @@ struct of_stage {
     struct of_counter *m_received, *m_processed_ok, *m_emitted, *m_retried, *m_rejected,
         *m_dead_lettered, *m_abandoned;
     struct of_histogram *m_latency; /* stage_processing_seconds */
+    /* stage_transaction_events: events per committed transaction (a database stage's batches);
+     * NULL for a stage without the database. */
+    struct of_histogram *m_tx_events;
     /* The host's Redis pool for the cache_* functions (cache.h); borrowed, NULL when the host
      * has no `redis:` section (every cache call then fails with -1). */
     struct of_cache_pool *cache;

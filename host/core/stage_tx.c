@@ -62,6 +62,51 @@ of_txr of_stage_tx_open(of_db_pool *pool, of_call *call, const char *group, char
     return OF_TXR_OK;
 }
 
+of_txr of_stage_tx_join(of_db_tx *tx, of_call *call, const char *group, char *why, size_t why_size)
+{
+    call->tx_group = group;
+    if (call->input) {
+        char id[256];
+        of_stage_tx_event_id(call->input, id, sizeof(id));
+        int rc = of_db_inbox_record(tx, group, id);
+        if (rc != 1) {
+            const char *msg = NULL;
+            of_db_error e = of_db_tx_error(tx, &msg);
+            of_seterr(why, why_size, "%s", rc == 0 ? "already applied" : msg ? msg : "inbox");
+            return rc == 0 ? OF_TXR_DUPLICATE : of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(e);
+        }
+    }
+    call->tx = tx;
+    return OF_TXR_OK;
+}
+
+of_txr of_stage_tx_write_outbox(of_call *call, int64_t **ids, char *why, size_t why_size)
+{
+    of_db_tx *tx = call->tx;
+    *ids = NULL;
+    if (!tx || !call->n_emitted)
+        return OF_TXR_OK;
+    int64_t *list = calloc(call->n_emitted, sizeof(*list));
+    if (!list) {
+        of_seterr(why, why_size, "out of memory");
+        return OF_TXR_FAIL;
+    }
+    char source[512];
+    source_of(call, source, sizeof(source));
+    for (size_t i = 0; i < call->n_emitted; i++) {
+        if (of_db_outbox_add(tx, call->emitted[i].topic, call->emitted[i].event,
+                             call->input ? source : NULL, &list[i]) != 0) {
+            const char *msg = NULL;
+            of_txr r = of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(of_db_tx_error(tx, &msg));
+            of_seterr(why, why_size, "writing the outbox: %s", msg ? msg : "failed");
+            free(list);
+            return r;
+        }
+    }
+    *ids = list;
+    return OF_TXR_OK;
+}
+
 of_txr of_stage_tx_commit(of_call *call, int64_t **ids, size_t *n_ids, char *why, size_t why_size)
 {
     of_db_tx *tx = call->tx;
@@ -69,22 +114,8 @@ of_txr of_stage_tx_commit(of_call *call, int64_t **ids, size_t *n_ids, char *why
     *n_ids = 0;
     if (!tx)
         return OF_TXR_OK;
-    int64_t *list = call->n_emitted ? calloc(call->n_emitted, sizeof(*list)) : NULL;
-    char source[512];
-    source_of(call, source, sizeof(source));
-    of_txr r = OF_TXR_OK;
-    if (call->n_emitted && !list) {
-        of_seterr(why, why_size, "out of memory");
-        r = OF_TXR_FAIL;
-    }
-    for (size_t i = 0; r == OF_TXR_OK && i < call->n_emitted; i++) {
-        if (of_db_outbox_add(tx, call->emitted[i].topic, call->emitted[i].event,
-                             call->input ? source : NULL, &list[i]) != 0) {
-            const char *msg = NULL;
-            r = classify(of_db_tx_error(tx, &msg));
-            of_seterr(why, why_size, "writing the outbox: %s", msg ? msg : "failed");
-        }
-    }
+    int64_t *list = NULL;
+    of_txr r = of_stage_tx_write_outbox(call, &list, why, why_size);
     if (r == OF_TXR_OK && of_db_tx_commit(tx) != 0) {
         const char *msg = NULL;
         of_db_error e = of_db_tx_error(tx, &msg);
@@ -103,13 +134,17 @@ of_txr of_stage_tx_commit(of_call *call, int64_t **ids, size_t *n_ids, char *why
     return OF_TXR_OK;
 }
 
+of_txr of_stage_tx_failure(const of_db_tx *tx)
+{
+    return of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(of_db_tx_error(tx, NULL));
+}
+
 of_txr of_stage_tx_abort(of_call *call)
 {
     of_db_tx *tx = call->tx;
     if (!tx)
         return OF_TXR_FAIL;
-    of_db_error e = of_db_tx_error(tx, NULL);
-    of_txr r = of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(e);
+    of_txr r = of_stage_tx_failure(tx);
     of_db_tx_end(tx); /* rolls back */
     call->tx = NULL;
     return r;

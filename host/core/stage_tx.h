@@ -28,10 +28,21 @@ void of_stage_tx_event_id(const of_event *ev, char *out, size_t size);
  * call->tx is set; otherwise nothing is left open. */
 of_txr of_stage_tx_open(of_db_pool *pool, of_call *call, const char *group, char *why,
                         size_t why_size);
+/* For a batch (several events in one transaction the runner opened, one savepoint each):
+ * records call's input in the inbox inside tx and sets call->tx (borrowed: the runner commits
+ * and ends tx). On anything but OK call->tx is not set; the caller rolls back to the event's
+ * savepoint (OF_TXR_WAIT: the transaction may be doomed, see of_db_tx_doomed). */
+of_txr of_stage_tx_join(of_db_tx *tx, of_call *call, const char *group, char *why, size_t why_size);
+/* After OF_OK: writes call's emitted events to the outbox in call->tx, without committing.
+ * *ids gets their outbox ids (malloc'ed, call->n_emitted of them, NULL when none; free them). */
+of_txr of_stage_tx_write_outbox(of_call *call, int64_t **ids, char *why, size_t why_size);
 /* After OF_OK: writes call's emitted events to the outbox and commits. The outbox ids are
  * returned in *ids (malloc'ed, *n_ids of them; free them) so the runner can mark them published.
  * The transaction is ended either way. */
 of_txr of_stage_tx_commit(of_call *call, int64_t **ids, size_t *n_ids, char *why, size_t why_size);
+/* What the last failure in tx means for the event: OF_TXR_WAIT when the database caused it
+ * (unavailable, deadlock: the try does not count), OF_TXR_FAIL otherwise. */
+of_txr of_stage_tx_failure(const of_db_tx *tx);
 /* After OF_RETRY or OF_REJECT: rolls back and ends. Returns OF_TXR_WAIT when the last database
  * error was one the database causes (unavailable, deadlock), OF_TXR_FAIL otherwise. */
 of_txr of_stage_tx_abort(of_call *call);

@@ -177,6 +177,7 @@ static void test_valid_with_defaults(void **state)
     assert_string_equal(r->outputs[1].topic, "orders.bad");
     assert_int_equal(r->concurrency, 1);
     assert_int_equal(r->max_in_flight, 1000);
+    assert_int_equal(r->batch, 1);
     assert_string_equal(r->consumer_group, "orderflow.orders.route");
     assert_string_equal(r->dead_letter, "orders.in.dlq");
     assert_int_equal(r->retry.max_attempts, 5);
@@ -386,7 +387,8 @@ static void test_stage_errors(void **state)
                           "    concurrency: \"4\"\n"
                           "    max_in_flight: 0\n"
                           "    retry: {jitter: 1.5, max_attempts: x}\n"
-                          "    config: {keywords: [k]}\n",
+                          "    config: {keywords: [k]}\n"
+                          "    batch: 1001\n",
                           &reg));
     expect_error("output 'matched' of plugin 'test-router' is not mapped", 4, 5);
     expect_error("output 'unmatched' of plugin 'test-router' is not mapped", 4, 5);
@@ -394,7 +396,8 @@ static void test_stage_errors(void **state)
     expect_error("max_in_flight must be between 1 and 1000000; got 0", 8, 20);
     expect_error("retry.jitter must be between 0 and 1; got 1.5", 9, 21);
     expect_error("retry.max_attempts: expected an integer", 9, 40);
-    assert_int_equal(d.errors, 6);
+    expect_error("stage 's' batch must be between 1 and 1000; got 1001", 11, 12);
+    assert_int_equal(d.errors, 7);
     of_diag_free(&d);
 
     /* unknown plugin with an empty registry */
@@ -418,6 +421,7 @@ static void test_consumer_group_and_overrides(void **state)
                                "    inputs: [a]\n"
                                "    concurrency: 8\n"
                                "    max_in_flight: 50\n"
+                               "    batch: 64\n"
                                "    consumer_group: custom\n"
                                "    dead_letter: dl\n"
                                "    retry: {max_attempts: 2, initial_backoff: 1s, max_backoff: "
@@ -429,6 +433,7 @@ static void test_consumer_group_and_overrides(void **state)
     const of_stage_def *s = &p->stages[0];
     assert_int_equal(s->concurrency, 8);
     assert_int_equal(s->max_in_flight, 50);
+    assert_int_equal(s->batch, 64);
     assert_string_equal(s->consumer_group, "custom");
     assert_string_equal(s->dead_letter, "dl");
     assert_int_equal(p->n_topics, 2); /* dl declared: nothing implied */

@@ -194,7 +194,9 @@ typedef struct of_host_api {
     /* Every function runs inside the transaction the host opened for this call (for a stage
      * with OF_STAGE_DATABASE, or a route handler); the host also records the input event's id
      * there (so a redelivered event is never applied twice) and the emitted events (published
-     * only after the commit). Statements use `?` placeholders: never build SQL from input. */
+     * only after the commit). With the pipeline's `batch:` several calls share the transaction,
+     * each under its own savepoint (a call that does not return OF_OK loses only its own writes).
+     * Statements use `?` placeholders: never build SQL from input. */
     /* Rows affected, or -1 (see db_last_error). */
     int64_t (*db_exec)(of_call *call, const char *sql, const of_db_value *params, size_t n_params);
     /* A result set read with db_rows_next; NULL on error. Free with db_rows_free. */
