@@ -181,6 +181,14 @@ int64_t of_db_tx_last_insert_id(const of_db_tx *tx);
 /* Records an event as applied by a consumer group: 1 recorded now, 0 already recorded (the
  * event was applied before: skip it), -1 error. The row becomes visible with the commit. */
 int of_db_inbox_record(of_db_tx *tx, const char *group, const char *event_id);
+/* The same for n events in a few multi-row statements (a batch): returns how many were recorded
+ * now (n when none was applied before; fewer says some were, not which), or -1. */
+int64_t of_db_inbox_record_many(of_db_tx *tx, const char *group, const char *const *event_ids,
+                                size_t n);
+/* Removes what the transaction recorded for these events (a batch that stops before them);
+ * returns the rows removed, or -1. */
+int64_t of_db_inbox_forget_many(of_db_tx *tx, const char *group, const char *const *event_ids,
+                                size_t n);
 /* Writes an event to the outbox in the transaction (key, payload and headers byte-exact);
  * *id (may be NULL) gets its id. 0 or -1. */
 int of_db_outbox_add(of_db_tx *tx, const char *topic, const of_event *ev, const char *source,

@@ -22,7 +22,7 @@
 #include <string.h>
 
 /* Prepared statements kept per connection (least recently used one evicted). */
-#define STMT_CACHE_SIZE 32
+#define STMT_CACHE_SIZE 64
 /* A connection idle for longer is pinged before it is handed out. */
 #define IDLE_PING_MS 30000
 /* A result column's first buffer is at most this big; longer values are fetched with

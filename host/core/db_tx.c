@@ -277,6 +277,105 @@ int of_db_inbox_record(of_db_tx *tx, const char *group, const char *event_id)
     return n > 0 ? 1 : 0;
 }
 
+/* Multi-row inbox statements go in chunks of a power of two (at most INBOX_CHUNK_MAX rows), so a
+ * connection's statement cache holds a few shapes, not one per batch size. */
+#define INBOX_CHUNK_MAX 32
+
+static size_t inbox_chunk(size_t left)
+{
+    size_t c = INBOX_CHUNK_MAX;
+    while (c > left)
+        c /= 2;
+    return c;
+}
+
+/* "<head>" then `rows` times "<row>" joined with ", ", then "<tail>". */
+static char *repeat_sql(const char *head, const char *row, const char *sep, size_t rows,
+                        const char *tail)
+{
+    size_t len = strlen(head) + rows * (strlen(row) + strlen(sep)) + strlen(tail) + 1;
+    char *sql = malloc(len);
+    if (!sql)
+        return NULL;
+    size_t n = (size_t)snprintf(sql, len, "%s", head);
+    for (size_t i = 0; i < rows; i++)
+        n += (size_t)snprintf(sql + n, len - n, "%s%s", i ? sep : "", row);
+    snprintf(sql + n, len - n, "%s", tail);
+    return sql;
+}
+
+static int64_t inbox_many(of_db_tx *tx, const char *group, const char *const *event_ids, size_t n,
+                          int forget)
+{
+    if (!tx)
+        return -1;
+    if (!group || !*group) {
+        tx_set(tx, OF_DB_ERR_OTHER, "inbox: a consumer group is required");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!event_ids[i] || !*event_ids[i]) {
+            tx_set(tx, OF_DB_ERR_OTHER, "inbox: an event id is required");
+            return -1;
+        }
+    of_db_value *p = calloc(2 * INBOX_CHUNK_MAX, sizeof(*p));
+    if (!p) {
+        tx_set(tx, OF_DB_ERR_OTHER, "inbox: out of memory");
+        return -1;
+    }
+    int64_t total = 0;
+    for (size_t done = 0; done < n;) {
+        size_t rows = inbox_chunk(n - done);
+        char *sql;
+        size_t np;
+        if (forget) {
+            sql = repeat_sql("DELETE FROM of_inbox WHERE consumer_group = ? AND event_id IN (", "?",
+                             ", ", rows, ")");
+            p[0] = OF_DB_S(group);
+            for (size_t i = 0; i < rows; i++)
+                p[1 + i] = OF_DB_S(event_ids[done + i]);
+            np = 1 + rows;
+        } else {
+            /* As of_db_inbox_record: an existing row is left as it is and not counted. */
+            sql = repeat_sql("INSERT INTO of_inbox (consumer_group, event_id, applied_at) VALUES ",
+                             "(?, ?, NOW(3))", ", ", rows,
+                             " ON DUPLICATE KEY UPDATE applied_at = applied_at");
+            for (size_t i = 0; i < rows; i++) {
+                p[2 * i] = OF_DB_S(group);
+                p[2 * i + 1] = OF_DB_S(event_ids[done + i]);
+            }
+            np = 2 * rows;
+        }
+        if (!sql) {
+            tx_set(tx, OF_DB_ERR_OTHER, "inbox: out of memory");
+            free(p);
+            return -1;
+        }
+        int64_t got = of_db_tx_exec(tx, sql, p, np);
+        free(sql);
+        if (got < 0) {
+            free(p);
+            return -1;
+        }
+        total += got;
+        done += rows;
+    }
+    free(p);
+    return total;
+}
+
+int64_t of_db_inbox_record_many(of_db_tx *tx, const char *group, const char *const *event_ids,
+                                size_t n)
+{
+    return inbox_many(tx, group, event_ids, n, 0);
+}
+
+int64_t of_db_inbox_forget_many(of_db_tx *tx, const char *group, const char *const *event_ids,
+                                size_t n)
+{
+    return inbox_many(tx, group, event_ids, n, 1);
+}
+
 static size_t varint_put(uint8_t *out, uint64_t v)
 {
     size_t n = 0;

@@ -783,14 +783,29 @@ static void batch_settle(worker *w, qitem **items, of_call *calls, int64_t **ids
     }
 }
 
-/* One transaction for up to n queued events of a database stage: each event's inbox record,
- * process() and outbox rows under a savepoint of its own, then one commit (one fsync), one round
- * of publishing and the n offsets. The first event that does not go through (a retry, a
- * rejection, a duplicate, a database error) is rolled back to its savepoint and ends the batch:
- * the events before it are committed, it is handed back through *next, and the ones after it
- * come in a later batch, so a key's events still apply in order. Returns how many events it
- * settled from the front (0 when nothing was committed: *next is then NEXT_ALONE for the
- * first, unless its own try failed). */
+/* Records the n events of a batch in the inbox in a few multi-row statements. 1 when all were
+ * new (the batch then skips the per-event inbox statement), 0 when some event was applied before
+ * or the statement failed: the transaction is then begun again and the batch records each event
+ * on its own (of_stage_tx_join), which finds the repeat. -1 when no transaction is left. */
+static int batch_record(struct of_stage_rt *rt, of_db_tx **tx, const char *const *eids, size_t n)
+{
+    if (of_db_inbox_record_many(*tx, rt->group, eids, n) == (int64_t)n)
+        return 1;
+    char why[512];
+    of_db_tx_end(*tx);
+    *tx = of_db_tx_begin(rt->db, why, sizeof(why));
+    return *tx ? 0 : -1;
+}
+
+/* One transaction for up to n queued events of a database stage: the events' inbox records (one
+ * multi-row statement when none is a repeat), then each event's process() and outbox rows under
+ * a savepoint of its own, one commit (one fsync), one round of publishing and the n offsets. The
+ * first event that does not go through (a retry, a rejection, a repeat, a database error) is
+ * rolled back to its savepoint with the inbox records of the events from it on, and ends the
+ * batch: the events before it are committed, it is handed back through *next, and the ones after
+ * it come in a later batch, so a key's events still apply in order. Returns how many events it
+ * settled from the front (0 when nothing was committed: *next is then NEXT_ALONE for the first,
+ * unless its own try failed). */
 static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, char *reason,
                         size_t reason_size)
 {
@@ -803,50 +818,70 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         return 0; /* handled alone, which waits for the breaker */
     of_call *calls = calloc(n, sizeof(*calls));
     int64_t **ids = calloc(n, sizeof(*ids));
-    of_db_tx *tx = calls && ids ? of_db_tx_begin(rt->db, why, sizeof(why)) : NULL;
-    if (!tx) {
+    char(*idbuf)[256] = calloc(n, sizeof(*idbuf));
+    const char **eids = calloc(n, sizeof(*eids));
+    of_db_tx *tx = calls && ids && idbuf && eids ? of_db_tx_begin(rt->db, why, sizeof(why)) : NULL;
+    int recorded = -1;
+    if (tx) {
+        for (size_t i = 0; i < n; i++) {
+            of_stage_tx_event_id(items[i]->ev, idbuf[i], sizeof(idbuf[i]));
+            eids[i] = idbuf[i];
+        }
+        recorded = batch_record(rt, &tx, eids, n);
+    }
+    if (recorded < 0) {
+        of_db_tx_end(tx);
         of_breaker_release(&rt->breaker);
         free(calls);
         free(ids);
+        free(idbuf);
+        free(eids);
         return 0;
     }
     size_t k = 0;
     int stopped_by_try = 0; /* the first event left failed its own try (RETRY or REJECT) */
+    int unsafe = 0;         /* what failed could not be undone alone: nothing may commit */
     for (; k < n; k++) {
         const of_event *ev = items[k]->ev;
         /* The first event needs no savepoint: its failure leaves nothing to commit. */
         char sp[32];
         snprintf(sp, sizeof(sp), "of_ev%zu", k);
-        if (k > 0 && of_db_tx_savepoint(tx, sp) != 0)
-            break;
-        of_call *call = &calls[k];
-        of_call_init(call, st, ev, 1);
-        if (of_stage_tx_join(tx, call, rt->group, why, sizeof(why)) != OF_TXR_OK) {
-            if (k > 0)
-                of_db_tx_rollback_to(tx, sp);
-            of_call_reset(call);
+        if (k > 0 && of_db_tx_savepoint(tx, sp) != 0) {
+            unsafe = 1;
             break;
         }
-        log_context_of(ev);
-        int64_t t0 = mono_us();
-        of_status s = st->desc->process(st->instance, call);
-        double took = (double)(mono_us() - t0) / 1e6;
-        of_histogram_observe_(st->m_latency, took);
-        if (of_log_enabled(OF_LVL_DEBUG))
-            of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
-                   "event %s[%" PRId32 "]@%" PRId64 " in a batch (%zu of %zu): %s, %zu emitted "
-                   "(%.3f ms)",
-                   ev->topic, ev->partition, ev->offset, k + 1, n,
-                   s == OF_OK       ? "ok"
-                   : s == OF_RETRY  ? "retry"
-                   : s == OF_REJECT ? "reject"
-                                    : "?",
-                   call->n_emitted, took * 1e3);
-        of_log_context_clear();
-        if (s == OF_OK) {
-            if (of_stage_tx_write_outbox(call, &ids[k], why, sizeof(why)) == OF_TXR_OK)
+        of_call *call = &calls[k];
+        of_call_init(call, st, ev, 1);
+        int ok = 1;
+        if (recorded) {
+            call->tx = tx;
+            call->tx_group = rt->group;
+        } else if (of_stage_tx_join(tx, call, rt->group, why, sizeof(why)) != OF_TXR_OK) {
+            ok = 0;
+        }
+        of_status s = OF_OK;
+        if (ok) {
+            log_context_of(ev);
+            int64_t t0 = mono_us();
+            s = st->desc->process(st->instance, call);
+            double took = (double)(mono_us() - t0) / 1e6;
+            of_histogram_observe_(st->m_latency, took);
+            if (of_log_enabled(OF_LVL_DEBUG))
+                of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+                       "event %s[%" PRId32 "]@%" PRId64 " in a batch (%zu of %zu): %s, %zu "
+                       "emitted (%.3f ms)",
+                       ev->topic, ev->partition, ev->offset, k + 1, n,
+                       s == OF_OK       ? "ok"
+                       : s == OF_RETRY  ? "retry"
+                       : s == OF_REJECT ? "reject"
+                                        : "?",
+                       call->n_emitted, took * 1e3);
+            of_log_context_clear();
+            if (s == OF_OK &&
+                of_stage_tx_write_outbox(call, &ids[k], why, sizeof(why)) == OF_TXR_OK)
                 continue;
-        } else if (s == OF_RETRY) {
+        }
+        if (ok && s == OF_RETRY) {
             /* A retry the database caused does not count (handled alone, it waits for the
              * database); any other is this event's first failed try. */
             if (of_stage_tx_failure(tx) != OF_TXR_WAIT) {
@@ -855,7 +890,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
                 snprintf(reason, reason_size, "%s",
                          call->has_reason ? call->reason : "retried without a reason");
             }
-        } else {
+        } else if (ok && s != OF_OK) {
             *next = NEXT_REJECTED;
             stopped_by_try = 1;
             if (s == OF_REJECT)
@@ -864,15 +899,24 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
             else
                 snprintf(reason, reason_size, "process() returned an invalid status %d", (int)s);
         }
-        if (k > 0 && !of_db_tx_doomed(tx))
-            of_db_tx_rollback_to(tx, sp);
         of_call_reset(call);
+        call->tx = NULL;
+        /* Undo this event and, when the inbox had them all, the records of it and the events
+         * after it: those must not look applied. Without that, nothing commits. */
+        if (k > 0 && !of_db_tx_doomed(tx)) {
+            int undone = of_db_tx_rollback_to(tx, sp) == 0;
+            if (undone && recorded)
+                undone =
+                    of_db_inbox_forget_many(tx, rt->group, eids + k, n - k) == (int64_t)(n - k);
+            unsafe = !undone;
+        }
         break;
     }
     size_t filled = k;
     int committed = 0;
-    if (of_db_tx_doomed(tx)) {
-        /* A deadlock or a lost connection took the whole batch: each event goes alone. */
+    if (of_db_tx_doomed(tx) || unsafe) {
+        /* A deadlock or a lost connection took the whole batch (or a failure could not be
+         * undone on its own): each event goes alone. */
         *next = NEXT_ALONE;
         stopped_by_try = 0;
     } else if (k > 0) {
@@ -907,6 +951,8 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     }
     free(calls);
     free(ids);
+    free(idbuf);
+    free(eids);
     return k;
 }
 

@@ -3,27 +3,34 @@
 # killed (SIGKILL, by the host's fault-injection point) right after a commit and before the
 # publication and offset commit of that event. After a restart every event has been redelivered
 # or not, but each write is applied exactly once (the inbox), and every emitted event is
-# published at least once (the outbox relay publishes what the killed host left behind).
+# published at least once (the outbox relay publishes what the killed host left behind). The
+# stage commits batches of up to 8 events (`batch: 8`), so the kill leaves a whole batch
+# committed and unpublished, and the redelivered batches meet events applied before.
 source "$(dirname "$0")/kafkalib.bash"
 with_database
 name="dbx-$RUN_ID"
-dbtap_pipeline "$TMP/p.yaml" "$name"
+dbtap_pipeline "$TMP/p.yaml" "$name" 8
 
-# Killed by itself after the 60th commit.
-OF_FAULT_KILL_AFTER_COMMIT=60 "$ORDERFLOWD" -c "$TMP/host.yaml" >>"$TMP/d1.log" 2>&1 &
+# Killed by itself after the 10th commit (of a batch or of one event).
+OF_FAULT_KILL_AFTER_COMMIT=10 "$ORDERFLOWD" -c "$TMP/host.yaml" >>"$TMP/d1.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
 wait_for "$TMP/d1.log" "running" 60 || fail "d1 did not start"
 grep -q "applied migration dbtap 1" "$TMP/d1.log" || fail "the plugin's migration was not applied"
 produce "$name.in" 0 25 8
+# Bounded: a host the fault point never stops fails the test instead of hanging it.
+for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the host was still running 60 s after the events (fault point not reached)"
 set +e
 wait "$pid"
 status=$?
 set -e
 [ "$status" = 137 ] || fail "the host was not killed by the fault point (status $status)"
-grep -q "fault injection: killed after commit 60" "$TMP/d1.log" || fail "fault point not reached"
+grep -q "fault injection: killed after commit 10" "$TMP/d1.log" || fail "fault point not reached"
 before=$(sql -D "$db" -e "SELECT COUNT(*) FROM dbtap_writes")
-[ "$before" -ge 60 ] && [ "$before" -lt 200 ] || fail "$before rows before the restart"
+[ "$before" -ge 10 ] && [ "$before" -lt 200 ] || fail "$before rows before the restart"
+# Batches formed: fewer commits than events.
+[ "$before" -gt 10 ] || fail "10 commits wrote $before rows: the stage did not batch"
 
 start_daemon d2 "$TMP/host.yaml"
 grep -q "applied migration" "$TMP/d2.log" && fail "migrations ran twice"

@@ -181,8 +181,10 @@ drop_db() { sql -e "DROP DATABASE IF EXISTS \`$db\`" || true; }
 
 # dbtap_pipeline FILE NAME: in -> write (dbtap: one row per event) -> written -> sink (tap,
 # records to $TMP/records); and the host configuration $TMP/host.yaml with this test's database.
+# dbtap_pipeline FILE NAME [BATCH]: the write stage commits up to BATCH events a transaction
+# (default 1).
 dbtap_pipeline() {
-  local file=$1 name=$2
+  local file=$1 name=$2 batch=${3:-1}
   cat >"$file" <<YAML
 pipeline: $name
 topics:
@@ -195,6 +197,7 @@ stages:
     inputs: [$name.in]
     outputs: { out: $name.written }
     concurrency: 3
+    batch: $batch
   - name: sink
     plugin: tap
     inputs: [$name.written]

@@ -345,6 +345,48 @@ static void clear_outbox(void)
     of_db_release(c);
 }
 
+/* A batch's inbox: 45 events in chunks (32 + 8 + 4 + 1), repeats counted out, and forgetting
+ * what a batch recorded for the events it did not get to. */
+static void test_inbox_many(void **state)
+{
+    (void)state;
+    char buf[45][32];
+    const char *ids[45];
+    for (int i = 0; i < 45; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "many-%d", i);
+        ids[i] = buf[i];
+    }
+    of_db_tx *tx = begin();
+    assert_int_equal(of_db_inbox_record_many(tx, "gm", ids, 45), 45);
+    assert_int_equal(of_db_inbox_record(tx, "gm", "many-44"), 0);
+    /* The last 5 were not applied after all. */
+    assert_int_equal(of_db_inbox_forget_many(tx, "gm", ids + 40, 5), 5);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    of_db_value g = OF_DB_S("gm");
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_inbox WHERE consumer_group = ?", &g, 1),
+                     40);
+
+    /* A redelivery of 10, of which 3 were applied: 7 recorded now, and the repeat is seen. */
+    tx = begin();
+    assert_int_equal(of_db_inbox_record_many(tx, "gm", ids + 37, 8), 5);
+    /* The same event twice in one call counts once. */
+    const char *twice[] = {"many-x", "many-x"};
+    assert_int_equal(of_db_inbox_record_many(tx, "gm", twice, 2), 1);
+    of_db_tx_end(tx); /* rolled back */
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_inbox WHERE consumer_group = ?", &g, 1),
+                     40);
+
+    /* Bad input: an error, nothing recorded. */
+    tx = begin();
+    const char *bad[] = {"ok-1", ""};
+    assert_int_equal(of_db_inbox_record_many(tx, "gm", bad, 2), -1);
+    assert_int_equal(of_db_tx_error(tx, NULL), OF_DB_ERR_OTHER);
+    assert_int_equal(of_db_inbox_record_many(tx, "", ids, 1), -1);
+    assert_int_equal(of_db_inbox_record_many(tx, "gm", NULL, 0), 0);
+    of_db_tx_end(tx);
+}
+
 static void test_outbox_round_trip(void **state)
 {
     (void)state;
@@ -646,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_deadlock_dooms_tx),
         cmocka_unit_test(test_connection_lost_in_tx),
         cmocka_unit_test(test_inbox),
+        cmocka_unit_test(test_inbox_many),
         cmocka_unit_test(test_outbox_round_trip),
         cmocka_unit_test(test_outbox_many),
         cmocka_unit_test(test_relay_parks_refused),
