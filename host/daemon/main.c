@@ -9,6 +9,7 @@
 #include "stage_tx.h"
 #include "hostconfig.h"
 #include "log.h"
+#include "memtrim.h"
 #include "metrics.h"
 #include "outbox_marker.h"
 #include "pipeline.h"
@@ -248,6 +249,7 @@ int main(int argc, char **argv)
     of_gateway *gw = NULL;
     of_ws_hub *hub = NULL;
     of_dashboard *dash = NULL;
+    of_memtrim *trim = NULL;
     of_http_invoker invoker = {0};
     /* The configuration the daemon runs on, and the earlier ones a reload keeps while some of
      * their stages still run. */
@@ -332,6 +334,10 @@ int main(int argc, char **argv)
     }
     err[0] = '\0';
     /* The dashboard's feed: this host's stage counters once a second (dashboard.h). */
+    /* Every 10 s: what a backlog made the daemon hold goes back once it has drained. Without
+     * the thread the daemon still runs, only holding more. */
+    if (!(trim = of_memtrim_start(10000)))
+        of_log(OF_LVL_WARN, NULL, NULL, "cannot start the memory trimmer");
     if (hub && !(dash = of_dashboard_start(hub, runner, 1000))) {
         of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the dashboard");
         goto out;
@@ -405,6 +411,7 @@ int main(int argc, char **argv)
     of_log(OF_LVL_INFO, NULL, NULL, "stopped");
     rc = 0;
 out:
+    of_memtrim_stop(trim);
     of_dashboard_stop(dash);
     of_gateway_free(gw);
     of_outbox_relay_stop(relay);
