@@ -39,29 +39,6 @@ static void source_of(const of_call *call, char *out, size_t size)
     snprintf(out, size, "%s/%s", call->tx_group ? call->tx_group : "", id);
 }
 
-of_txr of_stage_tx_open(of_db_pool *pool, of_call *call, const char *group, char *why,
-                        size_t why_size)
-{
-    call->tx_group = group;
-    of_db_tx *tx = of_db_tx_begin(pool, why, why_size);
-    if (!tx)
-        return OF_TXR_WAIT; /* no connection: the database is unavailable */
-    if (call->input) {
-        char id[256];
-        of_stage_tx_event_id(call->input, id, sizeof(id));
-        int rc = of_db_inbox_record(tx, group, id);
-        if (rc != 1) {
-            const char *msg = NULL;
-            of_db_error e = of_db_tx_error(tx, &msg);
-            of_seterr(why, why_size, "%s", rc == 0 ? "already applied" : msg ? msg : "inbox");
-            of_db_tx_end(tx);
-            return rc == 0 ? OF_TXR_DUPLICATE : classify(e);
-        }
-    }
-    call->tx = tx;
-    return OF_TXR_OK;
-}
-
 of_txr of_stage_tx_join(of_db_tx *tx, of_call *call, const char *group, char *why, size_t why_size)
 {
     call->tx_group = group;
@@ -78,6 +55,19 @@ of_txr of_stage_tx_join(of_db_tx *tx, of_call *call, const char *group, char *wh
     }
     call->tx = tx;
     return OF_TXR_OK;
+}
+
+of_txr of_stage_tx_open(of_db_pool *pool, of_call *call, const char *group, char *why,
+                        size_t why_size)
+{
+    call->tx_group = group;
+    of_db_tx *tx = of_db_tx_begin(pool, why, why_size);
+    if (!tx)
+        return OF_TXR_WAIT; /* no connection: the database is unavailable */
+    of_txr r = of_stage_tx_join(tx, call, group, why, why_size);
+    if (r != OF_TXR_OK)
+        of_db_tx_end(tx);
+    return r;
 }
 
 of_txr of_stage_tx_write_outbox(of_call *call, int64_t **ids, char *why, size_t why_size)
