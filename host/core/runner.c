@@ -4,7 +4,10 @@
  * key's events are processed one at a time and in order. A worker runs process(), retries in
  * place with the stage's backoff, dead-letters rejected and exhausted events, publishes what an
  * OK emitted and then marks the input done in the partition's offset tracker, committing up to
- * the lowest offset not yet done.
+ * the lowest offset not yet done. A database stage with `batch` > 1 has its worker take the events
+ * queued for it (up to `batch`) into one transaction, one savepoint each (batch_try); the first
+ * that does not go through ends the batch and goes on alone, so a key's order and every event's
+ * retry policy hold as above.
  *
  * Locks: a stage's `mu` guards its offset trackers, in-flight count and pause state, and is
  * taken before the bus's own lock (commit, pause, resume); a worker's `mu` guards its queue; the

@@ -1,5 +1,6 @@
 /* Effectively-once effects for stages that use the database (OF_STAGE_DATABASE): one try of
- * process() runs in a transaction that first records the input event in the inbox (a redelivered
+ * process() (or a batch of them, each under a savepoint: the runner's batch_try) runs in a
+ * transaction that first records the input event in the inbox (a redelivered
  * event that was applied before is skipped), and that, when the stage answers OF_OK, also writes
  * what it emitted to the outbox before it commits. The emitted events are published after the
  * commit (by the runner, or by the outbox relay when a crash came in between), and only then is
