@@ -116,6 +116,14 @@ def plots(doc, out, stem):
     runs = doc["runs"]
     sweep = sorted((r for r in runs if r["label"].startswith("sweep-")), key=lambda r: r["config"]["rate"])
     files = []
+
+    def save(fig, kind):
+        fig.tight_layout()
+        f = os.path.join(out, f"{stem}-{kind}.png")
+        fig.savefig(f, dpi=100)
+        plt.close(fig)
+        files.append(f)
+
     if sweep:
         x = [r["config"]["rate"] for r in sweep]
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -133,11 +141,7 @@ def plots(doc, out, stem):
         ax.set_title("Throughput vs offered load")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        f = os.path.join(out, f"{stem}-throughput.png")
-        fig.savefig(f, dpi=100)
-        plt.close(fig)
-        files.append(f)
+        save(fig, "throughput")
 
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
         for q, mk in (("p50_ms", "o-"), ("p90_ms", "s-"), ("p99_ms", "^-"), ("p999_ms", "v-")):
@@ -156,11 +160,7 @@ def plots(doc, out, stem):
             a.set_title(t, fontsize=10)
             a.grid(alpha=0.3, which="both")
             a.legend(fontsize=8)
-        fig.tight_layout()
-        f = os.path.join(out, f"{stem}-latency.png")
-        fig.savefig(f, dpi=100)
-        plt.close(fig)
-        files.append(f)
+        save(fig, "latency")
 
     soak = next((r for r in runs if r["label"] == "soak"), None)
     if soak:
@@ -183,11 +183,7 @@ def plots(doc, out, stem):
         a1.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower right")
         a1.set_title(f"Soak at {soak['config']['rate']:.0f} orders/s (70 % of the knee)")
         a1.grid(alpha=0.3)
-        fig.tight_layout()
-        f = os.path.join(out, f"{stem}-soak.png")
-        fig.savefig(f, dpi=100)
-        plt.close(fig)
-        files.append(f)
+        save(fig, "soak")
     return files
 
 

@@ -318,11 +318,7 @@ static int64_t inbox_many(of_db_tx *tx, const char *group, const char *const *ev
             tx_set(tx, OF_DB_ERR_OTHER, "inbox: an event id is required");
             return -1;
         }
-    of_db_value *p = calloc(2 * INBOX_CHUNK_MAX, sizeof(*p));
-    if (!p) {
-        tx_set(tx, OF_DB_ERR_OTHER, "inbox: out of memory");
-        return -1;
-    }
+    of_db_value p[2 * INBOX_CHUNK_MAX];
     int64_t total = 0;
     for (size_t done = 0; done < n;) {
         size_t rows = inbox_chunk(n - done);
@@ -348,19 +344,15 @@ static int64_t inbox_many(of_db_tx *tx, const char *group, const char *const *ev
         }
         if (!sql) {
             tx_set(tx, OF_DB_ERR_OTHER, "inbox: out of memory");
-            free(p);
             return -1;
         }
         int64_t got = of_db_tx_exec(tx, sql, p, np);
         free(sql);
-        if (got < 0) {
-            free(p);
+        if (got < 0)
             return -1;
-        }
         total += got;
         done += rows;
     }
-    free(p);
     return total;
 }
 

@@ -842,8 +842,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         return 0;
     }
     size_t k = 0;
-    int stopped_by_try = 0; /* the first event left failed its own try (RETRY or REJECT) */
-    int unsafe = 0;         /* what failed could not be undone alone: nothing may commit */
+    int unsafe = 0; /* what failed could not be undone alone: nothing may commit */
     for (; k < n; k++) {
         const of_event *ev = items[k]->ev;
         /* The first event needs no savepoint: its failure leaves nothing to commit. */
@@ -889,13 +888,11 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
              * database); any other is this event's first failed try. */
             if (of_stage_tx_failure(tx) != OF_TXR_WAIT) {
                 *next = NEXT_RETRIED;
-                stopped_by_try = 1;
                 snprintf(reason, reason_size, "%s",
                          call->has_reason ? call->reason : "retried without a reason");
             }
         } else if (ok && s != OF_OK) {
             *next = NEXT_REJECTED;
-            stopped_by_try = 1;
             if (s == OF_REJECT)
                 snprintf(reason, reason_size, "%s",
                          call->has_reason ? call->reason : "rejected without a reason");
@@ -921,7 +918,6 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         /* A deadlock or a lost connection took the whole batch (or a failure could not be
          * undone on its own): each event goes alone. */
         *next = NEXT_ALONE;
-        stopped_by_try = 0;
     } else if (k > 0) {
         committed = of_db_tx_commit(tx) == 0;
         if (!committed) {
@@ -931,7 +927,6 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
                    "committing a batch of %zu events failed (%s); each is tried alone", k,
                    msg ? msg : "?");
             *next = NEXT_ALONE;
-            stopped_by_try = 0;
         }
     }
     of_db_tx_end(tx);
@@ -943,7 +938,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         batch_settle(w, items, calls, ids, k);
     } else {
         k = 0;
-        if (stopped_by_try && *next == NEXT_RETRIED)
+        if (*next == NEXT_RETRIED)
             of_breaker_record(&rt->breaker, of_mono_ms(), 0);
         else
             of_breaker_release(&rt->breaker);
@@ -959,7 +954,8 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     return k;
 }
 
-/* The events a worker took at once, in queue order: batched while there are several. */
+/* The events a worker took at once, in queue order: batched while there are several, one alone
+ * as without `batch`. */
 static void handle_taken(worker *w, qitem **items, size_t n)
 {
     struct of_stage_rt *rt = w->rt;
@@ -1037,13 +1033,7 @@ static void *worker_main(void *arg)
             of_event_free(taken[i]->ev);
             free(taken[i]);
         }
-        if (live == 1) {
-            log_context_of(taken[0]->ev);
-            handle_event(w, taken[0]->ev, taken[0]->gen, 1);
-            of_log_context_clear();
-        } else if (live > 1) {
-            handle_taken(w, taken, live);
-        }
+        handle_taken(w, taken, live);
         for (size_t i = 0; i < live; i++) {
             of_event_free(taken[i]->ev);
             free(taken[i]);

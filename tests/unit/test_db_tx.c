@@ -19,17 +19,9 @@ static of_db_pool *pool;
 static int group_setup(void **state)
 {
     (void)state;
-    if (!(pool = dbt_host_schema_pool(6)))
-        return -1;
-    char err[512] = "";
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    if (!c || of_db_exec_text(c, "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL) "
-                                 "ENGINE=InnoDB") != 0) {
-        of_db_release(c);
-        return -1;
-    }
-    of_db_release(c);
-    return 0;
+    pool = dbt_host_schema_pool(
+        6, "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL) ENGINE=InnoDB");
+    return pool ? 0 : -1;
 }
 
 static int group_teardown(void **state)

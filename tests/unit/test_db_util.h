@@ -170,9 +170,11 @@ static __attribute__((unused)) double dbt_elapsed_ms(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* A database of the test's own with the host's schema (inbox, outbox), and a pool of
- * pool_size on it; NULL (and a message) on failure. Drop it with dbt_drop_database. */
-static __attribute__((unused)) of_db_pool *dbt_host_schema_pool(int pool_size)
+/* A database of the test's own with the host's schema (inbox, outbox) and, when table_sql is not
+ * NULL, the test's table it creates, and a pool of pool_size on it; NULL (and a message) on
+ * failure. Drop it with dbt_drop_database. */
+static __attribute__((unused)) of_db_pool *dbt_host_schema_pool(int pool_size,
+                                                                const char *table_sql)
 {
     if (dbt_create_database() != 0)
         return NULL;
@@ -185,6 +187,16 @@ static __attribute__((unused)) of_db_pool *dbt_host_schema_pool(int pool_size)
         fprintf(stderr, "host migrations: %s\n", err);
         of_db_pool_free(p);
         return NULL;
+    }
+    if (table_sql) {
+        of_db_conn *c = of_db_acquire(p, err, sizeof(err));
+        int rc = c ? of_db_exec_text(c, table_sql) : -1;
+        of_db_release(c);
+        if (rc != 0) {
+            fprintf(stderr, "%s: failed\n", table_sql);
+            of_db_pool_free(p);
+            return NULL;
+        }
     }
     return p;
 }

@@ -19,7 +19,7 @@ static of_db_pool *pool;
 static int group_setup(void **state)
 {
     (void)state;
-    if (!(pool = dbt_host_schema_pool(4)))
+    if (!(pool = dbt_host_schema_pool(4, NULL)))
         return -1;
     return 0;
 }

@@ -36,17 +36,9 @@ static int g_gate_open;
 static int group_setup(void **state)
 {
     (void)state;
-    if (!(pool = dbt_host_schema_pool(4)))
-        return -1;
-    char err[512] = "";
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    if (!c || of_db_exec_text(c, "CREATE TABLE bt_writes (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                                 "payload VARCHAR(64) NOT NULL) ENGINE=InnoDB") != 0) {
-        of_db_release(c);
-        return -1;
-    }
-    of_db_release(c);
-    return 0;
+    pool = dbt_host_schema_pool(4, "CREATE TABLE bt_writes (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                                   "payload VARCHAR(64) NOT NULL) ENGINE=InnoDB");
+    return pool ? 0 : -1;
 }
 
 static int group_teardown(void **state)
