@@ -27,10 +27,12 @@ grep -qi '^content-type: text/html' "$TMP/page.h" || fail "/dashboard is not HTM
 grep -qi "^content-security-policy: default-src 'none'" "$TMP/page.h" || fail "/dashboard has no strict CSP"
 grep -Eq '(src|href)="https?:' "$TMP/page.html" && fail "/dashboard loads an external asset"
 
-chromium --headless=new --no-sandbox --disable-gpu --no-first-run --user-data-dir="$TMP/chrome" \
+# Its own process group: the cleanup kills chromium's helper processes with it.
+setsid chromium --headless=new --no-sandbox --disable-gpu --no-first-run --user-data-dir="$TMP/chrome" \
   --remote-debugging-port="$cdp_port" --window-size=1400,900 \
   "http://127.0.0.1:$port/dashboard" >"$TMP/chromium.log" 2>&1 &
 PIDS+=($!)
+PGROUPS+=($!)
 
 cat >"$TMP/cdp.py" <<'PY'
 # A DevTools-protocol client on a raw WebSocket (no library): evaluate, poll, screenshot.

@@ -10,9 +10,12 @@ BOOT=${OF_KAFKA_BOOTSTRAP:?}
 TMP=$(mktemp -d)
 RUN_ID="t$(date +%s%N | tail -c 9)$$"
 PIDS=()
+# Process groups to kill whole (a program started with setsid that forks helpers, chromium).
+PGROUPS=()
 failures=0
 
 cleanup() {
+  for g in "${PGROUPS[@]}"; do kill -9 -- "-$g" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "$failures" != 0 ] || [ "${KEEP_TMP:-0}" = 1 ]; then
@@ -26,7 +29,12 @@ cleanup() {
     done
   fi
   # KEEP_TMP=1 keeps the folder (logs, configurations, records) for a look after the run.
-  if [ "${KEEP_TMP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+  # A killed process's children may still be writing for a moment: one more try after it.
+  if [ "${KEEP_TMP:-0}" = 1 ]; then
+    echo "kept $TMP"
+  else
+    rm -rf "$TMP" 2>/dev/null || { sleep 1; rm -rf "$TMP"; }
+  fi
 }
 trap cleanup EXIT
 
