@@ -34,6 +34,12 @@ static void print_plugin(const of_plugin *p)
         printf(" (none)");
     for (size_t i = 0; d->outputs && d->outputs[i]; i++)
         printf(" %s", d->outputs[i]);
+    const char *const *acc = of_descriptor_accepts(d);
+    printf("\n  accepts:");
+    if (!acc)
+        printf(" (every type)");
+    for (size_t i = 0; acc && acc[i]; i++)
+        printf(" %s", acc[i]);
     printf("\n  options:");
     if (!d->options || !d->options[0].name)
         printf(" (none)\n");

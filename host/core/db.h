@@ -131,6 +131,12 @@ void of_db_rows_free(of_db_rows *rows);
 int of_db_exec_text(of_db_conn *c, const char *sql);
 /* The AUTO_INCREMENT id of the last insert on this connection. */
 int64_t of_db_last_insert_id(const of_db_conn *c);
+/* 1 when the connection's server takes INSERT ... RETURNING (MariaDB 10.5 and later), which
+ * multi-row outbox inserts need to learn their rows' ids; elsewhere they go one row at a time. */
+int of_db_conn_returning(const of_db_conn *c);
+/* on = 0: the pool's connections behave as if their server had no RETURNING (tests of the
+ * one-row-at-a-time path). */
+void of_db_pool_set_returning(of_db_pool *pool, int on);
 /* The last statement's outcome: OF_DB_OK, or the category and "MESSAGE (errno N)". */
 of_db_error of_db_conn_error(const of_db_conn *c, const char **message);
 unsigned int of_db_conn_errno(const of_db_conn *c);
@@ -193,6 +199,17 @@ int64_t of_db_inbox_forget_many(of_db_tx *tx, const char *group, const char *con
  * *id (may be NULL) gets its id. 0 or -1. */
 int of_db_outbox_add(of_db_tx *tx, const char *topic, const of_event *ev, const char *source,
                      int64_t *id);
+/* One row for of_db_outbox_add_many: borrowed for the call. */
+typedef struct of_db_outbox_row {
+    const char *topic;
+    const of_event *ev;
+    const char *source; /* may be NULL */
+} of_db_outbox_row;
+/* Writes n events to the outbox in the transaction, in order, in a few multi-row statements
+ * (one row each where the server has no RETURNING: of_db_conn_returning); ids[i] (n of them,
+ * may be NULL) gets row i's id, rising with i. 0 or -1 (nothing is known about which rows went
+ * in: roll back). */
+int of_db_outbox_add_many(of_db_tx *tx, const of_db_outbox_row *rows, size_t n, int64_t *ids);
 /* Marks outbox rows as published, in its own short transactions. 0 or -1 with errstr. */
 int of_db_outbox_mark_published(of_db_pool *pool, const int64_t *ids, size_t n, char *errstr,
                                 size_t errstr_size);

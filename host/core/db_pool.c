@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ struct of_db_conn {
     uint64_t tick;
     of_db_rows *rows; /* open result sets */
     int64_t last_insert_id;
+    int returning; /* the server takes INSERT ... RETURNING (MariaDB 10.5 and later) */
     of_db_error err;
     unsigned int sql_errno;
     char msg[512];
@@ -77,7 +79,8 @@ struct of_db_conn {
 struct of_db_pool {
     of_mysql_config cfg; /* own copy */
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC: a connection was released or a slot freed */
+    pthread_cond_t cv;       /* CLOCK_MONOTONIC: a connection was released or a slot freed */
+    atomic_int no_returning; /* of_db_pool_set_returning(pool, 0) */
     of_db_conn *idle;
     int n_idle;
     int n_open; /* idle + in use + being connected */
@@ -232,6 +235,17 @@ void of_db_conn_set_in_tx(of_db_conn *c, int in_tx)
         c->in_tx = in_tx;
 }
 
+int of_db_conn_returning(const of_db_conn *c)
+{
+    return c && c->returning && !atomic_load(&c->pool->no_returning);
+}
+
+void of_db_pool_set_returning(of_db_pool *pool, int on)
+{
+    if (pool)
+        atomic_store(&pool->no_returning, !on);
+}
+
 int64_t of_db_last_insert_id(const of_db_conn *c)
 {
     return c ? c->last_insert_id : 0;
@@ -340,6 +354,8 @@ static of_db_conn *conn_open(of_db_pool *p, int64_t read_timeout_ms, char *errst
         return NULL;
     }
     c->idle_since_ms = of_mono_ms();
+    const char *server = mysql_get_server_info(m);
+    c->returning = server && strstr(server, "MariaDB") && mysql_get_server_version(m) >= 100500;
     return c;
 }
 

@@ -280,10 +280,13 @@ int of_db_inbox_record(of_db_tx *tx, const char *group, const char *event_id)
 /* Multi-row inbox statements go in chunks of a power of two (at most INBOX_CHUNK_MAX rows), so a
  * connection's statement cache holds a few shapes, not one per batch size. */
 #define INBOX_CHUNK_MAX 32
+/* Outbox rows carry payloads: fewer per statement keeps a statement well under
+ * max_allowed_packet for ordinary events. */
+#define OUTBOX_CHUNK_MAX 16
 
-static size_t inbox_chunk(size_t left)
+static size_t chunk_of(size_t left, size_t max)
 {
-    size_t c = INBOX_CHUNK_MAX;
+    size_t c = max;
     while (c > left)
         c /= 2;
     return c;
@@ -321,7 +324,7 @@ static int64_t inbox_many(of_db_tx *tx, const char *group, const char *const *ev
     of_db_value p[2 * INBOX_CHUNK_MAX];
     int64_t total = 0;
     for (size_t done = 0; done < n;) {
-        size_t rows = inbox_chunk(n - done);
+        size_t rows = chunk_of(n - done, INBOX_CHUNK_MAX);
         char *sql;
         size_t np;
         if (forget) {
@@ -480,6 +483,96 @@ int of_db_outbox_add(of_db_tx *tx, const char *topic, const of_event *ev, const 
         return -1;
     if (id)
         *id = of_db_last_insert_id(tx->conn);
+    return 0;
+}
+
+/* One multi-row INSERT ... RETURNING id for rows[0..n-1] (n <= OUTBOX_CHUNK_MAX). */
+static int outbox_chunk(of_db_tx *tx, const of_db_outbox_row *rows, size_t n, int64_t *ids)
+{
+    of_db_value p[5 * OUTBOX_CHUNK_MAX];
+    void *hdr[OUTBOX_CHUNK_MAX] = {0};
+    int rc = -1;
+    char *sql = repeat_sql("INSERT INTO of_outbox (topic, msg_key, payload, headers, source, "
+                           "created_at) VALUES ",
+                           "(?, ?, ?, ?, ?, NOW(3))", ", ", n, " RETURNING id");
+    if (!sql) {
+        tx_set(tx, OF_DB_ERR_OTHER, "outbox: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const of_event *ev = rows[i].ev;
+        size_t hlen = 0;
+        hdr[i] = of_db_headers_encode(ev, &hlen);
+        if (!hdr[i]) {
+            tx_set(tx, OF_DB_ERR_OTHER, "outbox: out of memory");
+            goto out;
+        }
+        of_db_value *v = p + 5 * i;
+        v[0] = OF_DB_S(rows[i].topic);
+        v[1] = ev->key ? (of_db_value){.type = OF_DB_BLOB, .p = ev->key, .len = ev->key_len}
+                       : OF_DB_NULLV;
+        v[2] = (of_db_value){
+            .type = OF_DB_BLOB, .p = ev->payload ? ev->payload : "", .len = ev->payload_len};
+        v[3] = (of_db_value){.type = OF_DB_BLOB, .p = hdr[i], .len = hlen};
+        v[4] = rows[i].source ? OF_DB_S(rows[i].source) : OF_DB_NULLV;
+    }
+    of_db_rows *res = of_db_tx_query(tx, sql, p, 5 * n);
+    if (!res)
+        goto out;
+    /* The rows come back in the order of VALUES. */
+    size_t got = 0;
+    int r;
+    while ((r = of_db_rows_next(res)) == 1) {
+        of_db_value v;
+        if (got == n || of_db_rows_get(res, 0, &v) != 0 || v.type != OF_DB_INT ||
+            (got > 0 && v.i <= ids[got - 1])) {
+            r = -2;
+            break;
+        }
+        ids[got++] = v.i;
+    }
+    of_db_rows_free(res);
+    if (r == -1) {
+        tx_after_error(tx);
+        goto out;
+    }
+    if (r == -2 || got != n) {
+        tx_set(tx, OF_DB_ERR_OTHER, "outbox: INSERT ... RETURNING gave %zu ids for %zu rows", got,
+               n);
+        goto out;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        free(hdr[i]);
+    free(sql);
+    return rc;
+}
+
+int of_db_outbox_add_many(of_db_tx *tx, const of_db_outbox_row *rows, size_t n, int64_t *ids)
+{
+    if (!tx)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!rows[i].topic || !*rows[i].topic || !rows[i].ev) {
+            tx_set(tx, OF_DB_ERR_OTHER, "outbox: a topic and an event are required");
+            return -1;
+        }
+    if (tx_usable(tx) != 0)
+        return -1;
+    int many = n > 1 && of_db_conn_returning(tx->conn);
+    int64_t local[OUTBOX_CHUNK_MAX];
+    for (size_t done = 0; done < n;) {
+        size_t k = many ? chunk_of(n - done, OUTBOX_CHUNK_MAX) : 1;
+        int64_t *out = ids ? ids + done : local;
+        if (k == 1) {
+            if (of_db_outbox_add(tx, rows[done].topic, rows[done].ev, rows[done].source, out) != 0)
+                return -1;
+        } else if (outbox_chunk(tx, rows + done, k, out) != 0) {
+            return -1;
+        }
+        done += k;
+    }
     return 0;
 }
 

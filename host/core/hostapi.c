@@ -84,6 +84,10 @@ int of_stage_setup(of_stage *st, const char *pipeline_name, const of_stage_def *
         st->m_abandoned = of_metrics_counter_l(metrics, "stage_events_abandoned",
                                                "Events left uncommitted when a drain timed out",
                                                pname, sname, lbl);
+        st->m_skipped = of_metrics_counter_l(
+            metrics, "stage_events_skipped",
+            "Events acknowledged without process(): a type the stage does not accept", pname, sname,
+            lbl);
         st->m_latency =
             of_metrics_histogram_l(metrics, "stage_processing_seconds",
                                    "Time one process() call took (every try), in seconds", pname,

@@ -39,6 +39,13 @@ int of_plugin_check_descriptor(const of_stage_descriptor *desc, const char *orig
                                size_t errstr_size);
 void of_plugin_unload(of_plugin *p);
 
+/* The descriptor's `accepts` list (ABI 1.3), or NULL when the plugin's descriptor predates it or
+ * sets none (every type). */
+const char *const *of_descriptor_accepts(const of_stage_descriptor *desc);
+/* 1 when the stage acts on an event whose ce_type header is type[0..len-1] (type NULL: the event
+ * has none, and process() gets it), 0 when the host acknowledges it without process(). */
+int of_descriptor_accepts_type(const of_stage_descriptor *desc, const void *type, size_t len);
+
 void of_registry_init(of_plugin_registry *reg);
 /* Scans directories in order for *.so files and loads each. Every refusal is reported to diag
  * as an error against the file (line 0); two plugins with the same name are both named in an

@@ -467,6 +467,76 @@ static int name_valid(const char *s)
     return 1;
 }
 
+const char *const *of_descriptor_accepts(const of_stage_descriptor *desc)
+{
+    if (!desc || desc->abi_minor < 3 ||
+        offsetof(of_stage_descriptor, accepts) + sizeof(desc->accepts) > desc->struct_size)
+        return NULL;
+    return desc->accepts;
+}
+
+int of_descriptor_accepts_type(const of_stage_descriptor *desc, const void *type, size_t len)
+{
+    const char *const *list = of_descriptor_accepts(desc);
+    if (!list || !type)
+        return 1;
+    for (size_t i = 0; list[i]; i++)
+        if (strlen(list[i]) == len && memcmp(list[i], type, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* `accepts` (ABI 1.3): an empty list would silently drop every typed event, so it is refused
+ * like any other malformed entry. */
+static int check_accepts(const of_stage_descriptor *desc, const char *origin, char *errstr,
+                         size_t errstr_size)
+{
+    if (desc->abi_minor < 3 &&
+        offsetof(of_stage_descriptor, accepts) + sizeof(desc->accepts) <= desc->struct_size &&
+        desc->accepts) {
+        /* Before 1.3 the slot was reserved, and reserved slots must be NULL. */
+        set_error(errstr, errstr_size, origin,
+                  "plugin '%s': reserved slot 0 is set (found %p, expected NULL in ABI %u.%u; "
+                  "accepts came with ABI 1.3)",
+                  desc->name, (const void *)desc->accepts, desc->abi_major, desc->abi_minor);
+        return -1;
+    }
+    const char *const *list = of_descriptor_accepts(desc);
+    if (!list)
+        return 0;
+    char q[160];
+    size_t n = 0;
+    for (; n <= OF_ACCEPTS_MAX && list[n]; n++) {
+        const char *t = list[n];
+        size_t len = strnlen(t, 128);
+        int ok = len > 0 && len < 128;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = t[i] > 0x20 && t[i] < 0x7f;
+        if (!ok) {
+            set_error(errstr, errstr_size, origin,
+                      "plugin '%s': bad accepted type #%zu (found %s, expected 1 to 127 printable "
+                      "characters without spaces)",
+                      desc->name, n, quote(t, q, sizeof(q)));
+            return -1;
+        }
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(list[j], t) == 0) {
+                set_error(errstr, errstr_size, origin,
+                          "plugin '%s': accepted type '%s' is listed twice (found it at #%zu and "
+                          "#%zu, expected unique types)",
+                          desc->name, t, j, n);
+                return -1;
+            }
+    }
+    if (n == 0 || n > OF_ACCEPTS_MAX) {
+        set_error(errstr, errstr_size, origin,
+                  "plugin '%s': accepts %s (expected 1 to %d types, or NULL for every type)",
+                  desc->name, n ? "too many types" : "an empty list", OF_ACCEPTS_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 static int output_valid(const char *s)
 {
     if (!s || !s[0])
@@ -608,6 +678,8 @@ int of_plugin_check_descriptor(const of_stage_descriptor *desc, const char *orig
             }
         }
     }
+    if (check_accepts(desc, origin, errstr, errstr_size) != 0)
+        return -1;
     if (desc->options) {
         char why[512] = "";
         if (of_options_check_table(desc->options, why, sizeof(why)) != 0) {

@@ -20,6 +20,7 @@
 #include "fault.h"
 #include "offset_tracker.h"
 #include "outbox_marker.h"
+#include "plugin.h"
 #include "stage_tx.h"
 #include "stage_runtime.h"
 #include "timeutil.h"
@@ -801,8 +802,9 @@ static int batch_record(struct of_stage_rt *rt, of_db_tx **tx, const char *const
 }
 
 /* One transaction for up to n queued events of a database stage: the events' inbox records (one
- * multi-row statement when none is a repeat), then each event's process() and outbox rows under
- * a savepoint of its own, one commit (one fsync), one round of publishing and the n offsets. The
+ * multi-row statement when none is a repeat), then each event's process() under a savepoint of
+ * its own, the outbox rows of all of them (a few multi-row statements), one commit (one fsync),
+ * one round of publishing and the n offsets. The
  * first event that does not go through (a retry, a rejection, a repeat, a database error) is
  * rolled back to its savepoint with the inbox records of the events from it on, and ends the
  * batch: the events before it are committed, it is handed back through *next, and the ones after
@@ -879,9 +881,8 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
                                         : "?",
                        call->n_emitted, took * 1e3);
             of_log_context_clear();
-            if (s == OF_OK &&
-                of_stage_tx_write_outbox(call, &ids[k], why, sizeof(why)) == OF_TXR_OK)
-                continue;
+            if (s == OF_OK)
+                continue; /* its outbox rows are written with the others' before the commit */
         }
         if (ok && s == OF_RETRY) {
             /* A retry the database caused does not count (handled alone, it waits for the
@@ -914,6 +915,14 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     }
     size_t filled = k;
     int committed = 0;
+    /* The batch's outbox rows in a few multi-row statements; when they cannot be written,
+     * nothing commits. */
+    if (k > 0 && !unsafe && !of_db_tx_doomed(tx) &&
+        of_stage_tx_write_outbox_calls(calls, k, ids, why, sizeof(why)) != OF_TXR_OK) {
+        of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+               "a batch of %zu events: %s; each is tried alone", k, why);
+        unsafe = 1;
+    }
     if (of_db_tx_doomed(tx) || unsafe) {
         /* A deadlock or a lost connection took the whole batch (or a failure could not be
          * undone on its own): each event goes alone. */
@@ -1142,6 +1151,15 @@ static void dispatch(struct of_stage_rt *rt, of_event *ev)
             it = malloc(sizeof(*it));
     }
     stat_add(&st->stats.received, st->m_received, 1);
+    /* A type the stage does not act on: done here, without a worker, a transaction or a try. */
+    const of_event_header *type = of_event_header_get(ev, "ce_type");
+    if (type && !of_descriptor_accepts_type(st->desc, type->value, type->value_len)) {
+        stat_add(&st->stats.skipped, st->m_skipped, 1);
+        finish_event(rt, ev, it->gen);
+        free(it);
+        of_event_free(ev);
+        return;
+    }
     it->ev = ev;
     it->next = NULL;
     worker *w = &rt->workers[worker_for(rt, ev)];
@@ -1862,6 +1880,7 @@ int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,
         out->rejected = atomic_load(&st->stats.rejected);
         out->dead_lettered = atomic_load(&st->stats.dead_lettered);
         out->in_flight = atomic_load(&st->stats.in_flight);
+        out->skipped = atomic_load(&st->stats.skipped);
         out->breaker_state = atomic_load(&st->breaker_state);
         pthread_rwlock_unlock(&r->stages_mu);
         return 0;
@@ -1879,17 +1898,19 @@ json_t *of_runner_stats_json(of_runner *r)
     for (size_t i = 0; i < r->n_stages; i++) {
         const of_stage *st = r->stages[i];
         int b = atomic_load(&st->breaker_state);
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "pipeline",
-                              st->pipeline_name ? st->pipeline_name : "", "stage", stage_name(st),
-                              "plugin", st->desc && st->desc->name ? st->desc->name : "",
-                              "received", (json_int_t)atomic_load(&st->stats.received), "processed",
-                              (json_int_t)atomic_load(&st->stats.processed_ok), "emitted",
-                              (json_int_t)atomic_load(&st->stats.emitted), "retried",
-                              (json_int_t)atomic_load(&st->stats.retried), "rejected",
-                              (json_int_t)atomic_load(&st->stats.rejected), "dead_lettered",
-                              (json_int_t)atomic_load(&st->stats.dead_lettered), "in_flight",
-                              (json_int_t)atomic_load(&st->stats.in_flight), "breaker",
-                              of_breaker_state_name((of_breaker_state)b));
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "pipeline",
+                      st->pipeline_name ? st->pipeline_name : "", "stage", stage_name(st), "plugin",
+                      st->desc && st->desc->name ? st->desc->name : "", "received",
+                      (json_int_t)atomic_load(&st->stats.received), "processed",
+                      (json_int_t)atomic_load(&st->stats.processed_ok), "emitted",
+                      (json_int_t)atomic_load(&st->stats.emitted), "retried",
+                      (json_int_t)atomic_load(&st->stats.retried), "rejected",
+                      (json_int_t)atomic_load(&st->stats.rejected), "dead_lettered",
+                      (json_int_t)atomic_load(&st->stats.dead_lettered), "in_flight",
+                      (json_int_t)atomic_load(&st->stats.in_flight), "skipped",
+                      (json_int_t)atomic_load(&st->stats.skipped), "breaker",
+                      of_breaker_state_name((of_breaker_state)b));
         if (o)
             json_array_append_new(arr, o);
     }

@@ -82,7 +82,7 @@ struct of_stage *of_runner_stage_at(of_runner *r, size_t i);
 
 /* Per-stage counts, for tests and later for /metrics. */
 typedef struct of_stage_stats {
-    uint64_t received, processed_ok, emitted, retried, rejected, dead_lettered, in_flight;
+    uint64_t received, processed_ok, emitted, retried, rejected, dead_lettered, in_flight, skipped;
     int breaker_state; /* of_breaker_state: 0 closed, 1 open, 2 half-open */
 } of_stage_stats;
 int of_runner_stage_stats(of_runner *r, const char *pipeline, const char *stage,

@@ -33,6 +33,7 @@ typedef struct of_stage_counters {
     _Atomic uint64_t dead_lettered; /* inputs sent to the dead-letter topic */
     _Atomic uint64_t in_flight;     /* dispatched and not finished */
     _Atomic uint64_t abandoned;     /* given up uncommitted when a drain timed out */
+    _Atomic uint64_t skipped;       /* acknowledged unseen: a type the stage does not accept */
 } of_stage_counters;
 
 /* The SDK's opaque of_stage. */
@@ -51,7 +52,7 @@ struct of_stage {
     _Atomic int breaker_state; /* of_breaker_state, for stats and readiness */
     /* The stats above, also registered in the metric registry (NULL without one). */
     struct of_counter *m_received, *m_processed_ok, *m_emitted, *m_retried, *m_rejected,
-        *m_dead_lettered, *m_abandoned;
+        *m_dead_lettered, *m_abandoned, *m_skipped;
     struct of_histogram *m_latency; /* stage_processing_seconds */
     /* stage_transaction_events: events per committed transaction (a database stage's batches);
      * NULL for a stage without the database. */

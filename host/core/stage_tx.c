@@ -72,29 +72,71 @@ of_txr of_stage_tx_open(of_db_pool *pool, of_call *call, const char *group, char
 
 of_txr of_stage_tx_write_outbox(of_call *call, int64_t **ids, char *why, size_t why_size)
 {
-    of_db_tx *tx = call->tx;
-    *ids = NULL;
-    if (!tx || !call->n_emitted)
+    return of_stage_tx_write_outbox_calls(call, 1, ids, why, why_size);
+}
+
+of_txr of_stage_tx_write_outbox_calls(of_call *calls, size_t n, int64_t **ids, char *why,
+                                      size_t why_size)
+{
+    of_db_tx *tx = n ? calls[0].tx : NULL;
+    size_t total = 0;
+    for (size_t c = 0; c < n; c++) {
+        ids[c] = NULL;
+        total += calls[c].n_emitted;
+    }
+    if (!tx || !total)
         return OF_TXR_OK;
-    int64_t *list = calloc(call->n_emitted, sizeof(*list));
-    if (!list) {
+    of_db_outbox_row *rows = calloc(total, sizeof(*rows));
+    int64_t *all = calloc(total, sizeof(*all));
+    char(*sources)[512] = calloc(n, sizeof(*sources));
+    of_txr r = OF_TXR_FAIL;
+    if (!rows || !all || !sources) {
         of_seterr(why, why_size, "out of memory");
-        return OF_TXR_FAIL;
+        goto out;
     }
-    char source[512];
-    source_of(call, source, sizeof(source));
-    for (size_t i = 0; i < call->n_emitted; i++) {
-        if (of_db_outbox_add(tx, call->emitted[i].topic, call->emitted[i].event,
-                             call->input ? source : NULL, &list[i]) != 0) {
-            const char *msg = NULL;
-            of_txr r = of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(of_db_tx_error(tx, &msg));
-            of_seterr(why, why_size, "writing the outbox: %s", msg ? msg : "failed");
-            free(list);
-            return r;
+    size_t k = 0;
+    for (size_t c = 0; c < n; c++) {
+        if (calls[c].input)
+            source_of(&calls[c], sources[c], sizeof(sources[c]));
+        for (size_t i = 0; i < calls[c].n_emitted; i++, k++)
+            rows[k] = (of_db_outbox_row){.topic = calls[c].emitted[i].topic,
+                                         .ev = calls[c].emitted[i].event,
+                                         .source = calls[c].input ? sources[c] : NULL};
+    }
+    if (of_db_outbox_add_many(tx, rows, total, all) != 0) {
+        const char *msg = NULL;
+        r = of_db_tx_doomed(tx) ? OF_TXR_WAIT : classify(of_db_tx_error(tx, &msg));
+        of_seterr(why, why_size, "writing the outbox: %s", msg ? msg : "failed");
+        goto out;
+    }
+    k = 0;
+    for (size_t c = 0; c < n; c++) {
+        size_t e = calls[c].n_emitted;
+        if (!e)
+            continue;
+        if (n == 1) { /* the common single call: its ids are the whole list */
+            ids[c] = all;
+            all = NULL;
+            break;
         }
+        ids[c] = malloc(e * sizeof(**ids));
+        if (!ids[c]) {
+            for (size_t j = 0; j < c; j++) {
+                free(ids[j]);
+                ids[j] = NULL;
+            }
+            of_seterr(why, why_size, "out of memory");
+            goto out;
+        }
+        memcpy(ids[c], all + k, e * sizeof(**ids));
+        k += e;
     }
-    *ids = list;
-    return OF_TXR_OK;
+    r = OF_TXR_OK;
+out:
+    free(rows);
+    free(all);
+    free(sources);
+    return r;
 }
 
 of_txr of_stage_tx_commit(of_call *call, int64_t **ids, size_t *n_ids, char *why, size_t why_size)

@@ -37,6 +37,11 @@ of_txr of_stage_tx_join(of_db_tx *tx, of_call *call, const char *group, char *wh
 /* After OF_OK: writes call's emitted events to the outbox in call->tx, without committing.
  * *ids gets their outbox ids (malloc'ed, call->n_emitted of them, NULL when none; free them). */
 of_txr of_stage_tx_write_outbox(of_call *call, int64_t **ids, char *why, size_t why_size);
+/* The same for n calls that share one transaction (a batch: calls[0].tx), their rows in call
+ * order, in a few multi-row statements. ids[i] gets calls[i]'s outbox ids (malloc'ed, NULL when
+ * it emitted nothing). On failure no ids are returned and the transaction must not commit. */
+of_txr of_stage_tx_write_outbox_calls(of_call *calls, size_t n, int64_t **ids, char *why,
+                                      size_t why_size);
 /* After OF_OK: writes call's emitted events to the outbox and commits. The outbox ids are
  * returned in *ids (malloc'ed, *n_ids of them; free them) so the runner can mark them published.
  * The transaction is ended either way. */

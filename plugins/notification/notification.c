@@ -275,6 +275,7 @@ static const of_stage_descriptor descriptor = {
     .shutdown = ntf_shutdown,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
+    .accepts = (const char *const[]){NTF_EVENT_TYPE, NULL},
 };
 
 OF_STAGE_DEFINE(descriptor)

@@ -282,6 +282,10 @@ static const of_stage_descriptor descriptor = {
     .shutdown = orders_shutdown,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
+    /* Its input topics carry the other outcomes too (committed, released, refunded): the host
+     * acknowledges those without a transaction. */
+    .accepts = (const char *const[]){"inventory.reserved", "inventory.rejected", "payment.captured",
+                                     "payment.declined", NULL},
 };
 
 OF_STAGE_DEFINE(descriptor)

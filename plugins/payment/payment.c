@@ -548,6 +548,9 @@ static const of_stage_descriptor descriptor = {
     .shutdown = payment_shutdown,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
+    /* inventory.events carries the other outcomes too: the host acknowledges those without a
+     * transaction. */
+    .accepts = (const char *const[]){"inventory.reserved", "payment.refund", NULL},
 };
 
 OF_STAGE_DEFINE(descriptor)

@@ -10,6 +10,11 @@ expect_contains "keyword" "required option listed"
 expect_contains "required" "required flag shown"
 expect_contains "default 64KiB" "size default shown"
 expect_contains "sensitive|insensitive" "enum values shown"
+expect_contains "accepts: (every type)" "a plugin without accepts takes every type"
+
+run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins payment
+expect_status 0 "plugins payment"
+expect_contains "accepts: inventory.reserved payment.refund" "accepted event types"
 
 run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins no-such-plugin
 expect_status 1 "unknown plugin"

@@ -572,6 +572,123 @@ static void test_outbox_many(void **state)
         1100);
 }
 
+/* This session's INSERT statements so far (the transaction's own connection). */
+static int64_t session_inserts(of_db_tx *tx)
+{
+    return dbt_int(of_db_tx_conn(tx),
+                   "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS "
+                   "WHERE VARIABLE_NAME = 'COM_INSERT'",
+                   NULL, 0);
+}
+
+/* of_db_outbox_add_many writes 37 rows (16 + 16 + 4 + 1 per statement where the server has
+ * INSERT ... RETURNING, one by one where it has not) and hands back each row's own id: the row
+ * read back under that id is the one given, source and all. */
+static void outbox_add_many_with(int returning)
+{
+    clear_outbox();
+    of_db_pool_set_returning(pool, returning);
+    enum { N = 37 };
+    of_event *evs[N];
+    of_db_outbox_row rows[N];
+    char srcs[N][32];
+    int64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        char key[16], payload[32];
+        snprintf(key, sizeof(key), "k%d", i);
+        int plen = snprintf(payload, sizeof(payload), "payload-%d-%d", returning, i);
+        /* every third is keyless; headers on the even ones */
+        evs[i] = i % 3 ? of_event_new(key, strlen(key), payload, (size_t)plen)
+                       : of_event_new(NULL, 0, payload, (size_t)plen);
+        assert_non_null(evs[i]);
+        if (i % 2 == 0)
+            assert_int_equal(of_event_add_header(evs[i], "ce_type", key, strlen(key)), 0);
+        snprintf(srcs[i], sizeof(srcs[i]), "g/src-%d", i);
+        rows[i] = (of_db_outbox_row){
+            .topic = i % 2 ? "t.odd" : "t.even", .ev = evs[i], .source = i % 5 ? srcs[i] : NULL};
+    }
+    of_db_tx *tx = begin();
+    assert_int_equal(of_db_conn_returning(of_db_tx_conn(tx)), returning);
+    int64_t before = session_inserts(tx);
+    TX_OK(tx, of_db_outbox_add_many(tx, rows, N, ids));
+    assert_int_equal(session_inserts(tx) - before, returning ? 4 : N);
+    for (int i = 1; i < N; i++)
+        assert_true(ids[i] > ids[i - 1]);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    for (int i = 0; i < N; i++) {
+        of_db_value id = OF_DB_I(ids[i]);
+        of_db_rows *r = of_db_query(
+            c,
+            "SELECT topic, msg_key, payload, source, LENGTH(headers) FROM of_outbox WHERE id = ?",
+            &id, 1);
+        assert_non_null(r);
+        assert_int_equal(of_db_rows_next(r), 1);
+        of_db_value v;
+        assert_int_equal(of_db_rows_get(r, 0, &v), 0);
+        assert_string_equal((const char *)v.p, rows[i].topic);
+        assert_int_equal(of_db_rows_get(r, 1, &v), 0);
+        if (evs[i]->key) {
+            assert_int_equal(v.len, evs[i]->key_len);
+            assert_memory_equal(v.p, evs[i]->key, v.len);
+        } else {
+            assert_int_equal(v.type, OF_DB_NULL);
+        }
+        assert_int_equal(of_db_rows_get(r, 2, &v), 0);
+        assert_int_equal(v.len, evs[i]->payload_len);
+        assert_memory_equal(v.p, evs[i]->payload, v.len);
+        assert_int_equal(of_db_rows_get(r, 3, &v), 0);
+        if (rows[i].source)
+            assert_string_equal((const char *)v.p, rows[i].source);
+        else
+            assert_int_equal(v.type, OF_DB_NULL);
+        assert_int_equal(of_db_rows_get(r, 4, &v), 0);
+        assert_true(i % 2 == 0 ? v.i > 1 : v.i == 1); /* the version byte, then the header */
+        of_db_rows_free(r);
+    }
+    of_db_release(c);
+
+    /* Bad input: a row without a topic, or with a key longer than the column in the middle of
+     * a chunk: an error, and the transaction commits none of them. */
+    tx = begin();
+    rows[5].topic = NULL;
+    assert_int_equal(of_db_outbox_add_many(tx, rows, N, ids), -1);
+    assert_int_equal(of_db_tx_error(tx, NULL), OF_DB_ERR_OTHER);
+    rows[5].topic = "t.odd";
+    char longkey[1100];
+    memset(longkey, 'k', sizeof(longkey));
+    of_event *big = of_event_new(longkey, sizeof(longkey), "x", 1);
+    const of_event *keep = rows[20].ev;
+    rows[20].ev = big;
+    assert_int_equal(of_db_outbox_add_many(tx, rows, N, ids), -1);
+    assert_int_equal(of_db_tx_error(tx, NULL), OF_DB_ERR_OTHER);
+    rows[20].ev = keep;
+    of_db_tx_end(tx);
+    of_event_free(big);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox", NULL, 0), N);
+    /* No rows, no statement; one row, one plain INSERT. */
+    tx = begin();
+    before = session_inserts(tx);
+    TX_OK(tx, of_db_outbox_add_many(tx, rows, 0, ids));
+    TX_OK(tx, of_db_outbox_add_many(tx, rows, 1, ids));
+    assert_int_equal(session_inserts(tx) - before, 1);
+    of_db_tx_end(tx);
+    for (int i = 0; i < N; i++)
+        of_event_free(evs[i]);
+    of_db_pool_set_returning(pool, 1);
+}
+
+static void test_outbox_add_many(void **state)
+{
+    (void)state;
+    outbox_add_many_with(1);
+    outbox_add_many_with(0);
+}
+
 static void test_cleanup(void **state)
 {
     (void)state;
@@ -683,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_inbox_many),
         cmocka_unit_test(test_outbox_round_trip),
         cmocka_unit_test(test_outbox_many),
+        cmocka_unit_test(test_outbox_add_many),
         cmocka_unit_test(test_relay_parks_refused),
         cmocka_unit_test(test_cleanup),
         cmocka_unit_test(test_host_api),

@@ -1051,12 +1051,12 @@ static void test_desc_reserved(void **state)
     (void)state;
     static int marker;
     of_stage_descriptor d = base_desc();
-    d.reserved[3] = &marker;
-    desc_refused(&d, "reserved slot 3 is set (found 0x");
-    desc_refused(&d, "expected NULL in ABI 1.2)");
-    d.reserved[3] = NULL;
-    d.reserved[5] = &marker;
-    desc_refused(&d, "reserved slot 5 is set");
+    d.reserved[2] = &marker;
+    desc_refused(&d, "reserved slot 2 is set (found 0x");
+    desc_refused(&d, "expected NULL in ABI 1.3)");
+    d.reserved[2] = NULL;
+    d.reserved[4] = &marker;
+    desc_refused(&d, "reserved slot 4 is set");
 
     /* Slots beyond the plugin's struct_size are not the plugin's and are not read. */
     d = base_desc();
@@ -1070,6 +1070,77 @@ static void test_desc_reserved(void **state)
     d = base_desc();
     d.abi_minor = OF_ABI_MINOR + 1;
     d.reserved[0] = &marker;
+    desc_ok(&d);
+}
+
+/* accepts (ABI 1.3): a list of event types, each printable and unique, at least one, at most
+ * OF_ACCEPTS_MAX; read only from a descriptor of 1.3 or later that has the slot. */
+static void test_desc_accepts(void **state)
+{
+    (void)state;
+    of_stage_descriptor d = base_desc();
+    assert_null(of_descriptor_accepts(&d));
+    assert_int_equal(of_descriptor_accepts_type(&d, "anything", 8), 1);
+    static const char *const two[] = {"order.placed", "inventory.reserved", NULL};
+    d.accepts = two;
+    desc_ok(&d);
+    assert_ptr_equal(of_descriptor_accepts(&d), two);
+    assert_int_equal(of_descriptor_accepts_type(&d, "order.placed", 12), 1);
+    assert_int_equal(of_descriptor_accepts_type(&d, "inventory.reserved", 18), 1);
+    assert_int_equal(of_descriptor_accepts_type(&d, "order.place", 11), 0);     /* a prefix */
+    assert_int_equal(of_descriptor_accepts_type(&d, "order.placed!", 13), 0);   /* longer */
+    assert_int_equal(of_descriptor_accepts_type(&d, "order.placed\0x", 14), 0); /* embedded NUL */
+    assert_int_equal(of_descriptor_accepts_type(&d, "", 0), 0);
+    assert_int_equal(of_descriptor_accepts_type(&d, NULL, 0), 1); /* no ce_type: process() */
+
+    static const char *const empty[] = {NULL};
+    d.accepts = empty;
+    desc_refused(&d, "plugin 'in-test': accepts an empty list (expected 1 to 64 types, or NULL");
+    static const char *const blank[] = {"a.b", "", NULL};
+    d.accepts = blank;
+    desc_refused(&d, "bad accepted type #1 (found '', expected 1 to 127 printable characters");
+    static const char *const spaced[] = {"a b", NULL};
+    d.accepts = spaced;
+    desc_refused(&d, "bad accepted type #0 (found 'a b'");
+    static const char *const ctl[] = {"a\x01", NULL};
+    d.accepts = ctl;
+    desc_refused(&d, "bad accepted type #0 (found 'a\\x01'");
+    static const char *const high[] = {"caf\xc3\xa9", NULL};
+    d.accepts = high;
+    desc_refused(&d, "bad accepted type #0");
+    static char longest[129];
+    memset(longest, 't', 128);
+    static const char *const toolong[] = {longest, NULL};
+    d.accepts = toolong;
+    desc_refused(&d, "bad accepted type #0");
+    longest[127] = '\0'; /* 127 is the limit */
+    desc_ok(&d);
+    static const char *const twice[] = {"x", "y", "x", NULL};
+    d.accepts = twice;
+    desc_refused(&d, "accepted type 'x' is listed twice (found it at #0 and #2");
+    static char names[OF_ACCEPTS_MAX + 1][8];
+    static const char *many[OF_ACCEPTS_MAX + 2];
+    for (int i = 0; i <= OF_ACCEPTS_MAX; i++) {
+        snprintf(names[i], sizeof(names[i]), "t%d", i);
+        many[i] = names[i];
+    }
+    many[OF_ACCEPTS_MAX + 1] = NULL;
+    d.accepts = many;
+    desc_refused(&d, "accepts too many types (expected 1 to 64 types");
+    many[OF_ACCEPTS_MAX] = NULL;
+    desc_ok(&d);
+
+    /* Before 1.3 the slot was reserved: not read as a list. */
+    d = base_desc();
+    d.abi_minor = 2;
+    d.accepts = two;
+    assert_null(of_descriptor_accepts(&d));
+    desc_refused(&d, "reserved slot 0 is set (found 0x"); /* the 1.2 rules: it must be NULL */
+    desc_refused(&d, "expected NULL in ABI 1.2; accepts came with ABI 1.3)");
+    d = base_desc();
+    d.struct_size = (uint32_t)offsetof(of_stage_descriptor, accepts);
+    d.accepts = two;
+    assert_null(of_descriptor_accepts(&d));
     desc_ok(&d);
 }
 
@@ -1183,6 +1254,7 @@ int main(void)
         cmocka_unit_test(test_desc_name),
         cmocka_unit_test(test_desc_version_and_process),
         cmocka_unit_test(test_desc_reserved),
+        cmocka_unit_test(test_desc_accepts),
         cmocka_unit_test(test_desc_flags),
         cmocka_unit_test(test_desc_options),
         cmocka_unit_test(test_desc_outputs),

@@ -89,6 +89,12 @@ static of_status bt_process(void *instance, of_call *call)
     }
     if (g_api->emit(call, "out", NULL, 0, p, len, NULL, 0) != 0)
         return OF_RETRY;
+    if (strncmp(payload, "two", 3) == 0) { /* a second event: calls emit different counts */
+        char second[80];
+        int n = snprintf(second, sizeof(second), "%s+", payload);
+        if (g_api->emit(call, "out", NULL, 0, second, (size_t)n, NULL, 0) != 0)
+            return OF_RETRY;
+    }
     return OF_OK;
 }
 
@@ -102,6 +108,18 @@ static const of_stage_descriptor bt_desc = {
     .flags = OF_STAGE_DATABASE,
 };
 
+/* The same stage acting only on events of type "keep" (and on untyped ones). */
+static const of_stage_descriptor bt_keep_desc = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "batchtap-keep",
+    .version = "1",
+    .outputs = (const char *const[]){"out", NULL},
+    .init = save_api,
+    .process = bt_process,
+    .flags = OF_STAGE_DATABASE,
+    .accepts = (const char *const[]){"keep", NULL},
+};
+
 typedef struct env {
     of_bus *bus;
     of_metrics *metrics;
@@ -111,12 +129,14 @@ typedef struct env {
 
 /* A fresh table, bus and runner with one batchtap stage (one worker, `batch` events per
  * transaction) reading "in", writing "out", dead letters to "in.dlq". */
-static void env_start(env *e, const char *pipeline, int batch, int max_attempts)
+static void env_start_with(env *e, const of_stage_descriptor *desc, const char *pipeline, int batch,
+                           int max_attempts)
 {
     char err[512] = "";
     of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
     assert_non_null(c);
     DBT_OK(c, of_db_exec_text(c, "DELETE FROM bt_writes"));
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM of_outbox"));
     of_db_release(c);
     g_gate_open = 0;
     e->bus = of_membus_new();
@@ -131,7 +151,7 @@ static void env_start(env *e, const char *pipeline, int batch, int max_attempts)
     tp_topic(&e->t, "in", 1);
     tp_topic(&e->t, "out", 1);
     tp_topic(&e->t, "in.dlq", 1);
-    of_stage_def *d = tp_stage(&e->t, "bt", &bt_desc, "in", "in.dlq");
+    of_stage_def *d = tp_stage(&e->t, "bt", desc, "in", "in.dlq");
     tp_map(d, "out", "out");
     d->batch = batch;
     d->retry.max_attempts = max_attempts;
@@ -139,6 +159,11 @@ static void env_start(env *e, const char *pipeline, int batch, int max_attempts)
         fail_msg("add_pipeline: %s", err);
     if (of_runner_start(e->runner, err, sizeof(err)) != 0)
         fail_msg("start: %s", err);
+}
+
+static void env_start(env *e, const char *pipeline, int batch, int max_attempts)
+{
+    env_start_with(e, &bt_desc, pipeline, batch, max_attempts);
 }
 
 static void env_free(env *e)
@@ -154,6 +179,17 @@ static void produce(env *e, const char *key, const char *payload, const char *ce
     assert_non_null(ev);
     if (ce_id)
         assert_int_equal(of_event_add_header(ev, "ce_id", ce_id, strlen(ce_id)), 0);
+    char err[256];
+    assert_int_equal(e->bus->ops->produce(e->bus, "in", ev, NULL, NULL, err, sizeof(err)), 0);
+    of_event_free(ev);
+}
+
+static void produce_typed(env *e, const char *payload, const char *ce_type)
+{
+    of_event *ev = of_event_new("k", 1, payload, strlen(payload));
+    assert_non_null(ev);
+    if (ce_type)
+        assert_int_equal(of_event_add_header(ev, "ce_type", ce_type, strlen(ce_type)), 0);
     char err[256];
     assert_int_equal(e->bus->ops->produce(e->bus, "in", ev, NULL, NULL, err, sizeof(err)), 0);
     of_event_free(ev);
@@ -209,6 +245,34 @@ static void written(char *out, size_t size)
     of_db_release(c);
 }
 
+/* The payloads of the outbox rows in id order, joined with ","; waits until every row is marked
+ * published (the runner marks them after the publication). */
+static void outbox_published(char *out, size_t size)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    int i = 0;
+    while (dbt_int(c, "SELECT COUNT(*) FROM of_outbox WHERE published_at IS NULL", NULL, 0) > 0 &&
+           i++ < 5000)
+        sleep_ms(1);
+    assert_int_equal(
+        dbt_int(c, "SELECT COUNT(*) FROM of_outbox WHERE published_at IS NULL", NULL, 0), 0);
+    of_db_rows *r = of_db_query(c, "SELECT payload FROM of_outbox ORDER BY id", NULL, 0);
+    assert_non_null(r);
+    size_t n = 0;
+    out[0] = '\0';
+    while (of_db_rows_next(r) == 1) {
+        of_db_value v;
+        assert_int_equal(of_db_rows_get(r, 0, &v), 0);
+        n += (size_t)snprintf(out + n, size - n, "%s%.*s", n ? "," : "", (int)v.len,
+                              (const char *)v.p);
+        assert_true(n < size);
+    }
+    of_db_rows_free(r);
+    of_db_release(c);
+}
+
 typedef struct joined {
     char buf[4096];
     size_t n;
@@ -246,13 +310,14 @@ static void test_many_events_per_transaction(void **state)
     env e;
     env_start(&e, "bt1", 16, 3);
     produce(&e, "k", "gate", NULL);
-    char expect[4096] = "gate";
-    size_t n = strlen(expect);
+    char expect[4096] = "gate", emitted[4096] = "gate";
+    size_t n = strlen(expect), m = strlen(emitted);
     for (int i = 0; i < 100; i++) {
         char p[16];
-        snprintf(p, sizeof(p), "e%d", i);
+        snprintf(p, sizeof(p), i % 3 ? "e%d" : "two%d", i);
         produce(&e, "k", p, NULL);
         n += (size_t)snprintf(expect + n, sizeof(expect) - n, ",%s", p);
+        m += (size_t)snprintf(emitted + m, sizeof(emitted) - m, i % 3 ? ",%s" : ",%s,%s+", p, p);
     }
     release_and_wait(&e, "bt1", 101);
 
@@ -261,7 +326,10 @@ static void test_many_events_per_transaction(void **state)
     assert_string_equal(got, expect); /* each once, in order */
     joined out;
     topic_payloads(&e, "out", &out);
-    assert_string_equal(out.buf, expect);
+    assert_string_equal(out.buf, emitted);
+    /* The outbox has them in the same order, each row marked published under its own id. */
+    outbox_published(got, sizeof(got));
+    assert_string_equal(got, emitted);
     of_stage_stats st;
     assert_int_equal(of_runner_stage_stats(e.runner, "bt1", "bt", &st), 0);
     assert_int_equal(st.processed_ok, 101);
@@ -296,6 +364,8 @@ static void test_retry_and_reject_inside_a_batch(void **state)
     joined out;
     topic_payloads(&e, "out", &out);
     assert_string_equal(out.buf, "gate,a1,a2,retry-once,a3,a4,a5,a6,a7");
+    outbox_published(got, sizeof(got));
+    assert_string_equal(got, "gate,a1,a2,retry-once,a3,a4,a5,a6,a7");
     topic_payloads(&e, "in.dlq", &out);
     assert_string_equal(out.buf, "reject-0,reject");
     of_stage_stats st;
@@ -341,6 +411,51 @@ static void test_retry_exhausted_inside_a_batch(void **state)
     env_free(&e);
 }
 
+/* A stage that accepts only "keep": the other types are acknowledged (offsets committed, the bus
+ * goes idle) without process(), without an inbox row and without a transaction; untyped events
+ * and accepted ones are processed in order, in batches as before. */
+static void test_accepts_skips_other_types(void **state)
+{
+    (void)state;
+    env e;
+    env_start_with(&e, &bt_keep_desc, "bt5", 8, 3);
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    int64_t inbox0 =
+        dbt_int(c, "SELECT COUNT(*) FROM of_inbox WHERE consumer_group LIKE '%bt5%'", NULL, 0);
+    produce_typed(&e, "gate", "keep");
+    const char *types[] = {"keep", "drop", NULL, "keep", "drop", "keep.more", "kee", "keep"};
+    for (int i = 0; i < 8; i++) {
+        char p[16];
+        snprintf(p, sizeof(p), "%s%d", types[i] ? types[i] : "none", i);
+        produce_typed(&e, p, types[i]);
+    }
+    release_and_wait(&e, "bt5", 9);
+    char got[4096];
+    written(got, sizeof(got));
+    assert_string_equal(got, "gate,keep0,none2,keep3,keep7");
+    joined out;
+    topic_payloads(&e, "out", &out);
+    assert_string_equal(out.buf, "gate,keep0,none2,keep3,keep7");
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(e.runner, "bt5", "bt", &st), 0);
+    assert_int_equal(st.received, 9);
+    assert_int_equal(st.skipped, 4);
+    assert_int_equal(st.processed_ok, 5);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(
+        dbt_int(c, "SELECT COUNT(*) FROM of_inbox WHERE consumer_group LIKE '%bt5%'", NULL, 0) -
+            inbox0,
+        5);
+    of_db_release(c);
+    const struct of_counter *sk =
+        of_metrics_find_counter(e.metrics, "stage_events_skipped", "bt5", "bt");
+    assert_non_null(sk);
+    assert_true(of_counter_value(sk) == 4.0);
+    env_free(&e);
+}
+
 static void test_same_event_twice_in_a_batch(void **state)
 {
     (void)state;
@@ -376,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_retry_and_reject_inside_a_batch),
         cmocka_unit_test(test_retry_exhausted_inside_a_batch),
         cmocka_unit_test(test_same_event_twice_in_a_batch),
+        cmocka_unit_test(test_accepts_skips_other_types),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

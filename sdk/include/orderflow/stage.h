@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define OF_ABI_MAJOR 1
-#define OF_ABI_MINOR 2
+#define OF_ABI_MINOR 3
 
 /* Name of the one symbol the loader looks up. */
 #define OF_STAGE_ENTRY_SYMBOL "orderflow_stage_entry"
@@ -172,8 +172,17 @@ typedef struct of_stage_descriptor {
     of_shutdown_fn shutdown;      /* may be NULL */
     uintptr_t flags;              /* ABI 1.1: OF_STAGE_* (0 for a 1.0 plugin: the slot was NULL) */
     const struct of_migration *migrations; /* ABI 1.1: the stage's schema, or NULL */
-    void *reserved[6];                     /* spare slots for growth within ABI 1; must be NULL */
+    /* ABI 1.3: the event types (ce_type header values) the stage acts on, NULL-terminated, at
+     * most OF_ACCEPTS_MAX of at most 127 bytes each; NULL for every type. The host acknowledges
+     * an input whose ce_type is none of them without calling process(): no transaction, no inbox
+     * row, no try (counted in orderflow_stage_events_skipped_total). Inputs without a ce_type
+     * still reach process(), which says what is wrong with them. For stages that read topics
+     * carrying other stages' events too; a stage that must refuse unknown types leaves it NULL. */
+    const char *const *accepts;
+    void *reserved[5]; /* spare slots for growth within ABI 1; must be NULL */
 } of_stage_descriptor;
+
+#define OF_ACCEPTS_MAX 64
 
 #define OF_DESCRIPTOR_HEADER                                                                       \
     .abi_major = OF_ABI_MAJOR, .abi_minor = OF_ABI_MINOR,                                          \
