@@ -125,7 +125,7 @@ pipelines: [ "$root/pipelines/accounts.yaml", "$work/orders.yaml" ]
 bus:
   type: kafka
   kafka: { bootstrap: "$OF_KAFKA_BOOTSTRAP" }
-mysql: { host: "$OF_MYSQL_HOST", port: $OF_MYSQL_PORT, user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 40 }
+mysql: { socket: "$OF_MYSQL_SOCKET", user: "$OF_MYSQL_USER", password: "\${OF_MYSQL_PASSWORD}", database: "$db", pool_size: 40 }
 redis: { host: "$OF_REDIS_HOST", port: $OF_REDIS_PORT, key_prefix: "bench$run_id:", pool_size: 16 }
 http: { listen: "127.0.0.1:$port", threads: $http_threads }
 log: { level: info }

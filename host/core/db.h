@@ -80,6 +80,14 @@ const of_mysql_config *of_db_pool_config(const of_db_pool *pool);
  * acquire_timeout. NULL with "database unavailable: ..." in errstr when none can be had within
  * that time (connecting is bounded by connect_timeout). */
 of_db_conn *of_db_acquire(of_db_pool *pool, char *errstr, size_t errstr_size);
+/* The same for of_db_tx_begin: the connection may be in autocommit=0, which a transaction left
+ * it in (of_db_acquire switches such a connection back for users outside a transaction). */
+of_db_conn *of_db_acquire_for_tx(of_db_pool *pool, char *errstr, size_t errstr_size);
+/* Starts a transaction on c: on a connection a transaction left in autocommit=0 and released
+ * less than a second ago, without a round trip (the next statement starts it); else with one
+ * (SET autocommit = 0, or START TRANSACTION), which also finds a connection the server dropped.
+ * 0 or -1 (the connection's error says why). */
+int of_db_conn_begin(of_db_conn *c);
 /* A connection outside the pool's count (closed by of_db_release), with its own read timeout
  * (ms; <= 0: the pool's): for long work such as migrations. */
 of_db_conn *of_db_connect_dedicated(of_db_pool *pool, int64_t read_timeout_ms, char *errstr,
@@ -168,6 +176,15 @@ of_db_rows *of_db_tx_query(of_db_tx *tx, const char *sql, const of_db_value *par
  * [A-Za-z0-9_]{1,64}. 0 or -1. */
 int of_db_tx_savepoint(of_db_tx *tx, const char *name);
 int of_db_tx_rollback_to(of_db_tx *tx, const char *name);
+/* A savepoint set only when needed: before the transaction's next statement that may write
+ * (anything but a SELECT), so a batch's read-only events cost no SAVEPOINT round trip. Rolling
+ * back to it when no such statement came is a no-op; a later lazy savepoint replaces an unset
+ * one. A SELECT that writes through a stored function is not covered: do not write that way in
+ * a stage. 0 or -1 (bad name, finished transaction). */
+int of_db_tx_savepoint_lazy(of_db_tx *tx, const char *name);
+/* The lazy savepoint is not needed any more (its event went through): later writes do not set
+ * it. */
+void of_db_tx_savepoint_forget(of_db_tx *tx);
 /* 0 when committed; -1 when the transaction is doomed (nothing was committed: retry) or the
  * commit failed (with a lost connection the outcome is unknown: the inbox makes a retry safe).
  * After a commit or rollback the transaction takes no more statements. */

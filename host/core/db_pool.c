@@ -26,6 +26,9 @@
 #define STMT_CACHE_SIZE 64
 /* A connection idle for longer is pinged before it is handed out. */
 #define IDLE_PING_MS 30000
+/* A connection released this recently is trusted to be alive: a transaction on it starts with
+ * its first statement instead of a START TRANSACTION round trip (of_db_conn_begin). */
+#define HOT_MS 1000
 /* A result column's first buffer is at most this big; longer values are fetched with
  * mysql_stmt_fetch_column into a buffer grown to fit. */
 #define COLUMN_BUF_MAX (64u * 1024u)
@@ -69,7 +72,8 @@ struct of_db_conn {
     uint64_t tick;
     of_db_rows *rows; /* open result sets */
     int64_t last_insert_id;
-    int returning; /* the server takes INSERT ... RETURNING (MariaDB 10.5 and later) */
+    int returning;      /* the server takes INSERT ... RETURNING (MariaDB 10.5 and later) */
+    int autocommit_off; /* left in autocommit=0 by a transaction (of_db_conn_begin) */
     of_db_error err;
     unsigned int sql_errno;
     char msg[512];
@@ -432,7 +436,58 @@ const of_mysql_config *of_db_pool_config(const of_db_pool *pool)
     return pool ? &pool->cfg : NULL;
 }
 
+static of_db_conn *pool_acquire(of_db_pool *p, char *errstr, size_t errstr_size);
+
 of_db_conn *of_db_acquire(of_db_pool *p, char *errstr, size_t errstr_size)
+{
+    /* Users outside a transaction expect each statement to commit: a connection a transaction
+     * left in autocommit=0 is switched back (a round trip only after such a transaction). */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        of_db_conn *c = pool_acquire(p, errstr, errstr_size);
+        if (!c || !c->autocommit_off)
+            return c;
+        if (mysql_autocommit(c->mysql, 1) == 0) {
+            c->autocommit_off = 0;
+            return c;
+        }
+        set_mysql_error(c);
+        of_seterr(errstr, errstr_size, "database unavailable: %s", c->msg);
+        c->broken = 1; /* its mode is unknown: replaced */
+        of_db_release(c);
+    }
+    return NULL;
+}
+
+of_db_conn *of_db_acquire_for_tx(of_db_pool *p, char *errstr, size_t errstr_size)
+{
+    return pool_acquire(p, errstr, errstr_size);
+}
+
+int of_db_conn_begin(of_db_conn *c)
+{
+    if (!c)
+        return -1;
+    /* autocommit=0 and no transaction open (the last one ended with COMMIT or ROLLBACK): the
+     * next statement starts one, with the same isolation and snapshot rules as START
+     * TRANSACTION. A connection idle for longer is checked by the START round trip, so one the
+     * server dropped is replaced before the transaction's work. */
+    if (c->autocommit_off && of_mono_ms() - c->idle_since_ms < HOT_MS) {
+        clear_error(c);
+        return 0;
+    }
+    if (!c->autocommit_off) {
+        if (mysql_autocommit(c->mysql, 0) != 0) {
+            set_mysql_error(c);
+            return -1;
+        }
+        c->autocommit_off = 1;
+        clear_error(c);
+        return 0;
+    }
+    return of_db_exec_text(c, "START TRANSACTION");
+}
+
+static of_db_conn *pool_acquire(of_db_pool *p, char *errstr, size_t errstr_size)
 {
     if (!p) {
         of_seterr(errstr, errstr_size, "database unavailable: no database is configured");

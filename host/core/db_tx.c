@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The server error numbers after which the transaction is gone: the server rolled it back. */
 #define ER_LOCK_DEADLOCK_    1213
@@ -27,6 +28,10 @@ struct of_db_tx {
      * connection's last error is the transaction's. */
     of_db_error err;
     char msg[512];
+    /* of_db_tx_savepoint_lazy: the savepoint is set before the first statement that may write
+     * (lazy_set), or never when none comes. */
+    char lazy[65];
+    int has_lazy, lazy_set;
 };
 
 static void tx_clear(of_db_tx *tx)
@@ -87,10 +92,10 @@ of_db_tx *of_db_tx_begin(of_db_pool *pool, char *errstr, size_t errstr_size)
     tx->pool = pool;
     /* An idle connection the server dropped shows only now: replace it once. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        tx->conn = of_db_acquire(pool, errstr, errstr_size);
+        tx->conn = of_db_acquire_for_tx(pool, errstr, errstr_size);
         if (!tx->conn)
             break;
-        if (of_db_exec_text(tx->conn, "START TRANSACTION") == 0) {
+        if (of_db_conn_begin(tx->conn) == 0) {
             of_db_conn_set_in_tx(tx->conn, 1);
             tx->open = 1;
             return tx;
@@ -139,9 +144,33 @@ int64_t of_db_tx_last_insert_id(const of_db_tx *tx)
     return tx ? of_db_last_insert_id(tx->conn) : 0;
 }
 
+/* 1 for a statement that cannot change a row: SELECT (FOR UPDATE and LOCK IN SHARE MODE
+ * included: a rollback to a savepoint keeps InnoDB's row locks anyway). Anything else, a WITH or
+ * a parenthesised SELECT included, counts as a write. */
+static int read_only(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r')
+        sql++;
+    return strncasecmp(sql, "SELECT", 6) == 0 &&
+           (sql[6] == ' ' || sql[6] == '\t' || sql[6] == '\n' || sql[6] == '\r');
+}
+
+static int tx_text(of_db_tx *tx, const char *verb, const char *name);
+
+/* Sets a lazy savepoint before a statement that may write. */
+static int lazy_before(of_db_tx *tx, const char *sql)
+{
+    if (!tx->has_lazy || tx->lazy_set || read_only(sql))
+        return 0;
+    if (tx_text(tx, "SAVEPOINT", tx->lazy) != 0)
+        return -1;
+    tx->lazy_set = 1;
+    return 0;
+}
+
 int64_t of_db_tx_exec(of_db_tx *tx, const char *sql, const of_db_value *params, size_t n_params)
 {
-    if (!tx || tx_usable(tx) != 0)
+    if (!tx || tx_usable(tx) != 0 || lazy_before(tx, sql) != 0)
         return -1;
     int64_t n = of_db_exec(tx->conn, sql, params, n_params);
     if (n < 0)
@@ -152,7 +181,7 @@ int64_t of_db_tx_exec(of_db_tx *tx, const char *sql, const of_db_value *params, 
 of_db_rows *of_db_tx_query(of_db_tx *tx, const char *sql, const of_db_value *params,
                            size_t n_params)
 {
-    if (!tx || tx_usable(tx) != 0)
+    if (!tx || tx_usable(tx) != 0 || lazy_before(tx, sql) != 0)
         return NULL;
     of_db_rows *r = of_db_query(tx->conn, sql, params, n_params);
     if (!r)
@@ -191,10 +220,32 @@ int of_db_tx_savepoint(of_db_tx *tx, const char *name)
     return tx_text(tx, "SAVEPOINT", name);
 }
 
+int of_db_tx_savepoint_lazy(of_db_tx *tx, const char *name)
+{
+    if (!tx || tx_usable(tx) != 0 || !savepoint_name_ok(tx, name))
+        return -1;
+    snprintf(tx->lazy, sizeof(tx->lazy), "%s", name);
+    tx->has_lazy = 1;
+    tx->lazy_set = 0;
+    return 0;
+}
+
+void of_db_tx_savepoint_forget(of_db_tx *tx)
+{
+    if (tx)
+        tx->has_lazy = tx->lazy_set = 0;
+}
+
 int of_db_tx_rollback_to(of_db_tx *tx, const char *name)
 {
     if (!tx || tx_usable(tx) != 0 || !savepoint_name_ok(tx, name))
         return -1;
+    if (tx->has_lazy && strcmp(tx->lazy, name) == 0) {
+        int set = tx->lazy_set;
+        tx->has_lazy = tx->lazy_set = 0;
+        if (!set)
+            return 0; /* nothing was written since: nothing to undo */
+    }
     return tx_text(tx, "ROLLBACK TO SAVEPOINT", name);
 }
 

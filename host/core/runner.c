@@ -847,10 +847,11 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     int unsafe = 0; /* what failed could not be undone alone: nothing may commit */
     for (; k < n; k++) {
         const of_event *ev = items[k]->ev;
-        /* The first event needs no savepoint: its failure leaves nothing to commit. */
+        /* The first event needs no savepoint: its failure leaves nothing to commit. The others'
+         * are set before their first write, so an event that only reads costs none. */
         char sp[32];
         snprintf(sp, sizeof(sp), "of_ev%zu", k);
-        if (k > 0 && of_db_tx_savepoint(tx, sp) != 0) {
+        if (k > 0 && of_db_tx_savepoint_lazy(tx, sp) != 0) {
             unsafe = 1;
             break;
         }
@@ -915,6 +916,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     }
     size_t filled = k;
     int committed = 0;
+    of_db_tx_savepoint_forget(tx); /* the last event's, when it went through */
     /* The batch's outbox rows in a few multi-row statements; when they cannot be written,
      * nothing commits. */
     if (k > 0 && !unsafe && !of_db_tx_doomed(tx) &&

@@ -71,6 +71,16 @@ int ord_load_head(orders *o, of_call *call, const char *order_id, int lock, char
  * "<seq>:<to>" under order:<id>:status. */
 ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char *from,
                       const char *to, const char *reason);
+/* One step of a path: the status moved to, and why. */
+typedef struct ord_step {
+    const char *to;
+    const char *reason;
+} ord_step;
+/* from -> steps[0].to -> ... -> steps[n-1].to (n is 1 or 2) as ord_transition does each move,
+ * in fewer statements: one UPDATE to the last status, one read, one INSERT of the n history
+ * rows; the n status events in order, the last status cached. */
+ord_tr ord_transition_path(orders *o, of_call *call, const char *order_id, const char *from,
+                           const ord_step *steps, size_t n);
 
 /* Caches "<seq>:<status>" for the order (best effort). */
 void ord_cache_status(orders *o, const char *order_id, int64_t seq, const char *status);

@@ -4,7 +4,7 @@
  *
  *   inventory.reserved  PENDING  -> RESERVED
  *   inventory.rejected  PENDING  -> REJECTED (the event's reason)
- *   payment.captured    RESERVED -> PAID, emits inventory.commit, PAID -> CONFIRMED
+ *   payment.captured    RESERVED -> PAID -> CONFIRMED (in one UPDATE), emits inventory.commit
  *   payment.declined    RESERVED -> CANCELLED (the event's reason), emits inventory.release
  *   (a payment event that comes before the order's inventory.reserved, which this stage reads
  *   from another topic, moves a PENDING order to RESERVED first: the payment implies it)
@@ -15,7 +15,8 @@
  *   - inventory.reserved of a CANCELLED order emits inventory.release (an order cancelled while
  *     PENDING may be reserved after its cancel: the stock goes back).
  * inventory.released / inventory.committed / payment.refunded and other types are acknowledged
- * without effect. Unknown orders are logged and acknowledged; malformed events are rejected (dead
+ * without effect (by the host, from the descriptor's `accepts`, or here on a host before ABI
+ * 1.3). Unknown orders are logged and acknowledged; malformed events are rejected (dead
  * letter); database outages and deadlocks are retried.
  */
 #include "ofp_http.h"
@@ -86,21 +87,21 @@ static const char *opt_string(json_t *doc, const char *name, int *bad)
     return json_string_value(v);
 }
 
-/* RESERVED -> `to` for a payment event. Payment answers inventory.reserved, which this stage
- * reads from another topic than payment.events, so the payment's event may come first: it
- * implies the reservation, and a PENDING order is moved to RESERVED first, in the same
+/* RESERVED -> the path's statuses for a payment event. Payment answers inventory.reserved, which
+ * this stage reads from another topic than payment.events, so the payment's event may come first:
+ * it implies the reservation, and a PENDING order is moved to RESERVED first, in the same
  * transaction (the inventory.reserved that follows finds it past PENDING and changes nothing).
  * Ignoring it instead would leave the order RESERVED for good. */
-static ord_tr from_reserved(orders *o, of_call *call, const char *id, const char *to,
-                            const char *why)
+static ord_tr from_reserved(orders *o, of_call *call, const char *id, const ord_step *path,
+                            size_t n)
 {
-    ord_tr r = ord_transition(o, call, id, "RESERVED", to, why);
+    ord_tr r = ord_transition_path(o, call, id, "RESERVED", path, n);
     if (r != ORD_TR_NOT_IN)
         return r;
     ord_tr p = ord_transition(o, call, id, "PENDING", "RESERVED", "stock reserved");
     if (p != ORD_TR_DONE)
         return p; /* an error, or not PENDING either */
-    return ord_transition(o, call, id, "RESERVED", to, why);
+    return ord_transition_path(o, call, id, "RESERVED", path, n);
 }
 
 static of_status on_event(orders *o, of_call *call, kind k, const char *type, json_t *doc)
@@ -164,7 +165,9 @@ static of_status on_event(orders *o, of_call *call, kind k, const char *type, js
             snprintf(why, sizeof(why), "payment captured (payment %s)", payment_id);
         else
             snprintf(why, sizeof(why), "payment captured");
-        r = from_reserved(o, call, id, "PAID", why);
+        /* Paid and confirmed at once: one UPDATE, one read, one INSERT of both history rows. */
+        ord_step paid[] = {{"PAID", why}, {"CONFIRMED", "order confirmed"}};
+        r = from_reserved(o, call, id, paid, 2);
         if (r < 0)
             return tr_failed(o, call, r, "payment.captured");
         if (r == ORD_TR_NOT_IN) {
@@ -188,17 +191,10 @@ static of_status on_event(orders *o, of_call *call, kind k, const char *type, js
             api->set_reason(call, "emitting inventory.commit failed");
             return OF_RETRY;
         }
-        r = ord_transition(o, call, id, "PAID", "CONFIRMED", "order confirmed");
-        if (r < 0)
-            return tr_failed(o, call, r, "payment.captured");
-        if (r == ORD_TR_NOT_IN) { /* cannot happen: the row is locked since the first move */
-            api->set_reason(call, "order %s left PAID inside its own transaction", id);
-            return OF_RETRY;
-        }
         return OF_OK;
     case K_DECLINED:
         snprintf(why, sizeof(why), "payment declined: %s", reason ? reason : "no reason given");
-        r = from_reserved(o, call, id, "CANCELLED", why);
+        r = from_reserved(o, call, id, &(ord_step){"CANCELLED", why}, 1);
         if (r < 0)
             return tr_failed(o, call, r, "payment.declined");
         if (r == ORD_TR_NOT_IN)

@@ -13,6 +13,7 @@
 #include "stage_tx.h"
 
 #include <pthread.h>
+#include <time.h>
 
 static of_db_pool *pool;
 
@@ -129,6 +130,72 @@ static void test_savepoints(void **state)
     of_db_tx_end(tx);
     assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 2);
     assert_int_equal(count_outside("SELECT CAST(SUM(id) AS SIGNED) FROM acct", NULL, 0), 4);
+}
+
+/* This session's SAVEPOINT statements so far. */
+static int64_t session_savepoints(of_db_tx *tx)
+{
+    return dbt_int(of_db_tx_conn(tx),
+                   "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS "
+                   "WHERE VARIABLE_NAME = 'COM_SAVEPOINT'",
+                   NULL, 0);
+}
+
+/* Lazy savepoints: set before the first statement that may write, never for events that only
+ * read, and rolling back to one that was never set undoes nothing (and is no error). */
+static void test_lazy_savepoints(void **state)
+{
+    (void)state;
+    reset_acct();
+    of_db_tx *tx = begin();
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (1, 10)", NULL, 0));
+    int64_t s0 = session_savepoints(tx);
+
+    /* A reader: no SAVEPOINT statement; its rollback is a no-op. */
+    TX_OK(tx, of_db_tx_savepoint_lazy(tx, "r1"));
+    assert_int_equal(dbt_int(of_db_tx_conn(tx), "SELECT COUNT(*) FROM acct", NULL, 0), 1);
+    of_db_rows *r = of_db_tx_query(tx, "  select bal FROM acct WHERE id = 1 FOR UPDATE", NULL, 0);
+    assert_non_null(r);
+    of_db_rows_free(r);
+    assert_int_equal(session_savepoints(tx), s0);
+    TX_OK(tx, of_db_tx_rollback_to(tx, "r1"));
+    assert_int_equal(session_savepoints(tx), s0);
+
+    /* A writer: the savepoint is set before its first write, which it undoes. */
+    TX_OK(tx, of_db_tx_savepoint_lazy(tx, "w2"));
+    TX_OK(tx, of_db_tx_exec(tx, "UPDATE acct SET bal = 11 WHERE id = 1", NULL, 0));
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (2, 20)", NULL, 0));
+    assert_int_equal(session_savepoints(tx), s0 + 1);
+    TX_OK(tx, of_db_tx_rollback_to(tx, "w2"));
+
+    /* A later lazy savepoint replaces one that was never set. */
+    TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x3"));
+    TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x4"));
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (4, 40)", NULL, 0));
+    assert_int_equal(session_savepoints(tx), s0 + 2);
+    /* A statement that is not a plain SELECT counts as a write. */
+    TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x5"));
+    r = of_db_tx_query(tx, "SELECTX", NULL, 0); /* refused by the server, after the savepoint */
+    assert_null(r);
+    assert_int_equal(session_savepoints(tx), s0 + 3);
+    TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x6"));
+    r = of_db_tx_query(tx, "WITH t AS (SELECT 1 AS v) SELECT v FROM t", NULL, 0);
+    assert_non_null(r);
+    of_db_rows_free(r);
+    assert_int_equal(session_savepoints(tx), s0 + 4);
+
+    /* Forgotten before any write: later writes set nothing. */
+    TX_OK(tx, of_db_tx_savepoint_lazy(tx, "f7"));
+    of_db_tx_savepoint_forget(tx);
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (7, 70)", NULL, 0));
+    assert_int_equal(session_savepoints(tx), s0 + 4);
+    assert_int_equal(of_db_tx_savepoint_lazy(tx, "bad name"), -1);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    /* 1 (updated by w2, undone), 4 and 7. */
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 3);
+    assert_int_equal(count_outside("SELECT bal FROM acct WHERE id = 1", NULL, 0), 10);
+    assert_int_equal(count_outside("SELECT CAST(SUM(id) AS SIGNED) FROM acct", NULL, 0), 12);
 }
 
 static void test_failed_statement_keeps_tx(void **state)
@@ -689,6 +756,81 @@ static void test_outbox_add_many(void **state)
     outbox_add_many_with(0);
 }
 
+/* This session's START TRANSACTION statements so far. */
+static int64_t session_begins(of_db_tx *tx)
+{
+    return dbt_int(of_db_tx_conn(tx),
+                   "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS "
+                   "WHERE VARIABLE_NAME = 'COM_BEGIN'",
+                   NULL, 0);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A transaction on a connection another one just finished on starts with its first statement
+ * (the connection stays in autocommit=0: no START TRANSACTION round trip) and is still a
+ * transaction; a connection idle for a second starts with a round trip; a user outside a
+ * transaction gets its statements committed as before. */
+static void test_begin_without_round_trip(void **state)
+{
+    (void)state;
+    reset_acct();
+    of_db_tx *tx = begin();
+    of_db_conn *conn = of_db_tx_conn(tx);
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (1, 10)", NULL, 0));
+    int64_t b0 = session_begins(tx);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+
+    /* The pool hands back the connection used last. */
+    tx = begin();
+    assert_ptr_equal(of_db_tx_conn(tx), conn);
+    assert_int_equal(session_begins(tx), b0);
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (2, 20)", NULL, 0));
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 1); /* not yet */
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 2);
+
+    /* Rolled back: gone. */
+    tx = begin();
+    assert_ptr_equal(of_db_tx_conn(tx), conn);
+    TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (3, 30)", NULL, 0));
+    of_db_tx_end(tx);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 2);
+
+    /* (count_outside took the connection and set it back to autocommit: the next transaction
+     * switches it off again, with a round trip but no START.) Idle for over a second after a
+     * transaction: START TRANSACTION checks the connection first. */
+    tx = begin();
+    assert_ptr_equal(of_db_tx_conn(tx), conn);
+    int64_t b1 = session_begins(tx);
+    assert_int_equal(of_db_tx_commit(tx), 0);
+    of_db_tx_end(tx);
+    sleep_ms(1100);
+    tx = begin();
+    assert_ptr_equal(of_db_tx_conn(tx), conn);
+    assert_int_equal(session_begins(tx), b1 + 1);
+    of_db_tx_end(tx);
+
+    /* Outside a transaction each statement commits on its own, on the same connection. */
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_ptr_equal(c, conn);
+    assert_int_equal(of_db_exec(c, "INSERT INTO acct VALUES (4, 40)", NULL, 0), 1);
+    of_db_release(c);
+    tx = begin(); /* and takes the connection again */
+    TX_OK(tx, of_db_tx_exec(tx, "UPDATE acct SET bal = 41 WHERE id = 4", NULL, 0));
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct WHERE bal = 40", NULL, 0), 1);
+    of_db_tx_end(tx);
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM acct WHERE id = 4 AND bal = 40", NULL, 0),
+                     1);
+}
+
 static void test_cleanup(void **state)
 {
     (void)state;
@@ -793,6 +935,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_and_rollback),
         cmocka_unit_test(test_savepoints),
+        cmocka_unit_test(test_lazy_savepoints),
         cmocka_unit_test(test_failed_statement_keeps_tx),
         cmocka_unit_test(test_deadlock_dooms_tx),
         cmocka_unit_test(test_connection_lost_in_tx),
@@ -801,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_outbox_round_trip),
         cmocka_unit_test(test_outbox_many),
         cmocka_unit_test(test_outbox_add_many),
+        cmocka_unit_test(test_begin_without_round_trip),
         cmocka_unit_test(test_relay_parks_refused),
         cmocka_unit_test(test_cleanup),
         cmocka_unit_test(test_host_api),
