@@ -94,9 +94,14 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   fi
   if [ "$keep" = 1 ]; then
-    echo "kept: $work, database $db" >&2
+    echo "kept: $work, database $db, topics $n.*" >&2
   else
     sql -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
+    # The run's topics too: a broker that keeps thousands of partitions from earlier runs spends
+    # CPU on them, which the next run would measure.
+    timeout 60 bash "$services" kafka-cli topics --bootstrap-server "$OF_KAFKA_BOOTSTRAP" \
+      --delete --topic "$n\\..*" >/dev/null 2>&1 ||
+      echo "bench/run.sh: deleting the topics $n.* failed" >&2
     rm -rf "$work"
   fi
 }
