@@ -28,11 +28,16 @@ cleanup() {
       tail -n 30 "$f"
     done
   fi
-  # KEEP_TMP=1 keeps the folder (logs, configurations, records) for a look after the run.
-  # A killed process's children may still be writing for a moment: one more try after it.
+  # KEEP_TMP=1 keeps the folder (logs, configurations, records) and the test's topics for a look
+  # after the run. A killed process's children may still be writing for a moment: one more try
+  # after it.
   if [ "${KEEP_TMP:-0}" = 1 ]; then
     echo "kept $TMP"
   else
+    # The test's topics (their names hold RUN_ID): a development broker would otherwise keep
+    # thousands of partitions from earlier runs, which slow it down.
+    timeout 30 bash "$SERVICES" kafka-cli topics --bootstrap-server "$BOOT" --delete \
+      --topic ".*$RUN_ID.*" >/dev/null 2>&1 || true
     rm -rf "$TMP" 2>/dev/null || { sleep 1; rm -rf "$TMP"; }
   fi
 }
