@@ -265,8 +265,12 @@ int of_db_tx_commit(of_db_tx *tx)
         else {
             /* The server refused it (a deferred error): whatever is left goes. */
             tx_set(tx, e, "the commit failed: %s", msg);
-            if (of_db_exec_text(tx->conn, "ROLLBACK") != 0)
+            if (of_db_exec_text(tx->conn, "ROLLBACK") != 0) {
                 of_log(OF_LVL_WARN, NULL, NULL, "database: rollback after a failed commit failed");
+                /* The release tries once more and closes the connection if that fails too: the
+                 * next transaction on it must not find this one's work. */
+                of_db_conn_set_in_tx(tx->conn, 1);
+            }
         }
         return -1;
     }
@@ -288,6 +292,7 @@ int of_db_tx_rollback(of_db_tx *tx)
         return 0; /* the server rolled it back when the connection went */
     if (of_db_exec_text(tx->conn, "ROLLBACK") != 0) {
         tx_after_error(tx);
+        of_db_conn_set_in_tx(tx->conn, 1); /* as after a failed commit's rollback */
         return -1;
     }
     return 0;
