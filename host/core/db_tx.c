@@ -6,6 +6,7 @@
 #include "log.h"
 #include "timeutil.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -149,10 +150,9 @@ int64_t of_db_tx_last_insert_id(const of_db_tx *tx)
  * a parenthesised SELECT included, counts as a write. */
 static int read_only(const char *sql)
 {
-    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r')
+    while (isspace((unsigned char)*sql))
         sql++;
-    return strncasecmp(sql, "SELECT", 6) == 0 &&
-           (sql[6] == ' ' || sql[6] == '\t' || sql[6] == '\n' || sql[6] == '\r');
+    return strncasecmp(sql, "SELECT", 6) == 0 && isspace((unsigned char)sql[6]);
 }
 
 static int tx_text(of_db_tx *tx, const char *verb, const char *name);

@@ -132,13 +132,15 @@ static void test_savepoints(void **state)
     assert_int_equal(count_outside("SELECT CAST(SUM(id) AS SIGNED) FROM acct", NULL, 0), 4);
 }
 
-/* This session's SAVEPOINT statements so far. */
-static int64_t session_savepoints(of_db_tx *tx)
+/* A counter of the transaction's own session (COM_INSERT, COM_BEGIN, COM_SAVEPOINT: how many
+ * such statements the connection has sent so far). */
+static int64_t session_count(of_db_tx *tx, const char *variable)
 {
+    of_db_value v = OF_DB_S(variable);
     return dbt_int(of_db_tx_conn(tx),
                    "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS "
-                   "WHERE VARIABLE_NAME = 'COM_SAVEPOINT'",
-                   NULL, 0);
+                   "WHERE VARIABLE_NAME = ?",
+                   &v, 1);
 }
 
 /* Lazy savepoints: set before the first statement that may write, never for events that only
@@ -149,7 +151,7 @@ static void test_lazy_savepoints(void **state)
     reset_acct();
     of_db_tx *tx = begin();
     TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (1, 10)", NULL, 0));
-    int64_t s0 = session_savepoints(tx);
+    int64_t s0 = session_count(tx, "COM_SAVEPOINT");
 
     /* A reader: no SAVEPOINT statement; its rollback is a no-op. */
     TX_OK(tx, of_db_tx_savepoint_lazy(tx, "r1"));
@@ -157,38 +159,38 @@ static void test_lazy_savepoints(void **state)
     of_db_rows *r = of_db_tx_query(tx, "  select bal FROM acct WHERE id = 1 FOR UPDATE", NULL, 0);
     assert_non_null(r);
     of_db_rows_free(r);
-    assert_int_equal(session_savepoints(tx), s0);
+    assert_int_equal(session_count(tx, "COM_SAVEPOINT"), s0);
     TX_OK(tx, of_db_tx_rollback_to(tx, "r1"));
-    assert_int_equal(session_savepoints(tx), s0);
+    assert_int_equal(session_count(tx, "COM_SAVEPOINT"), s0);
 
     /* A writer: the savepoint is set before its first write, which it undoes. */
     TX_OK(tx, of_db_tx_savepoint_lazy(tx, "w2"));
     TX_OK(tx, of_db_tx_exec(tx, "UPDATE acct SET bal = 11 WHERE id = 1", NULL, 0));
     TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (2, 20)", NULL, 0));
-    assert_int_equal(session_savepoints(tx), s0 + 1);
+    assert_int_equal(session_count(tx, "COM_SAVEPOINT"), s0 + 1);
     TX_OK(tx, of_db_tx_rollback_to(tx, "w2"));
 
     /* A later lazy savepoint replaces one that was never set. */
     TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x3"));
     TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x4"));
     TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (4, 40)", NULL, 0));
-    assert_int_equal(session_savepoints(tx), s0 + 2);
+    assert_int_equal(session_count(tx, "COM_SAVEPOINT"), s0 + 2);
     /* A statement that is not a plain SELECT counts as a write. */
     TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x5"));
     r = of_db_tx_query(tx, "SELECTX", NULL, 0); /* refused by the server, after the savepoint */
     assert_null(r);
-    assert_int_equal(session_savepoints(tx), s0 + 3);
+    assert_int_equal(session_count(tx, "COM_SAVEPOINT"), s0 + 3);
     TX_OK(tx, of_db_tx_savepoint_lazy(tx, "x6"));
     r = of_db_tx_query(tx, "WITH t AS (SELECT 1 AS v) SELECT v FROM t", NULL, 0);
     assert_non_null(r);
     of_db_rows_free(r);
-    assert_int_equal(session_savepoints(tx), s0 + 4);
+    assert_int_equal(session_count(tx, "COM_SAVEPOINT"), s0 + 4);
 
     /* Forgotten before any write: later writes set nothing. */
     TX_OK(tx, of_db_tx_savepoint_lazy(tx, "f7"));
     of_db_tx_savepoint_forget(tx);
     TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (7, 70)", NULL, 0));
-    assert_int_equal(session_savepoints(tx), s0 + 4);
+    assert_int_equal(session_count(tx, "COM_SAVEPOINT"), s0 + 4);
     assert_int_equal(of_db_tx_savepoint_lazy(tx, "bad name"), -1);
     assert_int_equal(of_db_tx_commit(tx), 0);
     of_db_tx_end(tx);
@@ -639,15 +641,6 @@ static void test_outbox_many(void **state)
         1100);
 }
 
-/* This session's INSERT statements so far (the transaction's own connection). */
-static int64_t session_inserts(of_db_tx *tx)
-{
-    return dbt_int(of_db_tx_conn(tx),
-                   "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS "
-                   "WHERE VARIABLE_NAME = 'COM_INSERT'",
-                   NULL, 0);
-}
-
 /* of_db_outbox_add_many writes 37 rows (16 + 16 + 4 + 1 per statement where the server has
  * INSERT ... RETURNING, one by one where it has not) and hands back each row's own id: the row
  * read back under that id is the one given, source and all. */
@@ -676,9 +669,9 @@ static void outbox_add_many_with(int returning)
     }
     of_db_tx *tx = begin();
     assert_int_equal(of_db_conn_returning(of_db_tx_conn(tx)), returning);
-    int64_t before = session_inserts(tx);
+    int64_t before = session_count(tx, "COM_INSERT");
     TX_OK(tx, of_db_outbox_add_many(tx, rows, N, ids));
-    assert_int_equal(session_inserts(tx) - before, returning ? 4 : N);
+    assert_int_equal(session_count(tx, "COM_INSERT") - before, returning ? 4 : N);
     for (int i = 1; i < N; i++)
         assert_true(ids[i] > ids[i - 1]);
     assert_int_equal(of_db_tx_commit(tx), 0);
@@ -739,10 +732,10 @@ static void outbox_add_many_with(int returning)
     assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox", NULL, 0), N);
     /* No rows, no statement; one row, one plain INSERT. */
     tx = begin();
-    before = session_inserts(tx);
+    before = session_count(tx, "COM_INSERT");
     TX_OK(tx, of_db_outbox_add_many(tx, rows, 0, ids));
     TX_OK(tx, of_db_outbox_add_many(tx, rows, 1, ids));
-    assert_int_equal(session_inserts(tx) - before, 1);
+    assert_int_equal(session_count(tx, "COM_INSERT") - before, 1);
     of_db_tx_end(tx);
     for (int i = 0; i < N; i++)
         of_event_free(evs[i]);
@@ -754,15 +747,6 @@ static void test_outbox_add_many(void **state)
     (void)state;
     outbox_add_many_with(1);
     outbox_add_many_with(0);
-}
-
-/* This session's START TRANSACTION statements so far. */
-static int64_t session_begins(of_db_tx *tx)
-{
-    return dbt_int(of_db_tx_conn(tx),
-                   "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS "
-                   "WHERE VARIABLE_NAME = 'COM_BEGIN'",
-                   NULL, 0);
 }
 
 static void sleep_ms(int ms)
@@ -782,14 +766,14 @@ static void test_begin_without_round_trip(void **state)
     of_db_tx *tx = begin();
     of_db_conn *conn = of_db_tx_conn(tx);
     TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (1, 10)", NULL, 0));
-    int64_t b0 = session_begins(tx);
+    int64_t b0 = session_count(tx, "COM_BEGIN");
     assert_int_equal(of_db_tx_commit(tx), 0);
     of_db_tx_end(tx);
 
     /* The pool hands back the connection used last. */
     tx = begin();
     assert_ptr_equal(of_db_tx_conn(tx), conn);
-    assert_int_equal(session_begins(tx), b0);
+    assert_int_equal(session_count(tx, "COM_BEGIN"), b0);
     TX_OK(tx, of_db_tx_exec(tx, "INSERT INTO acct VALUES (2, 20)", NULL, 0));
     assert_int_equal(count_outside("SELECT COUNT(*) FROM acct", NULL, 0), 1); /* not yet */
     assert_int_equal(of_db_tx_commit(tx), 0);
@@ -808,13 +792,13 @@ static void test_begin_without_round_trip(void **state)
      * transaction: START TRANSACTION checks the connection first. */
     tx = begin();
     assert_ptr_equal(of_db_tx_conn(tx), conn);
-    int64_t b1 = session_begins(tx);
+    int64_t b1 = session_count(tx, "COM_BEGIN");
     assert_int_equal(of_db_tx_commit(tx), 0);
     of_db_tx_end(tx);
     sleep_ms(1100);
     tx = begin();
     assert_ptr_equal(of_db_tx_conn(tx), conn);
-    assert_int_equal(session_begins(tx), b1 + 1);
+    assert_int_equal(session_count(tx, "COM_BEGIN"), b1 + 1);
     of_db_tx_end(tx);
 
     /* Outside a transaction each statement commits on its own, on the same connection. */

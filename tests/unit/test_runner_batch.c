@@ -231,13 +231,10 @@ static void release_and_wait(env *e, const char *pipeline, uint64_t events)
         fail_msg("the bus did not become idle within 30 s");
 }
 
-/* The payloads of bt_writes in insertion order, joined with ",". */
-static void written(char *out, size_t size)
+/* The first column of sql's rows (payloads) joined with ",", through c. */
+static void joined_rows(of_db_conn *c, const char *sql, char *out, size_t size)
 {
-    char err[256];
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    of_db_rows *r = of_db_query(c, "SELECT payload FROM bt_writes ORDER BY id", NULL, 0);
+    of_db_rows *r = of_db_query(c, sql, NULL, 0);
     assert_non_null(r);
     size_t n = 0;
     out[0] = '\0';
@@ -249,6 +246,15 @@ static void written(char *out, size_t size)
         assert_true(n < size);
     }
     of_db_rows_free(r);
+}
+
+/* The payloads of bt_writes in insertion order, joined with ",". */
+static void written(char *out, size_t size)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    joined_rows(c, "SELECT payload FROM bt_writes ORDER BY id", out, size);
     of_db_release(c);
 }
 
@@ -259,24 +265,11 @@ static void outbox_published(char *out, size_t size)
     char err[256];
     of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
     assert_non_null(c);
-    int i = 0;
-    while (dbt_int(c, "SELECT COUNT(*) FROM of_outbox WHERE published_at IS NULL", NULL, 0) > 0 &&
-           i++ < 5000)
+    const char *unpublished = "SELECT COUNT(*) FROM of_outbox WHERE published_at IS NULL";
+    for (int i = 0; dbt_int(c, unpublished, NULL, 0) > 0 && i < 5000; i++)
         sleep_ms(1);
-    assert_int_equal(
-        dbt_int(c, "SELECT COUNT(*) FROM of_outbox WHERE published_at IS NULL", NULL, 0), 0);
-    of_db_rows *r = of_db_query(c, "SELECT payload FROM of_outbox ORDER BY id", NULL, 0);
-    assert_non_null(r);
-    size_t n = 0;
-    out[0] = '\0';
-    while (of_db_rows_next(r) == 1) {
-        of_db_value v;
-        assert_int_equal(of_db_rows_get(r, 0, &v), 0);
-        n += (size_t)snprintf(out + n, size - n, "%s%.*s", n ? "," : "", (int)v.len,
-                              (const char *)v.p);
-        assert_true(n < size);
-    }
-    of_db_rows_free(r);
+    assert_int_equal(dbt_int(c, unpublished, NULL, 0), 0);
+    joined_rows(c, "SELECT payload FROM of_outbox ORDER BY id", out, size);
     of_db_release(c);
 }
 
