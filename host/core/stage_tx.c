@@ -472,9 +472,139 @@ static int publish_call(of_bus *bus, const of_call *call)
     return ok && all && n_ok == call->n_emitted ? 0 : -1;
 }
 
+void of_http_invoker_init(of_http_invoker *inv, of_db_pool *db, of_bus *bus,
+                          struct of_outbox_marker *marker)
+{
+    memset(inv, 0, sizeof(*inv));
+    inv->db = db;
+    inv->bus = bus;
+    inv->marker = marker;
+    pthread_mutex_init(&inv->mu, NULL);
+    pthread_cond_init(&inv->cv, NULL);
+}
+
+size_t of_http_invoker_quiesce(of_http_invoker *inv, int64_t timeout_ms)
+{
+    struct timespec deadline = of_mono_after_ms(timeout_ms);
+    pthread_mutex_lock(&inv->mu);
+    while (inv->due > 0 && pthread_cond_timedwait(&inv->cv, &inv->mu, &deadline) != ETIMEDOUT)
+        ;
+    size_t left = inv->due;
+    inv->detached = 1;
+    pthread_mutex_unlock(&inv->mu);
+    return left;
+}
+
+void of_http_invoker_destroy(of_http_invoker *inv)
+{
+    pthread_cond_destroy(&inv->cv);
+    pthread_mutex_destroy(&inv->mu);
+}
+
+/* The events of one answered request on their way to the broker. The count starts one above the
+ * events, so that callbacks run inside produce() cannot finish it before every event was
+ * handed over. */
+typedef struct http_pub {
+    of_http_invoker *inv;
+    atomic_size_t left;
+    atomic_int failed;
+    size_t n;
+    int64_t *ids;      /* the outbox rows, in the order of the events (owned) */
+    unsigned char *ok; /* acknowledged */
+} http_pub;
+
+typedef struct http_pub_event {
+    http_pub *pub;
+    size_t i;
+} http_pub_event;
+
+static void http_pub_done(http_pub *p)
+{
+    if (atomic_fetch_sub(&p->left, 1) != 1)
+        return;
+    of_http_invoker *inv = p->inv;
+    size_t k = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->ok[i])
+            p->ids[k++] = p->ids[i];
+    pthread_mutex_lock(&inv->mu);
+    /* The marker never waits for the database, so it is called under the lock that keeps it
+     * from being stopped meanwhile. */
+    if (k && !inv->detached)
+        of_outbox_marker_add(inv->marker, p->ids, k);
+    inv->due--;
+    pthread_cond_broadcast(&inv->cv);
+    pthread_mutex_unlock(&inv->mu);
+    free(p->ids);
+    free(p->ok);
+    free(p);
+}
+
+static void http_pub_delivered(void *opaque, int err, const char *errstr)
+{
+    http_pub_event *e = opaque;
+    http_pub *p = e->pub;
+    if (err == 0)
+        p->ok[e->i] = 1;
+    else if (atomic_fetch_add(&p->failed, 1) == 0)
+        /* The row stays unmarked: the relay publishes it (or parks it when it never can go).
+         * Once per request, as an outage fails them all. */
+        of_log(OF_LVL_WARN, NULL, NULL,
+               "publishing outbox row %" PRId64 " failed (%s); the outbox relay publishes it",
+               p->ids[e->i], errstr ? errstr : "unknown");
+    free(e);
+    http_pub_done(p);
+}
+
+/* Hands a committed call's events to the bus and returns at once; takes ids (one per emitted
+ * event). What cannot be handed over is left to the relay. */
+static void publish_after_answer(of_http_invoker *inv, const of_call *call, int64_t *ids)
+{
+    size_t n = call->n_emitted;
+    http_pub *p = calloc(1, sizeof(*p));
+    unsigned char *ok = calloc(n, 1);
+    if (!p || !ok) {
+        free(p);
+        free(ok);
+        free(ids);
+        of_log(OF_LVL_WARN, NULL, NULL, "out of memory publishing; the outbox relay publishes");
+        return;
+    }
+    p->inv = inv;
+    p->n = n;
+    p->ids = ids;
+    p->ok = ok;
+    atomic_init(&p->left, n + 1);
+    atomic_init(&p->failed, 0);
+    pthread_mutex_lock(&inv->mu);
+    inv->due++;
+    pthread_mutex_unlock(&inv->mu);
+    for (size_t i = 0; i < n; i++) {
+        char err[256] = "";
+        http_pub_event *e = malloc(sizeof(*e));
+        int rc = -1;
+        if (e) {
+            *e = (http_pub_event){p, i};
+            rc = inv->bus->ops->produce(inv->bus, call->emitted[i].topic, call->emitted[i].event,
+                                        http_pub_delivered, e, err, sizeof(err));
+        }
+        if (rc != 0) {
+            if (!e)
+                snprintf(err, sizeof(err), "out of memory");
+            free(e);
+            if (atomic_fetch_add(&p->failed, 1) == 0)
+                of_log(OF_LVL_WARN, NULL, NULL,
+                       "producing to %s: %s; the outbox relay publishes it", call->emitted[i].topic,
+                       err);
+            http_pub_done(p);
+        }
+    }
+    http_pub_done(p);
+}
+
 of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn, of_http_request *req)
 {
-    const of_http_invoker *inv = opaque;
+    of_http_invoker *inv = opaque;
     of_call call;
     of_call_init(&call, stage, NULL, 1);
     char why[512] = "";
@@ -506,7 +636,10 @@ of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn, of_h
     }
     /* Committed: the events are in the outbox. Publishing now keeps the latency low; if it
      * fails, the relay publishes them later, so the answer stands. */
-    if (call.n_emitted && inv->bus) {
+    if (call.n_emitted && inv->bus && use_db && inv->marker && n_ids == call.n_emitted) {
+        publish_after_answer(inv, &call, ids);
+        ids = NULL;
+    } else if (call.n_emitted && inv->bus) {
         if (publish_call(inv->bus, &call) == 0) {
             if (n_ids && inv->marker)
                 of_outbox_marker_add(inv->marker, ids, n_ids);

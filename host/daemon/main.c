@@ -250,7 +250,8 @@ int main(int argc, char **argv)
     of_ws_hub *hub = NULL;
     of_dashboard *dash = NULL;
     of_memtrim *trim = NULL;
-    of_http_invoker invoker = {0};
+    of_http_invoker invoker;
+    of_http_invoker_init(&invoker, NULL, NULL, NULL);
     /* The configuration the daemon runs on, and the earlier ones a reload keeps while some of
      * their stages still run. */
     daemon_gens gens = {.config_path = config_path, .current = st};
@@ -400,6 +401,16 @@ int main(int argc, char **argv)
     dash = NULL;
     of_ws_hub_stop(hub);
     of_gateway_stop(gw);
+    /* Answered requests whose events the broker has yet to acknowledge: their ids go to the
+     * marker before it stops. At most 5 s of the drain: a broker that takes longer is away, and
+     * the relay publishes what it did not acknowledge. */
+    int64_t ack_wait = gens.current->cfg->drain_timeout_ms;
+    size_t due = of_http_invoker_quiesce(&invoker, ack_wait < 5000 ? ack_wait : 5000);
+    if (due)
+        of_log(OF_LVL_WARN, NULL, NULL,
+               "%zu answered request%s still waiting for the broker; the outbox relay publishes "
+               "their events",
+               due, due == 1 ? "" : "s");
     size_t abandoned = of_runner_drain(runner, gens.current->cfg->drain_timeout_ms);
     if (abandoned)
         of_log(OF_LVL_WARN, NULL, NULL,
@@ -416,10 +427,12 @@ out:
     of_gateway_free(gw);
     of_outbox_relay_stop(relay);
     of_runner_free(runner);
+    of_http_invoker_quiesce(&invoker, 5000);
     of_outbox_marker_stop(marker); /* after everything that adds to it, before the pool */
     of_ws_hub_free(hub);
     if (bus)
         bus->ops->destroy(bus);
+    of_http_invoker_destroy(&invoker); /* after the bus: its last callbacks lock the invoker */
     of_cache_pool_free(cache);
     of_db_pool_free(db);
     of_metrics_free(metrics);
