@@ -105,6 +105,18 @@ const char *of_cache_pool_prefix(const of_cache_pool *pool);
 struct redisReply *of_cache_command(of_cache_pool *pool, int argc, const char **argv,
                                     const size_t *argvlen);
 
+/* Several commands on one connection in one round trip: all are written, then the replies read
+ * in order. 0 with replies[i] for each command (free them with freeReplyObject; error replies
+ * counted), or -1 when Redis is unavailable or the connection failed midway (no replies; the
+ * commands may or may not have run). */
+typedef struct of_cache_cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+} of_cache_cmd;
+int of_cache_pipeline(of_cache_pool *pool, const of_cache_cmd *cmds, size_t n,
+                      struct redisReply **replies);
+
 /* A Lua script, run with EVALSHA and, when Redis does not know it (NOSCRIPT, after a restart or
  * SCRIPT FLUSH), with EVAL. */
 typedef struct of_cache_script {
@@ -126,6 +138,15 @@ int of_cache_get(of_cache_pool *pool, const char *key, char **value, size_t *len
 /* ttl_ms 0: no expiry (> 0: PX). 0 or -1. */
 int of_cache_set(of_cache_pool *pool, const char *key, const void *value, size_t len,
                  int64_t ttl_ms);
+/* SET key value [PX ttl] for each write, in one round trip (of_cache_pipeline). The number of
+ * writes that failed (0: all made), n when Redis is unavailable. */
+typedef struct of_cache_write {
+    char *key;   /* without the prefix */
+    char *value; /* len bytes */
+    size_t len;
+    int64_t ttl_ms; /* 0: no expiry */
+} of_cache_write;
+size_t of_cache_set_many(of_cache_pool *pool, const of_cache_write *writes, size_t n);
 /* 0 (also when the key did not exist) or -1. */
 int of_cache_del(of_cache_pool *pool, const char *key);
 /* INCRBY delta; when ttl_ms > 0 and the key has no expiry (it was just created) PEXPIRE ttl_ms,
@@ -144,5 +165,17 @@ int of_api_cache_del(struct of_stage *stage, const char *key);
 int of_api_cache_incr(struct of_stage *stage, const char *key, int64_t delta, int64_t ttl_ms,
                       int64_t *result);
 int of_api_cache_publish(struct of_stage *stage, const char *channel, const void *msg, size_t len);
+/* ABI 1.4: keeps the write with the call (of_call.cache_writes). */
+#define OF_CALL_CACHE_WRITES_MAX 64
+#define OF_CALL_CACHE_VALUE_MAX  (64 * 1024)
+#define OF_CACHE_KEY_MAX         512
+struct of_call;
+int of_api_cache_set_after_commit(struct of_call *call, const char *key, const void *value,
+                                  size_t len, int64_t ttl_ms);
+/* Makes the kept writes of n committed calls of one stage, in one round trip; call it after the
+ * commit, before publishing. The calls keep their writes (of_call_reset frees them). */
+void of_call_cache_apply(struct of_call *calls, size_t n);
+/* Frees a call's kept writes. */
+void of_call_cache_drop(struct of_call *call);
 
 #endif

@@ -375,6 +375,46 @@ struct redisReply *of_cache_command(of_cache_pool *p, int argc, const char **arg
     return r;
 }
 
+int of_cache_pipeline(of_cache_pool *p, const of_cache_cmd *cmds, size_t n,
+                      struct redisReply **replies)
+{
+    if (!p || (!cmds && n) || !replies)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    if (n == 0)
+        return 0;
+    pconn *k = acquire(p);
+    if (!k) {
+        count(&p->unavailable, p->m_unavailable);
+        return -1;
+    }
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = redisAppendCommandArgv(k->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) == REDIS_OK;
+    for (size_t i = 0; ok && i < n; i++) {
+        void *r = NULL;
+        ok = redisGetReply(k->ctx, &r) == REDIS_OK && r;
+        replies[i] = r;
+    }
+    if (!ok) {
+        for (size_t i = 0; i < n; i++) {
+            if (replies[i])
+                freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        char why[300];
+        snprintf(why, sizeof(why), "%s", k->ctx->errstr[0] ? k->ctx->errstr : "I/O error");
+        release(p, k, 1, why);
+        count(&p->unavailable, p->m_unavailable);
+        return -1;
+    }
+    release(p, k, 0, NULL);
+    for (size_t i = 0; i < n; i++)
+        count_reply(p, replies[i]);
+    return 0;
+}
+
 int of_cache_ping(of_cache_pool *p)
 {
     const char *argv[] = {"PING"};

@@ -144,6 +144,7 @@ void of_call_reset(of_call *call)
     free(call->emitted);
     call->emitted = NULL;
     call->n_emitted = call->cap_emitted = 0;
+    of_call_cache_drop(call);
     call->has_reason = 0;
     call->reason[0] = '\0';
 }
@@ -857,6 +858,8 @@ static const of_host_api host_api = {
     .ws_subscribe = of_api_ws_subscribe,
     .ws_send = of_api_ws_send,
     .ws_publish = of_api_ws_publish,
+    /* ABI 1.4 */
+    .cache_set_after_commit = of_api_cache_set_after_commit,
 };
 
 const of_host_api *of_host_api_get(void)

@@ -232,3 +232,147 @@ int of_api_cache_publish(struct of_stage *stage, const char *channel, const void
     of_cache_pool *p = pool_of(stage);
     return p ? of_cache_publish(p, channel, msg, len) : -1;
 }
+
+/* ---- writes that follow the transaction (ABI 1.4) ---------------------------------------- */
+
+size_t of_cache_set_many(of_cache_pool *p, const of_cache_write *w, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (!p || !w)
+        return n;
+    /* Per write: SET, the prefixed key, the value, and PX with the expiry. */
+    of_cache_cmd *cmds = calloc(n, sizeof(*cmds));
+    const char **argv = calloc(n * 5, sizeof(*argv));
+    size_t *lens = calloc(n * 5, sizeof(*lens));
+    char(*ttl)[24] = calloc(n, sizeof(*ttl));
+    char **heap = calloc(n, sizeof(*heap));
+    char(*keybuf)[256] = calloc(n, sizeof(*keybuf));
+    struct redisReply **replies = calloc(n, sizeof(*replies));
+    size_t failed = n;
+    if (!cmds || !argv || !lens || !ttl || !heap || !keybuf || !replies)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        const char **a = argv + i * 5;
+        size_t *l = lens + i * 5, kl;
+        const char *k = prefixed(p, w[i].key, keybuf[i], sizeof(keybuf[i]), &heap[i], &kl);
+        if (!k)
+            goto out;
+        a[0] = "SET";
+        l[0] = 3;
+        a[1] = k;
+        l[1] = kl;
+        a[2] = w[i].value ? w[i].value : "";
+        l[2] = w[i].len;
+        cmds[i] = (of_cache_cmd){.argc = 3, .argv = a, .lens = l};
+        if (w[i].ttl_ms > 0) {
+            snprintf(ttl[i], sizeof(ttl[i]), "%" PRId64, w[i].ttl_ms);
+            a[3] = "PX";
+            l[3] = 2;
+            a[4] = ttl[i];
+            l[4] = strlen(ttl[i]);
+            cmds[i].argc = 5;
+        }
+    }
+    if (of_cache_pipeline(p, cmds, n, replies) != 0)
+        goto out;
+    failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (replies[i]->type != REDIS_REPLY_STATUS) {
+            failed++;
+            if (replies[i]->type == REDIS_REPLY_ERROR)
+                log_error_reply("SET", replies[i]);
+        }
+        freeReplyObject(replies[i]);
+    }
+out:
+    for (size_t i = 0; heap && i < n; i++)
+        free(heap[i]);
+    free(cmds);
+    free(argv);
+    free(lens);
+    free(ttl);
+    free(heap);
+    free(keybuf);
+    free(replies);
+    return failed;
+}
+
+int of_api_cache_set_after_commit(struct of_call *call, const char *key, const void *value,
+                                  size_t len, int64_t ttl_ms)
+{
+    if (!call || !call->stage || !pool_of(call->stage) || !key || (!value && len > 0) || ttl_ms < 0)
+        return -1;
+    size_t kl = strlen(key);
+    if (kl == 0 || kl > OF_CACHE_KEY_MAX || len > OF_CALL_CACHE_VALUE_MAX) {
+        of_log(OF_LVL_WARN, call->stage->pipeline_name, call->stage->def->name,
+               "cache_set_after_commit: %s",
+               kl == 0 || kl > OF_CACHE_KEY_MAX ? "the key must have 1 to 512 bytes"
+                                                : "the value is larger than 64 KiB");
+        return -1;
+    }
+    if (call->n_cache_writes == OF_CALL_CACHE_WRITES_MAX) {
+        of_log(OF_LVL_WARN, call->stage->pipeline_name, call->stage->def->name,
+               "cache_set_after_commit: more than %d writes in one call", OF_CALL_CACHE_WRITES_MAX);
+        return -1;
+    }
+    if (call->n_cache_writes == call->cap_cache_writes) {
+        size_t cap = call->cap_cache_writes ? call->cap_cache_writes * 2 : 4;
+        of_cache_write *w = realloc(call->cache_writes, cap * sizeof(*w));
+        if (!w)
+            return -1;
+        call->cache_writes = w;
+        call->cap_cache_writes = cap;
+    }
+    char *k = malloc(kl + 1), *v = malloc(len + 1);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return -1;
+    }
+    memcpy(k, key, kl + 1);
+    if (len)
+        memcpy(v, value, len);
+    v[len] = '\0';
+    call->cache_writes[call->n_cache_writes++] =
+        (of_cache_write){.key = k, .value = v, .len = len, .ttl_ms = ttl_ms};
+    return 0;
+}
+
+void of_call_cache_apply(struct of_call *calls, size_t n)
+{
+    size_t total = 0;
+    for (size_t c = 0; c < n; c++)
+        total += calls[c].n_cache_writes;
+    if (total == 0)
+        return;
+    of_cache_pool *p = pool_of(calls[0].stage);
+    of_cache_write one[8];
+    of_cache_write *all = total <= 8 ? one : malloc(total * sizeof(*all));
+    size_t failed = total;
+    if (all) {
+        size_t k = 0;
+        for (size_t c = 0; c < n; c++)
+            for (size_t i = 0; i < calls[c].n_cache_writes; i++)
+                all[k++] = calls[c].cache_writes[i];
+        failed = of_cache_set_many(p, all, total);
+        if (all != one)
+            free(all);
+    }
+    /* Best effort, as cache_set: readers fall back to the database, and the next write of the
+     * key replaces what is there. */
+    if (failed && of_log_enabled(OF_LVL_DEBUG))
+        of_log(OF_LVL_DEBUG, calls[0].stage->pipeline_name, calls[0].stage->def->name,
+               "%zu of %zu cache writes after the commit failed", failed, total);
+}
+
+void of_call_cache_drop(struct of_call *call)
+{
+    for (size_t i = 0; i < call->n_cache_writes; i++) {
+        free(call->cache_writes[i].key);
+        free(call->cache_writes[i].value);
+    }
+    free(call->cache_writes);
+    call->cache_writes = NULL;
+    call->n_cache_writes = call->cap_cache_writes = 0;
+}

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "breaker.h"
+#include "cache.h"
 #include "fault.h"
 #include "offset_tracker.h"
 #include "outbox_marker.h"
@@ -677,6 +678,8 @@ static void handle_event(worker *w, const of_event *ev, uint64_t gen, int first)
                 of_fault_after_commit();
                 of_histogram_observe_(st->m_tx_events, 1);
             }
+            /* Before publishing: whoever acts on the events finds the cache written. */
+            of_call_cache_apply(&call, 1);
             int published = (rt->db ? publish_committed(w, &call, 1, err, sizeof(err))
                                     : publish_emitted(rt, &call, 1, err, sizeof(err))) == 0;
             of_breaker_record(&rt->breaker, of_mono_ms(), published);
@@ -946,6 +949,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     if (committed) {
         of_fault_after_commit();
         of_histogram_observe_(st->m_tx_events, (double)k);
+        of_call_cache_apply(calls, k);
         batch_settle(w, items, calls, ids, k);
     } else {
         k = 0;

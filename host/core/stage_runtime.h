@@ -88,6 +88,10 @@ struct of_call {
      * without a database or for a stage without OF_STAGE_DATABASE. Owned by the runner. */
     struct of_db_tx *tx;
     const char *tx_group; /* the consumer group the transaction records the input under */
+    /* cache_set_after_commit's writes (ABI 1.4), owned; made by of_call_cache_apply after the
+     * commit, dropped by of_call_reset. */
+    struct of_cache_write *cache_writes;
+    size_t n_cache_writes, cap_cache_writes;
 };
 
 /* 1 when a descriptor asks for the database (OF_STAGE_DATABASE, ABI 1.1). */

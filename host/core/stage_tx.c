@@ -1,6 +1,7 @@
 #include "stage_tx.h"
 
 #include "bus.h"
+#include "cache.h"
 #include "gateway.h"
 #include "log.h"
 #include "outbox_marker.h"
@@ -634,6 +635,7 @@ of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn, of_h
         of_call_reset(&call);
         return OF_RETRY;
     }
+    of_call_cache_apply(&call, 1);
     /* Committed: the events are in the outbox. Publishing now keeps the latency low; if it
      * fails, the relay publishes them later, so the answer stands. */
     if (call.n_emitted && inv->bus && use_db && inv->marker && n_ids == call.n_emitted) {

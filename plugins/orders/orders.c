@@ -159,14 +159,20 @@ int ord_load_head(orders *o, of_call *call, const char *order_id, int lock, char
     return r;
 }
 
-void ord_cache_status(orders *o, const char *order_id, int64_t seq, const char *status)
+void ord_cache_status(orders *o, of_call *call, const char *order_id, int64_t seq,
+                      const char *status)
 {
     if (!o->has_cache)
         return;
     char key[80], value[48];
     snprintf(key, sizeof(key), "order:%s:status", order_id);
     int n = snprintf(value, sizeof(value), "%" PRId64 ":%s", seq, status);
-    if (o->api->cache_set(o->stage, key, value, (size_t)n, ORD_STATUS_TTL_MS) != 0)
+    /* After the commit when the host can (ABI 1.4): the cache never shows a transition that
+     * was rolled back, and the transaction does not wait for Redis holding the order's row. */
+    int rc = o->cache_after_commit
+                 ? o->api->cache_set_after_commit(call, key, value, (size_t)n, ORD_STATUS_TTL_MS)
+                 : o->api->cache_set(o->stage, key, value, (size_t)n, ORD_STATUS_TTL_MS);
+    if (rc != 0)
         o->api->log(o->stage, OF_LOG_DEBUG, "order %s: status not cached (Redis unavailable)",
                     order_id);
 }
@@ -252,7 +258,7 @@ ord_tr ord_transition_path(orders *o, of_call *call, const char *order_id, const
         api->log(o->stage, OF_LOG_INFO, "order %s: %s -> %s (%s)", order_id, prev, steps[i].to,
                  reasons[i]);
     }
-    ord_cache_status(o, order_id, seq + (int64_t)n - 1, to);
+    ord_cache_status(o, call, order_id, seq + (int64_t)n - 1, to);
     api->counter_add(o->transitions, (double)n);
     return ORD_TR_DONE;
 }
@@ -283,6 +289,7 @@ static int orders_init(of_stage *stage, const of_host_api *api, const of_config 
     o->api = api;
     o->stage = stage;
     o->has_cache = OF_API_HAS(api, cache_get) && OF_API_HAS(api, cache_set);
+    o->cache_after_commit = OF_API_HAS(api, cache_set_after_commit);
     o->placed = api->counter_register(stage, "orders_placed_total", "orders placed");
     o->transitions =
         api->counter_register(stage, "orders_transitions_total", "order status transitions");

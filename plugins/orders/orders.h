@@ -27,6 +27,7 @@ typedef struct orders {
     const of_host_api *api;
     of_stage *stage;
     int has_cache;
+    int cache_after_commit; /* the host has cache_set_after_commit (ABI 1.4) */
     of_counter *placed, *transitions, *ignored, *refunds;
 } orders;
 
@@ -82,8 +83,9 @@ typedef struct ord_step {
 ord_tr ord_transition_path(orders *o, of_call *call, const char *order_id, const char *from,
                            const ord_step *steps, size_t n);
 
-/* Caches "<seq>:<status>" for the order (best effort). */
-void ord_cache_status(orders *o, const char *order_id, int64_t seq, const char *status);
+/* Caches "<seq>:<status>" for the order once the call commits (best effort). */
+void ord_cache_status(orders *o, of_call *call, const char *order_id, int64_t seq,
+                      const char *status);
 
 /* ---- orders_saga.c ---- */
 

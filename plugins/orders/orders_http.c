@@ -408,7 +408,7 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
         api->log(o->stage, OF_LOG_ERROR, "place: emitting order.status_changed failed");
         return ofp_internal_error(o->api, req);
     }
-    ord_cache_status(o, id, 1, "PENDING");
+    ord_cache_status(o, call, id, 1, "PENDING");
     api->counter_add(o->placed, 1);
     api->log(o->stage, OF_LOG_INFO, "order %s placed: %zu lines, %" PRId64 " %s", id, n, total,
              lines[0].currency);

@@ -516,6 +516,140 @@ static void test_stage_functions(void **state)
     assert_int_equal(of_api_cache_get(&st, "sk", &v, &len), 0);
 }
 
+/* Several SETs in one round trip, with and without an expiry, binary values and a long key; an
+ * error reply in a pipeline is that command's alone; Redis away fails them all. */
+static void test_set_many(void **state)
+{
+    fixture *f = *state;
+    char big[3000];
+    memset(big, 'b', sizeof(big));
+    of_cache_write w[] = {
+        {.key = (char *)"m1", .value = (char *)"one", .len = 3, .ttl_ms = 0},
+        {.key = (char *)"m2", .value = (char *)"t\0o", .len = 3, .ttl_ms = 60000},
+        {.key = big, .value = (char *)"long key", .len = 8, .ttl_ms = 0},
+    };
+    big[sizeof(big) - 1] = '\0'; /* a key longer than the prefixing buffer */
+    assert_int_equal(of_cache_set_many(f->pool, w, 3), 0);
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(of_cache_get(f->pool, "m1", &v, &len), 1);
+    assert_string_equal(v, "one");
+    free(v);
+    assert_int_equal(of_cache_get(f->pool, "m2", &v, &len), 1);
+    assert_int_equal(len, 3);
+    assert_memory_equal(v, "t\0o", 3);
+    free(v);
+    assert_int_equal(of_cache_get(f->pool, big, &v, &len), 1);
+    assert_string_equal(v, "long key");
+    free(v);
+    assert_int_equal(direct_pttl(f, "m1"), -1);
+    long long ttl = direct_pttl(f, "m2");
+    assert_true(ttl > 50000 && ttl <= 60000);
+    of_cache_write more[] = {
+        {.key = (char *)"m3", .value = (char *)"x", .len = 1, .ttl_ms = 0},
+        {.key = (char *)"m4", .value = (char *)"y", .len = 1, .ttl_ms = 0},
+    };
+    of_cache_cmd cmds[2];
+    const char *a0[] = {"SET", "oftest-unused", "v", "PX", "-5"};
+    size_t l0[] = {3, 13, 1, 2, 2};
+    cmds[0] = (of_cache_cmd){5, a0, l0};
+    const char *a1[] = {"PING"};
+    size_t l1[] = {4};
+    cmds[1] = (of_cache_cmd){1, a1, l1};
+    struct redisReply *r[2];
+    assert_int_equal(of_cache_pipeline(f->pool, cmds, 2, r), 0);
+    assert_int_equal(r[0]->type, REDIS_REPLY_ERROR);
+    assert_int_equal(r[1]->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    assert_int_equal(of_cache_set_many(f->pool, more, 2), 0);
+    assert_int_equal(of_cache_set_many(f->pool, more, 0), 0);
+    assert_int_equal(of_cache_set_many(NULL, more, 2), 2);
+    of_redis_config cfg;
+    rf_config(&cfg, "127.0.0.1", 1, "oftest:"); /* nothing listens on port 1 */
+    of_cache_pool *away = of_cache_pool_new(&cfg, NULL);
+    assert_non_null(away);
+    assert_int_equal(of_cache_set_many(away, more, 2), 2);
+    assert_int_equal(of_cache_pipeline(away, cmds, 2, r), -1);
+    assert_null(r[0]);
+    of_cache_pool_free(away);
+    of_redis_config_free(&cfg);
+}
+
+/* cache_set_after_commit keeps copies with the call; of_call_cache_apply makes them, and a
+ * reset drops them unmade. */
+static void test_set_after_commit(void **state)
+{
+    fixture *f = *state;
+    of_stage_def def = {.name = (char *)"s"};
+    of_stage st;
+    memset(&st, 0, sizeof(st));
+    st.def = &def;
+    st.pipeline_name = "p";
+    of_call call;
+    of_call_init(&call, &st, NULL, 1);
+    /* no pool: refused */
+    assert_int_equal(of_api_cache_set_after_commit(&call, "k", "v", 1, 0), -1);
+    st.cache = f->pool;
+    char key[600], value[20];
+    memset(key, 'k', sizeof(key));
+    key[OF_CACHE_KEY_MAX + 1] = '\0';
+    assert_int_equal(of_api_cache_set_after_commit(&call, key, "v", 1, 0), -1); /* key too long */
+    assert_int_equal(of_api_cache_set_after_commit(&call, "", "v", 1, 0), -1);
+    assert_int_equal(of_api_cache_set_after_commit(&call, NULL, "v", 1, 0), -1);
+    assert_int_equal(of_api_cache_set_after_commit(&call, "k", NULL, 1, 0), -1);
+    assert_int_equal(of_api_cache_set_after_commit(&call, "k", "v", 1, -1), -1);
+    assert_int_equal(of_api_cache_set_after_commit(NULL, "k", "v", 1, 0), -1);
+    char *huge = calloc(1, OF_CALL_CACHE_VALUE_MAX + 1);
+    assert_non_null(huge);
+    assert_int_equal(
+        of_api_cache_set_after_commit(&call, "k", huge, OF_CALL_CACHE_VALUE_MAX + 1, 0), -1);
+    assert_int_equal(of_api_cache_set_after_commit(&call, "big", huge, OF_CALL_CACHE_VALUE_MAX, 0),
+                     0);
+    free(huge);
+    for (int i = 1; i < OF_CALL_CACHE_WRITES_MAX; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "w%d", i);
+        snprintf(value, sizeof(value), "v%d", i);
+        assert_int_equal(of_api_cache_set_after_commit(&call, k, value, strlen(value), 60000), 0);
+    }
+    assert_int_equal(of_api_cache_set_after_commit(&call, "one-too-many", "v", 1, 0), -1);
+    /* Kept, not written. */
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(of_cache_get(f->pool, "w1", &v, &len), 0);
+    of_call_cache_apply(&call, 1);
+    assert_int_equal(of_cache_get(f->pool, "w1", &v, &len), 1);
+    assert_string_equal(v, "v1");
+    free(v);
+    assert_int_equal(of_cache_get(f->pool, "w63", &v, &len), 1);
+    assert_string_equal(v, "v63");
+    free(v);
+    assert_int_equal(of_cache_get(f->pool, "big", &v, &len), 1);
+    assert_int_equal(len, OF_CALL_CACHE_VALUE_MAX);
+    free(v);
+    assert_true(direct_pttl(f, "w1") > 0);
+    of_call_reset(&call);
+    assert_int_equal(call.n_cache_writes, 0);
+    /* Dropped by a reset: never written. */
+    assert_int_equal(of_api_cache_set_after_commit(&call, "dropped", "v", 1, 0), 0);
+    of_call_reset(&call);
+    of_call_cache_apply(&call, 1);
+    assert_int_equal(of_cache_get(f->pool, "dropped", &v, &len), 0);
+    /* Two calls' writes in one round trip, in call order (the later write of a key wins). */
+    of_call two[2];
+    of_call_init(&two[0], &st, NULL, 1);
+    of_call_init(&two[1], &st, NULL, 1);
+    assert_int_equal(of_api_cache_set_after_commit(&two[0], "same", "first", 5, 0), 0);
+    assert_int_equal(of_api_cache_set_after_commit(&two[1], "same", "second", 6, 0), 0);
+    of_call_cache_apply(two, 2);
+    assert_int_equal(of_cache_get(f->pool, "same", &v, &len), 1);
+    assert_string_equal(v, "second");
+    free(v);
+    of_call_reset(&two[0]);
+    of_call_reset(&two[1]);
+}
+
 /* ---- failing fast ----------------------------------------------------------------------- */
 
 typedef struct hammer_arg {
@@ -749,6 +883,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incr_not_integer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_functions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_after_commit, setup, teardown),
         cmocka_unit_test(test_down_fails_fast),
         cmocka_unit_test(test_recovery),
         cmocka_unit_test(test_auth_and_db),

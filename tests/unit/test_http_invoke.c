@@ -1,7 +1,8 @@
 /* The gateway's invoke hook (host/core/stage_tx.c, of_http_invoke) against the project's MariaDB:
  * a committed request is answered before the broker acknowledges its events, the acknowledged
  * outbox rows reach the marker, the others stay for the relay, and quiesce lets the marker go.
- * The bus is a fake that holds every delivery until the test releases it. */
+ * The bus is a fake that holds every delivery until the test releases it. A handler's kept cache
+ * writes (cache_set_after_commit) are made after its commit, and not when it does not commit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +10,8 @@
 #include <cmocka.h>
 
 #include "test_db_util.h"
+
+#include "redis_fixture.h"
 
 #include "bus.h"
 #include "event.h"
@@ -375,6 +378,69 @@ static void test_without_marker_waits(void **state)
     of_http_invoker_destroy(&inv);
 }
 
+/* Keeps a cache write, checks it is not made yet, then answers as its request's body says. */
+static of_status h_cached(void *instance, of_call *call, of_http_request *req)
+{
+    of_cache_pool *cache = instance;
+    const of_host_api *api = of_host_api_get();
+    const char *key = req->body;
+    char *v = NULL;
+    if (api->cache_set_after_commit(call, key, "yes", 3, 60000) != 0)
+        return OF_RETRY;
+    if (of_cache_get(cache, key, &v, NULL) != 0) {
+        free(v);
+        of_api_http_problem(req, 500, "Too early", "written before the commit");
+        return OF_REJECT;
+    }
+    if (strstr(key, "reject"))
+        return of_api_http_problem(req, 409, "Conflict", "refused") == 0 ? OF_REJECT : OF_RETRY;
+    return of_api_http_respond(req, 200, NULL, "{}", 2, NULL) == 0 ? OF_OK : OF_RETRY;
+}
+
+static int invoke_cached(of_http_invoker *inv, of_stage *s, const char *key)
+{
+    of_http_request req;
+    memset(&req, 0, sizeof(req));
+    req.body = strdup(key);
+    req.body_len = strlen(key);
+    of_http_invoke(inv, s, h_cached, &req);
+    int status = req.status;
+    of_http_request_release(&req);
+    return status;
+}
+
+static void test_cache_writes_after_commit(void **state)
+{
+    (void)state;
+    assert_int_equal(rf_ensure_shared(), 0);
+    of_redis_config cfg;
+    char prefix[128];
+    rf_unique_prefix(prefix, sizeof(prefix), "invoke");
+    rf_config(&cfg, rf_host(), rf_port(), prefix);
+    of_cache_pool *cache = of_cache_pool_new(&cfg, NULL);
+    assert_non_null(cache);
+    of_stage cs;
+    memset(&cs, 0, sizeof(cs));
+    assert_int_equal(of_stage_setup(&cs, "p", &def, &db_desc, NULL), 0);
+    cs.cache = cache;
+    cs.instance = cache;
+    hold_bus bus;
+    hb_init(&bus);
+    of_http_invoker inv;
+    of_http_invoker_init(&inv, pool, &bus.base, NULL);
+    assert_int_equal(invoke_cached(&inv, &cs, "inv:ok"), 200);
+    assert_int_equal(invoke_cached(&inv, &cs, "inv:reject"), 409);
+    char *v = NULL;
+    assert_int_equal(of_cache_get(cache, "inv:ok", &v, NULL), 1);
+    assert_string_equal(v, "yes");
+    free(v);
+    assert_int_equal(of_cache_get(cache, "inv:reject", &v, NULL), 0);
+    of_http_invoker_destroy(&inv);
+    of_stage_cleanup(&cs);
+    of_cache_pool_free(cache);
+    of_redis_config_free(&cfg);
+}
+
 int main(void)
 {
     dbt_ensure_service();
@@ -384,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_refused_and_inline),
         cmocka_unit_test(test_quiesce_lets_the_marker_go),
         cmocka_unit_test(test_without_marker_waits),
+        cmocka_unit_test(test_cache_writes_after_commit),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

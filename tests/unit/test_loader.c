@@ -1053,7 +1053,7 @@ static void test_desc_reserved(void **state)
     of_stage_descriptor d = base_desc();
     d.reserved[2] = &marker;
     desc_refused(&d, "reserved slot 2 is set (found 0x");
-    desc_refused(&d, "expected NULL in ABI 1.3)");
+    desc_refused(&d, "expected NULL in ABI 1.4)");
     d.reserved[2] = NULL;
     d.reserved[4] = &marker;
     desc_refused(&d, "reserved slot 4 is set");

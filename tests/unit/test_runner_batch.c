@@ -3,7 +3,8 @@
  * fewer transactions than events; a retry and a rejection in the middle of a batch roll back
  * just their own writes, keep the key's order and the retry policy; an event seen twice in one
  * batch applies once. A gate event holds the only worker until every event is queued, so the
- * batches form whatever the timing. */
+ * batches form whatever the timing. With a Redis pool, the cache writes a stage keeps with its
+ * calls (cache_set_after_commit) are made after the commit, only for the events that commit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,8 @@
 #include <cmocka.h>
 
 #include "test_db_util.h"
+
+#include "redis_fixture.h"
 
 #include "bus.h"
 #include "metrics.h"
@@ -28,6 +31,9 @@
 
 static of_db_pool *pool;
 static const of_host_api *g_api;
+
+/* When set, the stage keeps a cache write "bt:<payload>" per event (test_cache_after_commit). */
+static of_cache_pool *g_cache;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
@@ -79,6 +85,18 @@ static of_status bt_process(void *instance, of_call *call)
         g_api->db_rows_free(rows);
     } else if (g_api->db_exec(call, "INSERT INTO bt_writes (payload) VALUES (?)", params, 1) < 0) {
         return OF_RETRY;
+    }
+    if (g_cache) {
+        /* Kept with the call: not in Redis before the commit. */
+        char key[80], *v = NULL;
+        snprintf(key, sizeof(key), "bt:%s", payload);
+        if (g_api->cache_set_after_commit(call, key, payload, strlen(payload), 60000) != 0)
+            return OF_RETRY;
+        if (of_cache_get(g_cache, key, &v, NULL) != 0) {
+            free(v);
+            g_api->set_reason(call, "%s was cached before its commit", payload);
+            return OF_REJECT;
+        }
     }
     if (strcmp(payload, "gate") == 0) {
         pthread_mutex_lock(&g_mu);
@@ -154,6 +172,8 @@ static void env_start_with(env *e, const of_stage_descriptor *desc, const char *
     e->runner = of_runner_new(e->bus, e->metrics);
     assert_non_null(e->runner);
     of_runner_set_db(e->runner, pool);
+    if (g_cache)
+        of_runner_set_cache(e->runner, g_cache);
     tp_init(&e->t, pipeline);
     tp_topic(&e->t, "in", 1);
     tp_topic(&e->t, "out", 1);
@@ -484,6 +504,52 @@ static void test_same_event_twice_in_a_batch(void **state)
     env_free(&e);
 }
 
+/* The value of "bt:<payload>" in Redis, "" when absent. */
+static void cached(const char *payload, char *out, size_t size)
+{
+    char key[80], *v = NULL;
+    snprintf(key, sizeof(key), "bt:%s", payload);
+    int rc = of_cache_get(g_cache, key, &v, NULL);
+    assert_true(rc >= 0);
+    snprintf(out, size, "%s", rc == 1 ? v : "");
+    free(v);
+}
+
+/* In a batch and alone: the events that commit have their cache writes made, the rejected one
+ * and the failed first try do not, and no write is made before its commit. */
+static void test_cache_after_commit(void **state)
+{
+    (void)state;
+    assert_int_equal(rf_ensure_shared(), 0);
+    const char *pipelines[] = {"bt6", "bt7"};
+    for (int b = 0; b < 2; b++) {
+        of_redis_config cfg;
+        char prefix[128];
+        rf_unique_prefix(prefix, sizeof(prefix), pipelines[b]);
+        rf_config(&cfg, rf_host(), rf_port(), prefix);
+        g_cache = of_cache_pool_new(&cfg, NULL);
+        assert_non_null(g_cache);
+        env e;
+        env_start(&e, pipelines[b], b == 0 ? 32 : 1, 3);
+        const char *events[] = {"gate", "c1", "reject-c", "retry-once-c", "c2", "ro-c3", NULL};
+        for (size_t i = 0; events[i]; i++)
+            produce(&e, "k", events[i], NULL);
+        release_and_wait(&e, pipelines[b], 6);
+        joined out;
+        topic_payloads(&e, "in.dlq", &out);
+        assert_string_equal(out.buf, "reject-c"); /* none was cached before its commit */
+        char v[64];
+        for (size_t i = 0; events[i]; i++) {
+            cached(events[i], v, sizeof(v));
+            assert_string_equal(v, strcmp(events[i], "reject-c") == 0 ? "" : events[i]);
+        }
+        env_free(&e);
+        of_cache_pool_free(g_cache);
+        g_cache = NULL;
+        of_redis_config_free(&cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -492,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_retry_exhausted_inside_a_batch),
         cmocka_unit_test(test_same_event_twice_in_a_batch),
         cmocka_unit_test(test_accepts_skips_other_types),
+        cmocka_unit_test(test_cache_after_commit),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -280,6 +280,22 @@ typedef struct of_host_api {
      * channel or message, or when the host has no gateway. */
     int (*ws_publish)(of_stage *stage, const char *channel, const void *msg, size_t len);
 
+    /* ---- ABI 1.4: cache writes that follow the transaction ---- */
+    /* cache_set for what the call's database work makes true: the write is kept with the call
+     * (key and value copied) and made only once the call's transaction has committed - with the
+     * other kept writes of that transaction (a batch's too) in one pipelined round trip, before
+     * what the call emitted is published - and dropped when the call does not commit (it returns
+     * OF_RETRY or OF_REJECT, its savepoint in a batch is rolled back, the commit fails). A call
+     * without a transaction (a stage without OF_STAGE_DATABASE) makes its writes when it returns
+     * OF_OK. So a reader never finds a value the database does not have (it may find the one
+     * before for a moment), and the stage does not wait for Redis while it holds row locks. Best
+     * effort, like cache_set: a write that fails after the commit is counted and logged at debug
+     * level, not retried. A call keeps at most 64 writes of at most 64 KiB each. key: 1..512
+     * bytes; ttl_ms 0: no expiry. 0 when kept, -1 for bad arguments, too many or too large
+     * writes, no memory, or a host without a `redis:` section. */
+    int (*cache_set_after_commit)(of_call *call, const char *key, const void *value, size_t len,
+                                  int64_t ttl_ms);
+
     /* Later minor versions append functions here. */
 } of_host_api;
 
