@@ -261,19 +261,70 @@ static int order_known(inventory *inv, of_call *call, const char *order_id)
     return found;
 }
 
+/* 1 (answered: the order.placed is ignored) when this order already has reservation rows, 0
+ * when not, -1 on a database error (answered too). */
+static int ignore_known(inventory *inv, of_call *call, const order *o, of_status *st)
+{
+    int known = order_known(inv, call, o->id);
+    if (known < 0) {
+        *st =
+            ofp_event_db_failed(inv->api, inv->stage, call, "looking up the order's reservations");
+        return -1;
+    }
+    if (known) {
+        inv->api->log(inv->stage, OF_LOG_WARN,
+                      "order %s was already reserved or answered: this order.placed is ignored",
+                      o->id);
+        *st = OF_OK;
+    }
+    return known;
+}
+
+/* The order's reservation rows in one INSERT (the placeholders are built from the line count,
+ * never from input). 0, or -1 (db_last_error says why). */
+static int record_reservations(inventory *inv, of_call *call, const order *o)
+{
+    static const char head[] = "INSERT INTO reservations (order_id, sku, quantity, state) VALUES ";
+    static const char row[] = "(?, ?, ?, 'RESERVED')";
+    size_t n = o->n_lines;
+    char *sql = malloc(sizeof(head) + n * (sizeof(row) + 2));
+    of_db_value *p = calloc(3 * n, sizeof(*p));
+    int rc = -1;
+    if (sql && p) {
+        size_t pos = sizeof(head) - 1;
+        memcpy(sql, head, pos);
+        for (size_t i = 0; i < n; i++) {
+            if (i) {
+                sql[pos++] = ',';
+                sql[pos++] = ' ';
+            }
+            memcpy(sql + pos, row, sizeof(row) - 1);
+            pos += sizeof(row) - 1;
+            p[3 * i] = OF_DB_S(o->id);
+            p[3 * i + 1] = OF_DB_S(o->lines[i].sku);
+            p[3 * i + 2] = OF_DB_I(o->lines[i].quantity);
+        }
+        sql[pos] = '\0';
+        rc = inv->api->db_exec(call, sql, p, 3 * n) < 0 ? -1 : 0;
+    } else {
+        inv->api->set_reason(call, "out of memory");
+    }
+    free(sql);
+    free(p);
+    return rc;
+}
+
 /* Reserves every line of o or none. */
 static of_status reserve(inventory *inv, of_call *call, const order *o)
 {
     const of_host_api *api = inv->api;
-    int known = order_known(inv, call, o->id);
-    if (known < 0)
-        return ofp_event_db_failed(inv->api, inv->stage, call,
-                                   "looking up the order's reservations");
-    if (known) {
-        api->log(inv->stage, OF_LOG_WARN,
-                 "order %s was already reserved or answered: this order.placed is ignored", o->id);
-        return OF_OK;
-    }
+    of_status st = OF_OK;
+    /* A second order.placed for an order (another event id than the first, which the inbox
+     * would have caught) is rare: the first try does not look for it, its reservation INSERT
+     * finds it (the primary key) and the retry looks first. */
+    int first = api->event_attempt(call) <= 1;
+    if (!first && ignore_known(inv, call, o, &st) != 0)
+        return st;
     size_t done = 0;
     for (; done < o->n_lines; done++) {
         const order_line *l = &o->lines[done];
@@ -306,27 +357,23 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
                 return OF_RETRY; /* rolled back by the host; cannot happen with the FK */
             }
         }
+        /* Not for an order reserved before (its stock may be gone since). */
+        if (first && ignore_known(inv, call, o, &st) != 0)
+            return st;
         const char *reason = NULL;
-        of_status st = unreservable_reason(inv, call, &o->lines[done], &reason);
+        st = unreservable_reason(inv, call, &o->lines[done], &reason);
         if (st != OF_OK)
             return st;
         return emit_rejected(inv, call, o->id, reason, o->lines[done].sku);
     }
-    for (size_t i = 0; i < o->n_lines; i++) {
-        const order_line *l = &o->lines[i];
-        of_db_value p[] = {OF_DB_S(o->id), OF_DB_S(l->sku), OF_DB_I(l->quantity)};
-        if (api->db_exec(call,
-                         "INSERT INTO reservations (order_id, sku, quantity, state) "
-                         "VALUES (?, ?, ?, 'RESERVED')",
-                         p, 3) < 0) {
-            const char *msg = NULL;
-            if (api->db_last_error(call, &msg) == OF_DB_ERR_DUPLICATE) {
-                /* A concurrent try for the same order id: the next try sees it and skips. */
-                api->set_reason(call, "order %s reserved concurrently", o->id);
-                return OF_RETRY;
-            }
-            return ofp_event_db_failed(inv->api, inv->stage, call, "recording a reservation");
+    if (record_reservations(inv, call, o) != 0) {
+        const char *msg = NULL;
+        if (api->db_last_error(call, &msg) == OF_DB_ERR_DUPLICATE) {
+            /* Reserved before, or by a concurrent try: the next try looks and skips. */
+            api->set_reason(call, "order %s has reservations already", o->id);
+            return OF_RETRY;
         }
+        return ofp_event_db_failed(inv->api, inv->stage, call, "recording a reservation");
     }
     json_t *items = json_array();
     for (size_t i = 0; items && i < o->n_lines; i++)
@@ -336,7 +383,7 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
                                     o->customer_id, "total_cents", (json_int_t)o->total_cents,
                                     "currency", o->currency, "items", items)
                         : NULL;
-    of_status st = emit_event(inv, call, "inventory.reserved", o->id, doc);
+    st = emit_event(inv, call, "inventory.reserved", o->id, doc);
     if (st == OF_OK)
         api->counter_add(inv->reserved, 1);
     return st;
@@ -395,80 +442,32 @@ static of_status on_order_placed(inventory *inv, of_call *call, json_t *doc)
 
 /* ---- inventory.release / inventory.commit --------------------------------------------------- */
 
-typedef struct held {
-    char sku[INV_SKU_MAX + 1];
-    int64_t quantity;
-} held;
-
-/* Ends the order's RESERVED rows: released (back to available) or committed (out of on-hand). */
+/* Ends the order's RESERVED rows: released (back to available) or committed (out of on-hand). One
+ * statement moves the stock of every line and the reservations' state together; STRAIGHT_JOIN
+ * keeps it reading the order's reservations first (by primary key, so in sku order) and locking
+ * each one's stock row after it: stock rows are locked in sku order, as reserve() locks them. */
 static of_status settle(inventory *inv, of_call *call, const char *order_id, int commit)
 {
     const of_host_api *api = inv->api;
-    of_db_value id = OF_DB_S(order_id);
-    of_db_rows *rows = api->db_query(call,
-                                     "SELECT sku, quantity FROM reservations WHERE order_id = ? "
-                                     "AND state = 'RESERVED' ORDER BY sku FOR UPDATE",
-                                     &id, 1);
-    if (!rows)
-        return ofp_event_db_failed(inv->api, inv->stage, call, "reading the order's reservations");
-    held *list = NULL;
-    size_t n = 0, cap = 0;
-    int r;
-    while ((r = api->db_rows_next(rows)) == 1) {
-        of_db_value sku, qty;
-        if (api->db_rows_get(rows, 0, &sku) != 0 || api->db_rows_get(rows, 1, &qty) != 0 ||
-            sku.type != OF_DB_TEXT || sku.len > INV_SKU_MAX || qty.type != OF_DB_INT) {
-            r = -2;
-            break;
-        }
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            held *nl = realloc(list, ncap * sizeof(*nl));
-            if (!nl) {
-                r = -3;
-                break;
-            }
-            list = nl;
-            cap = ncap;
-        }
-        memcpy(list[n].sku, sku.p, sku.len);
-        list[n].sku[sku.len] = '\0';
-        list[n].quantity = qty.i;
-        n++;
-    }
-    api->db_rows_free(rows);
-    if (r < 0) {
-        free(list);
-        if (r == -1)
-            return ofp_event_db_failed(inv->api, inv->stage, call,
-                                       "reading the order's reservations");
-        api->set_reason(call, r == -3 ? "out of memory" : "unexpected reservation row");
-        return r == -3 ? OF_RETRY : OF_REJECT;
-    }
-    const char *sql = commit ? "UPDATE stock SET on_hand = on_hand - ?, reserved = reserved - ? "
-                               "WHERE sku = ?"
-                             : "UPDATE stock SET available = available + ?, "
-                               "reserved = reserved - ? WHERE sku = ?";
-    for (size_t i = 0; i < n; i++) {
-        of_db_value p[] = {OF_DB_I(list[i].quantity), OF_DB_I(list[i].quantity),
-                           OF_DB_S(list[i].sku)};
-        if (api->db_exec(call, sql, p, 3) < 0) {
-            free(list);
-            return ofp_event_db_failed(inv->api, inv->stage, call,
-                                       commit ? "committing stock" : "releasing stock");
-        }
-    }
-    free(list);
-    if (n == 0) {
+    of_db_value p[] = {OF_DB_S(order_id)};
+    int64_t changed = api->db_exec(
+        call,
+        commit
+            ? "UPDATE reservations r STRAIGHT_JOIN stock s ON s.sku = r.sku "
+              "SET s.on_hand = s.on_hand - r.quantity, s.reserved = s.reserved - r.quantity, "
+              "r.state = 'COMMITTED' WHERE r.order_id = ? AND r.state = 'RESERVED'"
+            : "UPDATE reservations r STRAIGHT_JOIN stock s ON s.sku = r.sku "
+              "SET s.available = s.available + r.quantity, s.reserved = s.reserved - r.quantity, "
+              "r.state = 'RELEASED' WHERE r.order_id = ? AND r.state = 'RESERVED'",
+        p, 1);
+    if (changed < 0)
+        return ofp_event_db_failed(inv->api, inv->stage, call,
+                                   commit ? "committing stock" : "releasing stock");
+    if (changed == 0) {
         api->log(inv->stage, OF_LOG_INFO, "%s of order %s: nothing reserved, nothing to do",
                  commit ? "commit" : "release", order_id);
         return OF_OK;
     }
-    of_db_value p[] = {OF_DB_S(commit ? "COMMITTED" : "RELEASED"), OF_DB_S(order_id)};
-    if (api->db_exec(call,
-                     "UPDATE reservations SET state = ? WHERE order_id = ? AND state = 'RESERVED'",
-                     p, 2) < 0)
-        return ofp_event_db_failed(inv->api, inv->stage, call, "updating the reservations");
     of_status st = emit_event(inv, call, commit ? "inventory.committed" : "inventory.released",
                               order_id, json_pack("{s:s}", "order_id", order_id));
     if (st == OF_OK)
