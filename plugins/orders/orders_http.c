@@ -258,8 +258,10 @@ static of_status answer_repeat(orders *o, of_call *call, of_http_request *req, c
                             json_pack("{s:s, s:s}", "order_id", id, "status", status), headers);
 }
 
-/* Prices every line from inventory's products table. 0; 1 when answered (422); -1 db error. */
-static int price_lines(orders *o, of_call *call, of_http_request *req, line *lines, size_t n)
+/* Prices every line from inventory's products table. 0; 1 when they cannot be (why in
+ * problem, for a 422); -1 db error. */
+static int price_lines(orders *o, of_call *call, line *lines, size_t n, char *problem,
+                       size_t problem_size)
 {
     const of_host_api *api = o->api;
     /* The statement has one placeholder per line: built from the count, never from input. */
@@ -302,14 +304,13 @@ static int price_lines(orders *o, of_call *call, of_http_request *req, line *lin
         return -1;
     for (size_t i = 0; i < n; i++) {
         if (!lines[i].priced) {
-            ofp_problem(o->api, req, 422, "Unprocessable Content", "unknown sku %s (items[%zu])",
-                        lines[i].sku, i);
+            snprintf(problem, problem_size, "unknown sku %s (items[%zu])", lines[i].sku, i);
             return 1;
         }
         if (strcmp(lines[i].currency, lines[0].currency) != 0) {
-            ofp_problem(o->api, req, 422, "Unprocessable Content",
-                        "items in more than one currency: %s is priced in %s, %s in %s",
-                        lines[0].sku, lines[0].currency, lines[i].sku, lines[i].currency);
+            snprintf(problem, problem_size,
+                     "items in more than one currency: %s is priced in %s, %s in %s", lines[0].sku,
+                     lines[0].currency, lines[i].sku, lines[i].currency);
             return 1;
         }
     }
@@ -321,18 +322,23 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
 {
     const of_host_api *api = o->api;
     char id[ORD_ID_LEN + 1], status[17];
-    if (key) {
+    /* A repeated Idempotency-Key is rare: the order's INSERT finds it (the unique key), so the
+     * first request costs no lookup by key. */
+    char problem[256];
+    int pr = price_lines(o, call, lines, n, problem, sizeof(problem));
+    if (pr < 0)
+        return ofp_http_db_failed(o->api, o->stage, call, req, "place: prices");
+    if (pr > 0 && key) {
+        /* Lines that were priced for the first request and no longer are (a product removed
+         * since): its answer still stands. */
         int r = find_by_key(o, call, customer, key, 0, id, status);
         if (r < 0)
             return ofp_http_db_failed(o->api, o->stage, call, req, "place: idempotency key");
         if (r == 1)
             return answer_repeat(o, call, req, id, status, lines, n);
     }
-    int pr = price_lines(o, call, req, lines, n);
-    if (pr < 0)
-        return ofp_http_db_failed(o->api, o->stage, call, req, "place: prices");
     if (pr > 0)
-        return OF_REJECT;
+        return ofp_problem(o->api, req, 422, "Unprocessable Content", "%s", problem);
     int64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t amount;
@@ -359,7 +365,8 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
                      "FROM_UNIXTIME(? / 1000), FROM_UNIXTIME(? / 1000))",
                      ins, 7) < 0) {
         if (key && api->db_last_error(call, NULL) == OF_DB_ERR_DUPLICATE) {
-            /* The same key in a concurrent request, committed meanwhile: answer with it. */
+            /* The key was used before (or by a concurrent request, committed meanwhile, which
+             * the locking read waits for): answer with its order. */
             int r = find_by_key(o, call, customer, key, 1, id, status);
             if (r == 1)
                 return answer_repeat(o, call, req, id, status, lines, n);

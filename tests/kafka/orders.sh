@@ -137,6 +137,13 @@ req POST /api/v1/orders "$(order_body TEA:1)" "$alice" -H 'Idempotency-Key: k-1'
 [ "$(json 'd["order_id"]')" = "$k1" ] || fail "the same key gave another order: $body"
 grep -qi "^location: /api/v1/orders/$k1" <<<"$headers" || fail "repeat without the same Location"
 req POST /api/v1/orders "$(order_body TEA:2)" "$alice" -H 'Idempotency-Key: k-1'; expect 422 "same key, other body"
+# A repeat is answered with its first order even when its lines can no longer be priced (a
+# product that cannot be sold any more); without the key that is a 422.
+sql -D "$db" -e "UPDATE products SET currency = '' WHERE sku = 'TEA'"
+req POST /api/v1/orders "$(order_body TEA:1)" "$alice" -H 'Idempotency-Key: k-1'; expect 200 "keyed repeat of an unpriceable order"
+[ "$(json 'd["order_id"]')" = "$k1" ] || fail "the unpriceable repeat gave another order: $body"
+req POST /api/v1/orders "$(order_body TEA:1)" "$alice"; expect 422 "an unpriceable order"
+sql -D "$db" -e "UPDATE products SET currency = 'GBP' WHERE sku = 'TEA'"
 req POST /api/v1/orders "$(order_body TEA:1)" "$bob" -H 'Idempotency-Key: k-1'; expect 202 "bob's own k-1"
 [ "$(json 'd["order_id"]')" != "$k1" ] || fail "bob got alice's order"
 bob1=$(json 'd["order_id"]')
