@@ -172,19 +172,6 @@ of_db_conn *of_db_tx_conn(of_db_tx *tx);
 int64_t of_db_tx_exec(of_db_tx *tx, const char *sql, const of_db_value *params, size_t n_params);
 of_db_rows *of_db_tx_query(of_db_tx *tx, const char *sql, const of_db_value *params,
                            size_t n_params);
-/* Savepoints for batching several events in one transaction (one per event). Names are
- * [A-Za-z0-9_]{1,64}. 0 or -1. */
-int of_db_tx_savepoint(of_db_tx *tx, const char *name);
-int of_db_tx_rollback_to(of_db_tx *tx, const char *name);
-/* A savepoint set only when needed: before the transaction's next statement that may write
- * (anything but a SELECT), so a batch's read-only events cost no SAVEPOINT round trip. Rolling
- * back to it when no such statement came is a no-op; a later lazy savepoint replaces an unset
- * one. A SELECT that writes through a stored function is not covered: do not write that way in
- * a stage. 0 or -1 (bad name, finished transaction). */
-int of_db_tx_savepoint_lazy(of_db_tx *tx, const char *name);
-/* The lazy savepoint is not needed any more (its event went through): later writes do not set
- * it. */
-void of_db_tx_savepoint_forget(of_db_tx *tx);
 /* 0 when committed; -1 when the transaction is doomed (nothing was committed: retry) or the
  * commit failed (with a lost connection the outcome is unknown: the inbox makes a retry safe).
  * After a commit or rollback the transaction takes no more statements. */
@@ -207,10 +194,6 @@ int of_db_inbox_record(of_db_tx *tx, const char *group, const char *event_id);
 /* The same for n events in a few multi-row statements (a batch): returns how many were recorded
  * now (n when none was applied before; fewer says some were, not which), or -1. */
 int64_t of_db_inbox_record_many(of_db_tx *tx, const char *group, const char *const *event_ids,
-                                size_t n);
-/* Removes what the transaction recorded for these events (a batch that stops before them);
- * returns the rows removed, or -1. */
-int64_t of_db_inbox_forget_many(of_db_tx *tx, const char *group, const char *const *event_ids,
                                 size_t n);
 /* Writes an event to the outbox in the transaction (key, payload and headers byte-exact);
  * *id (may be NULL) gets its id. 0 or -1. */

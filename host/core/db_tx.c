@@ -1,6 +1,5 @@
-/* A call's transaction (or a batch's, with one savepoint per event), the inbox that makes a
- * redelivered event a no-op, and the outbox that holds what a stage emitted until it is
- * published. */
+/* A call's transaction (or a batch's), the inbox that makes a redelivered event a no-op, and the
+ * outbox that holds what a stage emitted until it is published. */
 #include "db.h"
 
 #include "log.h"
@@ -29,10 +28,6 @@ struct of_db_tx {
      * connection's last error is the transaction's. */
     of_db_error err;
     char msg[512];
-    /* of_db_tx_savepoint_lazy: the savepoint is set before the first statement that may write
-     * (lazy_set), or never when none comes. */
-    char lazy[65];
-    int has_lazy, lazy_set;
 };
 
 static void tx_clear(of_db_tx *tx)
@@ -145,32 +140,9 @@ int64_t of_db_tx_last_insert_id(const of_db_tx *tx)
     return tx ? of_db_last_insert_id(tx->conn) : 0;
 }
 
-/* 1 for a statement that cannot change a row: SELECT (FOR UPDATE and LOCK IN SHARE MODE
- * included: a rollback to a savepoint keeps InnoDB's row locks anyway). Anything else, a WITH or
- * a parenthesised SELECT included, counts as a write. */
-static int read_only(const char *sql)
-{
-    while (isspace((unsigned char)*sql))
-        sql++;
-    return strncasecmp(sql, "SELECT", 6) == 0 && isspace((unsigned char)sql[6]);
-}
-
-static int tx_text(of_db_tx *tx, const char *verb, const char *name);
-
-/* Sets a lazy savepoint before a statement that may write. */
-static int lazy_before(of_db_tx *tx, const char *sql)
-{
-    if (!tx->has_lazy || tx->lazy_set || read_only(sql))
-        return 0;
-    if (tx_text(tx, "SAVEPOINT", tx->lazy) != 0)
-        return -1;
-    tx->lazy_set = 1;
-    return 0;
-}
-
 int64_t of_db_tx_exec(of_db_tx *tx, const char *sql, const of_db_value *params, size_t n_params)
 {
-    if (!tx || tx_usable(tx) != 0 || lazy_before(tx, sql) != 0)
+    if (!tx || tx_usable(tx) != 0)
         return -1;
     int64_t n = of_db_exec(tx->conn, sql, params, n_params);
     if (n < 0)
@@ -181,72 +153,12 @@ int64_t of_db_tx_exec(of_db_tx *tx, const char *sql, const of_db_value *params, 
 of_db_rows *of_db_tx_query(of_db_tx *tx, const char *sql, const of_db_value *params,
                            size_t n_params)
 {
-    if (!tx || tx_usable(tx) != 0 || lazy_before(tx, sql) != 0)
+    if (!tx || tx_usable(tx) != 0)
         return NULL;
     of_db_rows *r = of_db_query(tx->conn, sql, params, n_params);
     if (!r)
         tx_after_error(tx);
     return r;
-}
-
-static int savepoint_name_ok(of_db_tx *tx, const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    int ok = n > 0 && n <= 64;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-             (name[i] >= '0' && name[i] <= '9') || name[i] == '_';
-    if (!ok)
-        tx_set(tx, OF_DB_ERR_OTHER, "bad savepoint name '%.80s' (expected [A-Za-z0-9_]{1,64})",
-               name ? name : "(null)");
-    return ok;
-}
-
-static int tx_text(of_db_tx *tx, const char *verb, const char *name)
-{
-    char sql[128];
-    snprintf(sql, sizeof(sql), "%s `%s`", verb, name);
-    if (of_db_exec_text(tx->conn, sql) != 0) {
-        tx_after_error(tx);
-        return -1;
-    }
-    return 0;
-}
-
-int of_db_tx_savepoint(of_db_tx *tx, const char *name)
-{
-    if (!tx || tx_usable(tx) != 0 || !savepoint_name_ok(tx, name))
-        return -1;
-    return tx_text(tx, "SAVEPOINT", name);
-}
-
-int of_db_tx_savepoint_lazy(of_db_tx *tx, const char *name)
-{
-    if (!tx || tx_usable(tx) != 0 || !savepoint_name_ok(tx, name))
-        return -1;
-    snprintf(tx->lazy, sizeof(tx->lazy), "%s", name);
-    tx->has_lazy = 1;
-    tx->lazy_set = 0;
-    return 0;
-}
-
-void of_db_tx_savepoint_forget(of_db_tx *tx)
-{
-    if (tx)
-        tx->has_lazy = tx->lazy_set = 0;
-}
-
-int of_db_tx_rollback_to(of_db_tx *tx, const char *name)
-{
-    if (!tx || tx_usable(tx) != 0 || !savepoint_name_ok(tx, name))
-        return -1;
-    if (tx->has_lazy && strcmp(tx->lazy, name) == 0) {
-        int set = tx->lazy_set;
-        tx->has_lazy = tx->lazy_set = 0;
-        if (!set)
-            return 0; /* nothing was written since: nothing to undo */
-    }
-    return tx_text(tx, "ROLLBACK TO SAVEPOINT", name);
 }
 
 int of_db_tx_commit(of_db_tx *tx)
@@ -363,8 +275,8 @@ static char *repeat_sql(const char *head, const char *row, const char *sep, size
     return sql;
 }
 
-static int64_t inbox_many(of_db_tx *tx, const char *group, const char *const *event_ids, size_t n,
-                          int forget)
+int64_t of_db_inbox_record_many(of_db_tx *tx, const char *group, const char *const *event_ids,
+                                size_t n)
 {
     if (!tx)
         return -1;
@@ -381,31 +293,19 @@ static int64_t inbox_many(of_db_tx *tx, const char *group, const char *const *ev
     int64_t total = 0;
     for (size_t done = 0; done < n;) {
         size_t rows = chunk_of(n - done, INBOX_CHUNK_MAX);
-        char *sql;
-        size_t np;
-        if (forget) {
-            sql = repeat_sql("DELETE FROM of_inbox WHERE consumer_group = ? AND event_id IN (", "?",
-                             ", ", rows, ")");
-            p[0] = OF_DB_S(group);
-            for (size_t i = 0; i < rows; i++)
-                p[1 + i] = OF_DB_S(event_ids[done + i]);
-            np = 1 + rows;
-        } else {
-            /* As of_db_inbox_record: an existing row is left as it is and not counted. */
-            sql = repeat_sql("INSERT INTO of_inbox (consumer_group, event_id, applied_at) VALUES ",
-                             "(?, ?, NOW(3))", ", ", rows,
-                             " ON DUPLICATE KEY UPDATE applied_at = applied_at");
-            for (size_t i = 0; i < rows; i++) {
-                p[2 * i] = OF_DB_S(group);
-                p[2 * i + 1] = OF_DB_S(event_ids[done + i]);
-            }
-            np = 2 * rows;
-        }
+        /* As of_db_inbox_record: an existing row is left as it is and not counted. */
+        char *sql = repeat_sql(
+            "INSERT INTO of_inbox (consumer_group, event_id, applied_at) VALUES ", "(?, ?, NOW(3))",
+            ", ", rows, " ON DUPLICATE KEY UPDATE applied_at = applied_at");
         if (!sql) {
             tx_set(tx, OF_DB_ERR_OTHER, "inbox: out of memory");
             return -1;
         }
-        int64_t got = of_db_tx_exec(tx, sql, p, np);
+        for (size_t i = 0; i < rows; i++) {
+            p[2 * i] = OF_DB_S(group);
+            p[2 * i + 1] = OF_DB_S(event_ids[done + i]);
+        }
+        int64_t got = of_db_tx_exec(tx, sql, p, 2 * rows);
         free(sql);
         if (got < 0)
             return -1;
@@ -413,18 +313,6 @@ static int64_t inbox_many(of_db_tx *tx, const char *group, const char *const *ev
         done += rows;
     }
     return total;
-}
-
-int64_t of_db_inbox_record_many(of_db_tx *tx, const char *group, const char *const *event_ids,
-                                size_t n)
-{
-    return inbox_many(tx, group, event_ids, n, 0);
-}
-
-int64_t of_db_inbox_forget_many(of_db_tx *tx, const char *group, const char *const *event_ids,
-                                size_t n)
-{
-    return inbox_many(tx, group, event_ids, n, 1);
 }
 
 static size_t varint_put(uint8_t *out, uint64_t v)

@@ -44,7 +44,7 @@ typedef struct of_stage_def {
     int concurrency;   /* worker threads; default 1, 1..256 */
     int max_in_flight; /* events dispatched but not finished; default 1000 */
     /* A database stage's worker takes up to this many queued events into one transaction (one
-     * savepoint each, one commit, one round of publishing); default 1, 1..1000. */
+     * commit, one round of publishing); default 1, 1..1000. */
     int batch;
     char *consumer_group; /* default orderflow.<pipeline>.<stage> */
     char *dead_letter;    /* default <first input>.dlq */

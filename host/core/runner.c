@@ -5,9 +5,9 @@
  * place with the stage's backoff, dead-letters rejected and exhausted events, publishes what an
  * OK emitted and then marks the input done in the partition's offset tracker, committing up to
  * the lowest offset not yet done. A database stage with `batch` > 1 has its worker take the events
- * queued for it (up to `batch`) into one transaction, one savepoint each (batch_try); the first
- * that does not go through ends the batch and goes on alone, so a key's order and every event's
- * retry policy hold as above.
+ * queued for it (up to `batch`) into one transaction (batch_try); the first that does not go
+ * through ends the batch (the events before it are committed without it) and goes on alone, so a
+ * key's order and every event's retry policy hold as above.
  *
  * Locks: a stage's `mu` guards its offset trackers, in-flight count and pause state, and is
  * taken before the bus's own lock (commit, pause, resume); a worker's `mu` guards its queue; the
@@ -804,16 +804,42 @@ static int batch_record(struct of_stage_rt *rt, of_db_tx **tx, const char *const
     return *tx ? 0 : -1;
 }
 
+/* Why an event of a batch did not go through: what becomes of it (*next) and the reason. */
+static void batch_outcome(struct of_stage_rt *rt, of_db_tx *tx, const of_call *call, int joined,
+                          of_status s, batch_next *next, char *reason, size_t reason_size)
+{
+    *next = NEXT_ALONE; /* a repeat, a database error: handled alone from its first try */
+    if (!joined)
+        return;
+    if (s == OF_RETRY) {
+        /* A retry the database caused does not count (handled alone, it waits for the
+         * database); any other is this event's first failed try. */
+        if (of_stage_tx_failure(tx) != OF_TXR_WAIT) {
+            *next = NEXT_RETRIED;
+            snprintf(reason, reason_size, "%s",
+                     call->has_reason ? call->reason : "retried without a reason");
+        }
+    } else if (s != OF_OK) {
+        *next = NEXT_REJECTED;
+        if (s == OF_REJECT)
+            snprintf(reason, reason_size, "%s",
+                     call->has_reason ? call->reason : "rejected without a reason");
+        else
+            snprintf(reason, reason_size, "process() returned an invalid status %d", (int)s);
+    }
+    (void)rt;
+}
+
 /* One transaction for up to n queued events of a database stage: the events' inbox records (one
- * multi-row statement when none is a repeat), then each event's process() under a savepoint of
- * its own, the outbox rows of all of them (a few multi-row statements), one commit (one fsync),
- * one round of publishing and the n offsets. The
- * first event that does not go through (a retry, a rejection, a repeat, a database error) is
- * rolled back to its savepoint with the inbox records of the events from it on, and ends the
- * batch: the events before it are committed, it is handed back through *next, and the ones after
- * it come in a later batch, so a key's events still apply in order. Returns how many events it
- * settled from the front (0 when nothing was committed: *next is then NEXT_ALONE for the first,
- * unless its own try failed). */
+ * multi-row statement when none is a repeat), each event's process(), the outbox rows of all of
+ * them (a few multi-row statements), one commit (one fsync), one round of publishing and the n
+ * offsets. No savepoints: an event failing is rare, and a savepoint per event was a round trip
+ * each. When event k does not go through (a retry, a rejection, a repeat, a database error), the
+ * whole transaction rolls back and events 0..k-1 run again in a new one (process() may always run
+ * again after a rollback); k is handed back through *next with what its try said, and the ones
+ * after it come in a later batch, so a key's events still apply in order. Returns how many events
+ * it settled from the front (0 when nothing was committed: *next then says what becomes of the
+ * first). */
 static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, char *reason,
                         size_t reason_size)
 {
@@ -828,124 +854,99 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     int64_t **ids = calloc(n, sizeof(*ids));
     char(*idbuf)[256] = calloc(n, sizeof(*idbuf));
     const char **eids = calloc(n, sizeof(*eids));
-    of_db_tx *tx = calls && ids && idbuf && eids ? of_db_tx_begin(rt->db, why, sizeof(why)) : NULL;
-    int recorded = -1;
-    if (tx) {
+    size_t limit = 0, k = 0; /* events this round runs; how many went through */
+    int committed = 0;
+    if (calls && ids && idbuf && eids) {
         for (size_t i = 0; i < n; i++) {
             of_stage_tx_event_id(items[i]->ev, idbuf[i], sizeof(idbuf[i]));
             eids[i] = idbuf[i];
         }
-        recorded = batch_record(rt, &tx, eids, n);
+        limit = n;
     }
-    if (recorded < 0) {
-        of_db_tx_end(tx);
-        of_breaker_release(&rt->breaker);
-        free(calls);
-        free(ids);
-        free(idbuf);
-        free(eids);
-        return 0;
-    }
-    size_t k = 0;
-    int unsafe = 0; /* what failed could not be undone alone: nothing may commit */
-    for (; k < n; k++) {
-        const of_event *ev = items[k]->ev;
-        /* The first event needs no savepoint: its failure leaves nothing to commit. The others'
-         * are set before their first write, so an event that only reads costs none. */
-        char sp[32];
-        snprintf(sp, sizeof(sp), "of_ev%zu", k);
-        if (k > 0 && of_db_tx_savepoint_lazy(tx, sp) != 0) {
-            unsafe = 1;
+    while (limit > 0) {
+        of_db_tx *tx = of_db_tx_begin(rt->db, why, sizeof(why));
+        int recorded = tx ? batch_record(rt, &tx, eids, limit) : -1;
+        if (recorded < 0) {
+            of_db_tx_end(tx);
+            *next = NEXT_ALONE;
+            k = 0;
             break;
         }
-        of_call *call = &calls[k];
-        of_call_init(call, st, ev, 1);
-        int ok = 1;
-        if (recorded) {
-            call->tx = tx;
-            call->tx_group = rt->group;
-        } else if (of_stage_tx_join(tx, call, rt->group, why, sizeof(why)) != OF_TXR_OK) {
-            ok = 0;
-        }
-        of_status s = OF_OK;
-        if (ok) {
-            log_context_of(ev);
-            int64_t t0 = mono_us();
-            s = st->desc->process(st->instance, call);
-            double took = (double)(mono_us() - t0) / 1e6;
-            of_histogram_observe_(st->m_latency, took);
-            if (of_log_enabled(OF_LVL_DEBUG))
-                of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
-                       "event %s[%" PRId32 "]@%" PRId64 " in a batch (%zu of %zu): %s, %zu "
-                       "emitted (%.3f ms)",
-                       ev->topic, ev->partition, ev->offset, k + 1, n,
-                       s == OF_OK       ? "ok"
-                       : s == OF_RETRY  ? "retry"
-                       : s == OF_REJECT ? "reject"
-                                        : "?",
-                       call->n_emitted, took * 1e3);
-            of_log_context_clear();
-            if (s == OF_OK)
-                continue; /* its outbox rows are written with the others' before the commit */
-        }
-        if (ok && s == OF_RETRY) {
-            /* A retry the database caused does not count (handled alone, it waits for the
-             * database); any other is this event's first failed try. */
-            if (of_stage_tx_failure(tx) != OF_TXR_WAIT) {
-                *next = NEXT_RETRIED;
-                snprintf(reason, reason_size, "%s",
-                         call->has_reason ? call->reason : "retried without a reason");
+        for (k = 0; k < limit; k++) {
+            const of_event *ev = items[k]->ev;
+            of_call *call = &calls[k];
+            of_call_init(call, st, ev, 1);
+            int joined = 1;
+            if (recorded) {
+                call->tx = tx;
+                call->tx_group = rt->group;
+            } else if (of_stage_tx_join(tx, call, rt->group, why, sizeof(why)) != OF_TXR_OK) {
+                joined = 0;
             }
-        } else if (ok && s != OF_OK) {
-            *next = NEXT_REJECTED;
-            if (s == OF_REJECT)
-                snprintf(reason, reason_size, "%s",
-                         call->has_reason ? call->reason : "rejected without a reason");
-            else
-                snprintf(reason, reason_size, "process() returned an invalid status %d", (int)s);
+            of_status s = OF_OK;
+            if (joined) {
+                log_context_of(ev);
+                int64_t t0 = mono_us();
+                s = st->desc->process(st->instance, call);
+                double took = (double)(mono_us() - t0) / 1e6;
+                of_histogram_observe_(st->m_latency, took);
+                if (of_log_enabled(OF_LVL_DEBUG))
+                    of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+                           "event %s[%" PRId32 "]@%" PRId64 " in a batch (%zu of %zu): %s, %zu "
+                           "emitted (%.3f ms)",
+                           ev->topic, ev->partition, ev->offset, k + 1, limit,
+                           s == OF_OK       ? "ok"
+                           : s == OF_RETRY  ? "retry"
+                           : s == OF_REJECT ? "reject"
+                                            : "?",
+                           call->n_emitted, took * 1e3);
+                of_log_context_clear();
+                if (s == OF_OK)
+                    continue; /* its outbox rows are written with the others' before the commit */
+            }
+            batch_outcome(rt, tx, call, joined, s, next, reason, reason_size);
+            of_call_reset(call);
+            call->tx = NULL;
+            break;
         }
-        of_call_reset(call);
-        call->tx = NULL;
-        /* Undo this event and, when the inbox had them all, the records of it and the events
-         * after it: those must not look applied. Without that, nothing commits. */
-        if (k > 0 && !of_db_tx_doomed(tx)) {
-            int undone = of_db_tx_rollback_to(tx, sp) == 0;
-            if (undone && recorded)
-                undone =
-                    of_db_inbox_forget_many(tx, rt->group, eids + k, n - k) == (int64_t)(n - k);
-            unsafe = !undone;
+        int doomed = of_db_tx_doomed(tx);
+        if (!doomed && k > 0 && k < limit) {
+            /* Event k did not go through, and its writes cannot be undone alone: none of this
+             * round commits, and the events before it run again without it. */
+            of_db_tx_end(tx);
+            for (size_t i = 0; i < k; i++)
+                of_call_reset(&calls[i]);
+            limit = k;
+            continue;
         }
+        /* The batch's outbox rows in a few multi-row statements; when they cannot be written,
+         * nothing commits. */
+        if (!doomed && k > 0 &&
+            of_stage_tx_write_outbox_calls(calls, k, ids, why, sizeof(why)) != OF_TXR_OK) {
+            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                   "a batch of %zu events: %s; each is tried alone", k, why);
+            doomed = 1;
+        }
+        if (doomed) {
+            /* A deadlock or a lost connection took the whole batch: each event goes alone. */
+            *next = NEXT_ALONE;
+        } else if (k > 0) {
+            committed = of_db_tx_commit(tx) == 0;
+            if (!committed) {
+                const char *msg = NULL;
+                of_db_tx_error(tx, &msg);
+                of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                       "committing a batch of %zu events failed (%s); each is tried alone", k,
+                       msg ? msg : "?");
+                *next = NEXT_ALONE;
+            }
+        }
+        of_db_tx_end(tx);
+        for (size_t i = 0; i < k; i++)
+            calls[i].tx = NULL;
         break;
     }
     size_t filled = k;
-    int committed = 0;
-    of_db_tx_savepoint_forget(tx); /* the last event's, when it went through */
-    /* The batch's outbox rows in a few multi-row statements; when they cannot be written,
-     * nothing commits. */
-    if (k > 0 && !unsafe && !of_db_tx_doomed(tx) &&
-        of_stage_tx_write_outbox_calls(calls, k, ids, why, sizeof(why)) != OF_TXR_OK) {
-        of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
-               "a batch of %zu events: %s; each is tried alone", k, why);
-        unsafe = 1;
-    }
-    if (of_db_tx_doomed(tx) || unsafe) {
-        /* A deadlock or a lost connection took the whole batch (or a failure could not be
-         * undone on its own): each event goes alone. */
-        *next = NEXT_ALONE;
-    } else if (k > 0) {
-        committed = of_db_tx_commit(tx) == 0;
-        if (!committed) {
-            const char *msg = NULL;
-            of_db_tx_error(tx, &msg);
-            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
-                   "committing a batch of %zu events failed (%s); each is tried alone", k,
-                   msg ? msg : "?");
-            *next = NEXT_ALONE;
-        }
-    }
-    of_db_tx_end(tx);
-    for (size_t i = 0; i < filled; i++)
-        calls[i].tx = NULL;
     if (committed) {
         of_fault_after_commit();
         of_histogram_observe_(st->m_tx_events, (double)k);

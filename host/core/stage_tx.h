@@ -1,5 +1,5 @@
 /* Effectively-once effects for stages that use the database (OF_STAGE_DATABASE): one try of
- * process() (or a batch of them, each under a savepoint: the runner's batch_try) runs in a
+ * process() (or a batch of them: the runner's batch_try) runs in a
  * transaction that first records the input event in the inbox (a redelivered
  * event that was applied before is skipped), and that, when the stage answers OF_OK, also writes
  * what it emitted to the outbox before it commits. The emitted events are published after the
@@ -30,10 +30,10 @@ void of_stage_tx_event_id(const of_event *ev, char *out, size_t size);
  * call->tx is set; otherwise nothing is left open. */
 of_txr of_stage_tx_open(of_db_pool *pool, of_call *call, const char *group, char *why,
                         size_t why_size);
-/* For a batch (several events in one transaction the runner opened, one savepoint each):
- * records call's input in the inbox inside tx and sets call->tx (borrowed: the runner commits
- * and ends tx). On anything but OK call->tx is not set; the caller rolls back to the event's
- * savepoint (OF_TXR_WAIT: the transaction may be doomed, see of_db_tx_doomed). */
+/* For a batch (several events in one transaction the runner opened): records call's input in
+ * the inbox inside tx and sets call->tx (borrowed: the runner commits and ends tx). On anything
+ * but OK call->tx is not set and the caller rolls tx back (OF_TXR_WAIT: it may be doomed, see
+ * of_db_tx_doomed). */
 of_txr of_stage_tx_join(of_db_tx *tx, of_call *call, const char *group, char *why, size_t why_size);
 /* After OF_OK: writes call's emitted events to the outbox in call->tx, without committing.
  * *ids gets their outbox ids (malloc'ed, call->n_emitted of them, NULL when none; free them). */

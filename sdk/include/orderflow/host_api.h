@@ -194,8 +194,10 @@ typedef struct of_host_api {
     /* Every function runs inside the transaction the host opened for this call (for a stage
      * with OF_STAGE_DATABASE, or a route handler); the host also records the input event's id
      * there (so a redelivered event is never applied twice) and the emitted events (published
-     * only after the commit). With the pipeline's `batch:` several calls share the transaction,
-     * each under its own savepoint (a call that does not return OF_OK loses only its own writes).
+     * only after the commit). With the pipeline's `batch:` several calls share the transaction;
+     * a call that does not return OF_OK makes the host roll it back and run the calls before it
+     * again without it (process() may run more than once for an event; the run that commits
+     * counts).
      * Statements use `?` placeholders: never build SQL from input. */
     /* Rows affected, or -1 (see db_last_error). */
     int64_t (*db_exec)(of_call *call, const char *sql, const of_db_value *params, size_t n_params);
@@ -285,7 +287,7 @@ typedef struct of_host_api {
      * (key and value copied) and made only once the call's transaction has committed - with the
      * other kept writes of that transaction (a batch's too) in one pipelined round trip, before
      * what the call emitted is published - and dropped when the call does not commit (it returns
-     * OF_RETRY or OF_REJECT, its savepoint in a batch is rolled back, the commit fails). A call
+     * OF_RETRY or OF_REJECT, its batch's transaction is rolled back, the commit fails). A call
      * without a transaction (a stage without OF_STAGE_DATABASE) makes its writes when it returns
      * OF_OK. So a reader never finds a value the database does not have (it may find the one
      * before for a moment), and the stage does not wait for Redis while it holds row locks. Best
