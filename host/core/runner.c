@@ -913,6 +913,10 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         if (!doomed && k > 0 && k < limit) {
             /* Event k did not go through, and its writes cannot be undone alone: none of this
              * round commits, and the events before it run again without it. */
+            if (of_log_enabled(OF_LVL_DEBUG))
+                of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+                       "a batch of %zu events stopped at event %zu; the %zu before it run again",
+                       limit, k + 1, k);
             of_db_tx_end(tx);
             for (size_t i = 0; i < k; i++)
                 of_call_reset(&calls[i]);
