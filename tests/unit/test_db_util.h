@@ -163,6 +163,18 @@ static __attribute__((unused)) int64_t dbt_int(of_db_conn *c, const char *sql,
     return v;
 }
 
+/* dbt_int on a connection of the pool, for a query without parameters. */
+static __attribute__((unused)) int64_t dbt_pool_int(of_db_pool *pool, const char *sql)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    if (!c)
+        fail_msg("no connection: %s", err);
+    int64_t v = dbt_int(c, sql, NULL, 0);
+    of_db_release(c);
+    return v;
+}
+
 static __attribute__((unused)) double dbt_elapsed_ms(const struct timespec *t0)
 {
     struct timespec t1;

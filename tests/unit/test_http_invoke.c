@@ -132,12 +132,7 @@ static int group_teardown(void **state)
 
 static int64_t count(const char *sql)
 {
-    char err[256];
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    int64_t v = dbt_int(c, sql, NULL, 0);
-    of_db_release(c);
-    return v;
+    return dbt_pool_int(pool, sql);
 }
 
 static int64_t rows_total(void)
@@ -222,160 +217,163 @@ static void inv_finish(inv_run *r, pthread_t th)
     pthread_mutex_destroy(&r->mu);
 }
 
+/* A test's bus, marker and invoker over an empty outbox; without_marker: no marker. */
+typedef struct inv_env {
+    hold_bus bus;
+    of_outbox_marker *m;
+    of_http_invoker inv;
+} inv_env;
+
+static void ie_start(inv_env *e, int with_marker)
+{
+    empty_outbox();
+    hb_init(&e->bus);
+    e->m = with_marker ? of_outbox_marker_start(pool, 5, 500) : NULL;
+    if (with_marker)
+        assert_non_null(e->m);
+    of_http_invoker_init(&e->inv, pool, &e->bus.base, e->m);
+}
+
+/* One request, which must be answered while the bus holds its deliveries. */
+static void ie_request(inv_env *e, inv_run *r)
+{
+    pthread_t th;
+    int answered = invoke_answered(&e->inv, r, &th);
+    inv_finish(r, th);
+    assert_true(answered);
+}
+
+static void ie_stop(inv_env *e)
+{
+    of_outbox_marker_stop(e->m);
+    of_http_invoker_destroy(&e->inv);
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 /* Answered with both events still unacknowledged; the acknowledgements mark the rows. */
 static void test_answer_before_ack(void **state)
 {
     (void)state;
-    empty_outbox();
-    hold_bus bus;
-    hb_init(&bus);
-    of_outbox_marker *m = of_outbox_marker_start(pool, 5, 500);
-    assert_non_null(m);
-    of_http_invoker inv;
-    of_http_invoker_init(&inv, pool, &bus.base, m);
+    inv_env e;
+    ie_start(&e, 1);
     inv_run r;
     pthread_t th;
-    int answered = invoke_answered(&inv, &r, &th);
-    size_t held = hb_held(&bus);
+    int answered = invoke_answered(&e.inv, &r, &th);
+    size_t held = hb_held(&e.bus);
     if (!answered) /* let the waiting request go before failing */
         for (size_t i = 0; i < held; i++)
-            hb_release(&bus, i, 0);
+            hb_release(&e.bus, i, 0);
     inv_finish(&r, th);
     assert_true(answered);
     assert_int_equal(r.status, OF_OK);
     assert_int_equal(r.http_status, 202);
     assert_int_equal(held, 2);
-    assert_string_equal(bus.topic[0], "invoke.out");
+    assert_string_equal(e.bus.topic[0], "invoke.out");
     assert_int_equal(rows_total(), 2); /* committed before the answer */
-    assert_int_equal(due(&inv), 1);
-    hb_release(&bus, 1, 0);
-    assert_int_equal(due(&inv), 1); /* one still due */
-    assert_int_equal(of_outbox_marker_flush(m), 0);
+    assert_int_equal(due(&e.inv), 1);
+    hb_release(&e.bus, 1, 0);
+    assert_int_equal(due(&e.inv), 1); /* one still due */
+    assert_int_equal(of_outbox_marker_flush(e.m), 0);
     assert_int_equal(rows_published(), 0);
-    hb_release(&bus, 0, 0);
-    assert_int_equal(due(&inv), 0);
-    assert_int_equal(of_outbox_marker_flush(m), 0);
+    hb_release(&e.bus, 0, 0);
+    assert_int_equal(due(&e.inv), 0);
+    assert_int_equal(of_outbox_marker_flush(e.m), 0);
     assert_int_equal(rows_published(), 2);
-    assert_int_equal(of_http_invoker_quiesce(&inv, 0), 0);
-    of_outbox_marker_stop(m);
-    of_http_invoker_destroy(&inv);
+    assert_int_equal(of_http_invoker_quiesce(&e.inv, 0), 0);
+    ie_stop(&e);
 }
 
 /* A failed delivery leaves its row unmarked for the relay; the other is marked. */
 static void test_failed_ack_left_to_relay(void **state)
 {
     (void)state;
-    empty_outbox();
-    hold_bus bus;
-    hb_init(&bus);
-    of_outbox_marker *m = of_outbox_marker_start(pool, 5, 500);
-    of_http_invoker inv;
-    of_http_invoker_init(&inv, pool, &bus.base, m);
+    inv_env e;
+    ie_start(&e, 1);
     inv_run r;
-    pthread_t th;
-    assert_true(invoke_answered(&inv, &r, &th));
-    inv_finish(&r, th);
-    assert_int_equal(hb_held(&bus), 2);
-    hb_release(&bus, 0, -1);
-    hb_release(&bus, 1, 0);
-    assert_int_equal(due(&inv), 0);
-    assert_int_equal(of_outbox_marker_flush(m), 0);
+    ie_request(&e, &r);
+    assert_int_equal(hb_held(&e.bus), 2);
+    hb_release(&e.bus, 0, -1);
+    hb_release(&e.bus, 1, 0);
+    assert_int_equal(due(&e.inv), 0);
+    assert_int_equal(of_outbox_marker_flush(e.m), 0);
     assert_int_equal(rows_total(), 2);
     assert_int_equal(rows_published(), 1);
     assert_int_equal(count("SELECT COUNT(*) FROM of_outbox WHERE published_at IS NULL AND "
                            "msg_key = 'k1'"),
                      1);
-    of_outbox_marker_stop(m);
-    of_http_invoker_destroy(&inv);
+    ie_stop(&e);
 }
 
 /* Refused at once, or acknowledged inside produce(): answered, nothing left due. */
 static void test_refused_and_inline(void **state)
 {
     (void)state;
-    empty_outbox();
-    hold_bus bus;
-    hb_init(&bus);
-    bus.refuse = 1;
-    of_outbox_marker *m = of_outbox_marker_start(pool, 5, 500);
-    of_http_invoker inv;
-    of_http_invoker_init(&inv, pool, &bus.base, m);
+    inv_env e;
+    ie_start(&e, 1);
+    e.bus.refuse = 1;
     inv_run r;
-    pthread_t th;
-    assert_true(invoke_answered(&inv, &r, &th));
-    inv_finish(&r, th);
+    ie_request(&e, &r);
     assert_int_equal(r.http_status, 202);
-    assert_int_equal(due(&inv), 0);
-    assert_int_equal(of_outbox_marker_flush(m), 0);
+    assert_int_equal(due(&e.inv), 0);
+    assert_int_equal(of_outbox_marker_flush(e.m), 0);
     assert_int_equal(rows_total(), 2);
     assert_int_equal(rows_published(), 0);
-    bus.refuse = 0;
-    bus.inline_ack = 1;
-    assert_true(invoke_answered(&inv, &r, &th));
-    inv_finish(&r, th);
-    assert_int_equal(due(&inv), 0);
-    assert_int_equal(of_outbox_marker_flush(m), 0);
+    e.bus.refuse = 0;
+    e.bus.inline_ack = 1;
+    ie_request(&e, &r);
+    assert_int_equal(due(&e.inv), 0);
+    assert_int_equal(of_outbox_marker_flush(e.m), 0);
     assert_int_equal(rows_total(), 4);
     assert_int_equal(rows_published(), 2);
-    of_outbox_marker_stop(m);
-    of_http_invoker_destroy(&inv);
+    ie_stop(&e);
 }
 
 /* After quiesce gave up waiting, a late acknowledgement does not touch the marker. */
 static void test_quiesce_lets_the_marker_go(void **state)
 {
     (void)state;
-    empty_outbox();
-    hold_bus bus;
-    hb_init(&bus);
-    of_outbox_marker *m = of_outbox_marker_start(pool, 5, 500);
-    of_http_invoker inv;
-    of_http_invoker_init(&inv, pool, &bus.base, m);
+    inv_env e;
+    ie_start(&e, 1);
     inv_run r;
-    pthread_t th;
-    assert_true(invoke_answered(&inv, &r, &th));
-    inv_finish(&r, th);
-    assert_int_equal(of_http_invoker_quiesce(&inv, 20), 1);
-    of_outbox_marker_stop(m); /* freed: a late add would be a use after free (ASan) */
-    hb_release(&bus, 0, 0);
-    hb_release(&bus, 1, 0);
-    assert_int_equal(due(&inv), 0);
+    ie_request(&e, &r);
+    assert_int_equal(of_http_invoker_quiesce(&e.inv, 20), 1);
+    of_outbox_marker_stop(e.m); /* freed: a late add would be a use after free (ASan) */
+    e.m = NULL;
+    hb_release(&e.bus, 0, 0);
+    hb_release(&e.bus, 1, 0);
+    assert_int_equal(due(&e.inv), 0);
     assert_int_equal(rows_published(), 0);
-    of_http_invoker_destroy(&inv);
+    ie_stop(&e);
 }
 
 /* Without a marker the request's thread waits for the broker and marks the rows itself. */
 static void test_without_marker_waits(void **state)
 {
     (void)state;
-    empty_outbox();
-    hold_bus bus;
-    hb_init(&bus);
-    of_http_invoker inv;
-    of_http_invoker_init(&inv, pool, &bus.base, NULL);
+    inv_env e;
+    ie_start(&e, 0);
     inv_run r;
     pthread_t th;
     memset(&r, 0, sizeof(r));
-    r.inv = &inv;
+    r.inv = &e.inv;
     r.req.body = strdup("");
     pthread_mutex_init(&r.mu, NULL);
     pthread_cond_init(&r.cv, NULL);
     assert_int_equal(pthread_create(&th, NULL, inv_thread, &r), 0);
-    for (int i = 0; i < 2000 && hb_held(&bus) < 2; i++)
+    for (int i = 0; i < 2000 && hb_held(&e.bus) < 2; i++)
         usleep(5000);
-    assert_int_equal(hb_held(&bus), 2);
+    assert_int_equal(hb_held(&e.bus), 2);
     pthread_mutex_lock(&r.mu);
     int done = r.done;
     pthread_mutex_unlock(&r.mu);
     assert_false(done); /* still waiting for the acknowledgements */
-    hb_release(&bus, 0, 0);
-    hb_release(&bus, 1, 0);
+    hb_release(&e.bus, 0, 0);
+    hb_release(&e.bus, 1, 0);
     inv_finish(&r, th);
     assert_int_equal(r.status, OF_OK);
     assert_int_equal(rows_published(), 2);
-    of_http_invoker_destroy(&inv);
+    ie_stop(&e);
 }
 
 /* Keeps a cache write, checks it is not made yet, then answers as its request's body says. */

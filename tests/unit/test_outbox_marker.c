@@ -33,12 +33,7 @@ static int group_teardown(void **state)
 
 static int64_t count(const char *sql)
 {
-    char err[256];
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    int64_t v = dbt_int(c, sql, NULL, 0);
-    of_db_release(c);
-    return v;
+    return dbt_pool_int(pool, sql);
 }
 
 static int64_t published(void)
