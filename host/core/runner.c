@@ -805,8 +805,8 @@ static int batch_record(struct of_stage_rt *rt, of_db_tx **tx, const char *const
 }
 
 /* Why an event of a batch did not go through: what becomes of it (*next) and the reason. */
-static void batch_outcome(struct of_stage_rt *rt, of_db_tx *tx, const of_call *call, int joined,
-                          of_status s, batch_next *next, char *reason, size_t reason_size)
+static void batch_outcome(of_db_tx *tx, const of_call *call, int joined, of_status s,
+                          batch_next *next, char *reason, size_t reason_size)
 {
     *next = NEXT_ALONE; /* a repeat, a database error: handled alone from its first try */
     if (!joined)
@@ -827,7 +827,6 @@ static void batch_outcome(struct of_stage_rt *rt, of_db_tx *tx, const of_call *c
         else
             snprintf(reason, reason_size, "process() returned an invalid status %d", (int)s);
     }
-    (void)rt;
 }
 
 /* One transaction for up to n queued events of a database stage: the events' inbox records (one
@@ -904,7 +903,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
                 if (s == OF_OK)
                     continue; /* its outbox rows are written with the others' before the commit */
             }
-            batch_outcome(rt, tx, call, joined, s, next, reason, reason_size);
+            batch_outcome(tx, call, joined, s, next, reason, reason_size);
             of_call_reset(call);
             call->tx = NULL;
             break;
