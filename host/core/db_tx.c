@@ -5,7 +5,6 @@
 #include "log.h"
 #include "timeutil.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>

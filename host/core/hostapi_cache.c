@@ -235,44 +235,49 @@ int of_api_cache_publish(struct of_stage *stage, const char *channel, const void
 
 /* ---- writes that follow the transaction (ABI 1.4) ---------------------------------------- */
 
+/* One SET of of_cache_set_many: its argument vector and what it points into. */
+typedef struct set_args {
+    const char *argv[5]; /* SET, the prefixed key, the value, PX, the expiry */
+    size_t lens[5];
+    char ttl[24];
+    char key[256]; /* the prefixed key when it fits, else heap */
+    char *heap;
+} set_args;
+
 size_t of_cache_set_many(of_cache_pool *p, const of_cache_write *w, size_t n)
 {
     if (n == 0)
         return 0;
     if (!p || !w)
         return n;
-    /* Per write: SET, the prefixed key, the value, and PX with the expiry. */
+    set_args *args = calloc(n, sizeof(*args));
     of_cache_cmd *cmds = calloc(n, sizeof(*cmds));
-    const char **argv = calloc(n * 5, sizeof(*argv));
-    size_t *lens = calloc(n * 5, sizeof(*lens));
-    char(*ttl)[24] = calloc(n, sizeof(*ttl));
-    char **heap = calloc(n, sizeof(*heap));
-    char(*keybuf)[256] = calloc(n, sizeof(*keybuf));
     struct redisReply **replies = calloc(n, sizeof(*replies));
-    size_t failed = n;
-    if (!cmds || !argv || !lens || !ttl || !heap || !keybuf || !replies)
+    size_t failed = n, ready = 0;
+    if (!args || !cmds || !replies)
         goto out;
-    for (size_t i = 0; i < n; i++) {
-        const char **a = argv + i * 5;
-        size_t *l = lens + i * 5, kl;
-        const char *k = prefixed(p, w[i].key, keybuf[i], sizeof(keybuf[i]), &heap[i], &kl);
+    for (; ready < n; ready++) {
+        set_args *a = &args[ready];
+        size_t kl;
+        const char *k = prefixed(p, w[ready].key, a->key, sizeof(a->key), &a->heap, &kl);
         if (!k)
             goto out;
-        a[0] = "SET";
-        l[0] = 3;
-        a[1] = k;
-        l[1] = kl;
-        a[2] = w[i].value ? w[i].value : "";
-        l[2] = w[i].len;
-        cmds[i] = (of_cache_cmd){.argc = 3, .argv = a, .lens = l};
-        if (w[i].ttl_ms > 0) {
-            snprintf(ttl[i], sizeof(ttl[i]), "%" PRId64, w[i].ttl_ms);
-            a[3] = "PX";
-            l[3] = 2;
-            a[4] = ttl[i];
-            l[4] = strlen(ttl[i]);
-            cmds[i].argc = 5;
+        a->argv[0] = "SET";
+        a->lens[0] = 3;
+        a->argv[1] = k;
+        a->lens[1] = kl;
+        a->argv[2] = w[ready].value ? w[ready].value : "";
+        a->lens[2] = w[ready].len;
+        int argc = 3;
+        if (w[ready].ttl_ms > 0) {
+            snprintf(a->ttl, sizeof(a->ttl), "%" PRId64, w[ready].ttl_ms);
+            a->argv[3] = "PX";
+            a->lens[3] = 2;
+            a->argv[4] = a->ttl;
+            a->lens[4] = strlen(a->ttl);
+            argc = 5;
         }
+        cmds[ready] = (of_cache_cmd){.argc = argc, .argv = a->argv, .lens = a->lens};
     }
     if (of_cache_pipeline(p, cmds, n, replies) != 0)
         goto out;
@@ -286,14 +291,10 @@ size_t of_cache_set_many(of_cache_pool *p, const of_cache_write *w, size_t n)
         freeReplyObject(replies[i]);
     }
 out:
-    for (size_t i = 0; heap && i < n; i++)
-        free(heap[i]);
+    for (size_t i = 0; args && i < ready; i++)
+        free(args[i].heap);
+    free(args);
     free(cmds);
-    free(argv);
-    free(lens);
-    free(ttl);
-    free(heap);
-    free(keybuf);
     free(replies);
     return failed;
 }

@@ -23,6 +23,7 @@
  * inventory_http.c.
  */
 #include "ofp_http.h"
+#include "ofp_sql.h"
 #include "inventory.h"
 
 #include <inttypes.h>
@@ -37,7 +38,7 @@ static const of_option options[] = {
      .description = "most lines an order may have; larger orders are rejected as invalid",
      .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
      .min = 1,
-     .max = 1000},
+     .max = INV_LINES_LIMIT},
     {.name = NULL},
 };
 
@@ -286,30 +287,20 @@ static int record_reservations(inventory *inv, of_call *call, const order *o)
 {
     static const char head[] = "INSERT INTO reservations (order_id, sku, quantity, state) VALUES ";
     static const char row[] = "(?, ?, ?, 'RESERVED')";
+    char sql[sizeof(head) + INV_LINES_LIMIT * (sizeof(row) + 2)];
     size_t n = o->n_lines;
-    char *sql = malloc(sizeof(head) + n * (sizeof(row) + 2));
     of_db_value *p = calloc(3 * n, sizeof(*p));
-    int rc = -1;
-    if (sql && p) {
-        size_t pos = sizeof(head) - 1;
-        memcpy(sql, head, pos);
-        for (size_t i = 0; i < n; i++) {
-            if (i) {
-                sql[pos++] = ',';
-                sql[pos++] = ' ';
-            }
-            memcpy(sql + pos, row, sizeof(row) - 1);
-            pos += sizeof(row) - 1;
-            p[3 * i] = OF_DB_S(o->id);
-            p[3 * i + 1] = OF_DB_S(o->lines[i].sku);
-            p[3 * i + 2] = OF_DB_I(o->lines[i].quantity);
-        }
-        sql[pos] = '\0';
-        rc = inv->api->db_exec(call, sql, p, 3 * n) < 0 ? -1 : 0;
-    } else {
+    if (!p || ofp_sql_rows(sql, sizeof(sql), head, row, n, "") == 0) {
+        free(p);
         inv->api->set_reason(call, "out of memory");
+        return -1;
     }
-    free(sql);
+    for (size_t i = 0; i < n; i++) {
+        p[3 * i] = OF_DB_S(o->id);
+        p[3 * i + 1] = OF_DB_S(o->lines[i].sku);
+        p[3 * i + 2] = OF_DB_I(o->lines[i].quantity);
+    }
+    int rc = inv->api->db_exec(call, sql, p, 3 * n) < 0 ? -1 : 0;
     free(p);
     return rc;
 }

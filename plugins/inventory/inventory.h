@@ -17,6 +17,7 @@
 #define INV_ORDER_ID_MAX 64              /* reservations.order_id VARCHAR(64) */
 #define INV_NAME_MAX     200             /* products.name VARCHAR(200), in characters */
 #define INV_QTY_MAX      1000000         /* largest quantity of one order line */
+#define INV_LINES_LIMIT  1000            /* the largest max_lines an operator may set */
 #define INV_STOCK_MAX    1000000000000LL /* largest on_hand an admin may set */
 
 typedef struct inventory {

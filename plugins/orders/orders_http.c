@@ -13,6 +13,7 @@
  * OF_RETRY answers 503 for a database outage or deadlock.
  */
 #include "ofp_http.h"
+#include "ofp_sql.h"
 #include "orders.h"
 
 #include <errno.h>
@@ -266,17 +267,9 @@ static int price_lines(orders *o, of_call *call, line *lines, size_t n, char *pr
     const of_host_api *api = o->api;
     /* The statement has one placeholder per line: built from the count, never from input. */
     static const char head[] = "SELECT sku, price_cents, currency FROM products WHERE sku IN (";
-    char sql[sizeof(head) + 3 * ORD_LINES_MAX + 4];
-    size_t pos = 0;
-    memcpy(sql, head, sizeof(head) - 1);
-    pos = sizeof(head) - 1;
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            sql[pos++] = ',';
-        sql[pos++] = '?';
-    }
-    sql[pos++] = ')';
-    sql[pos] = '\0';
+    char sql[sizeof(head) + 3 * ORD_LINES_MAX + 2];
+    if (ofp_sql_rows(sql, sizeof(sql), head, "?", n, ")") == 0)
+        return -1; /* cannot happen: n <= ORD_LINES_MAX */
     of_db_value p[ORD_LINES_MAX];
     for (size_t i = 0; i < n; i++)
         p[i] = OF_DB_S(lines[i].sku);

@@ -1,0 +1,27 @@
+#include "ofp_sql.h"
+
+#include <string.h>
+
+size_t ofp_sql_rows(char *out, size_t size, const char *head, const char *row, size_t n,
+                    const char *tail)
+{
+    size_t hl = strlen(head), rl = strlen(row), tl = strlen(tail);
+    if (hl + tl + 1 > size)
+        return 0;
+    /* n rows take n * (rl + 2) - 2 bytes: each with its separator but the first. */
+    size_t room = size - hl - tl - 1;
+    if (n > 0 && n > (room + 2) / (rl + 2))
+        return 0;
+    size_t pos = hl;
+    memcpy(out, head, hl);
+    for (size_t i = 0; i < n; i++) {
+        if (i) {
+            memcpy(out + pos, ", ", 2);
+            pos += 2;
+        }
+        memcpy(out + pos, row, rl);
+        pos += rl;
+    }
+    memcpy(out + pos, tail, tl + 1);
+    return pos + tl;
+}
