@@ -24,9 +24,14 @@ echo "== orderflow lint pipelines/"
 work=$(mktemp -d)
 pid=
 receiver=
+# Under `set -e` a failing command at the end of an && list would end the trap early (the receiver
+# is already gone when the demo succeeds), leaving the daemon running: every step may fail.
 cleanup() {
-  [ -n "$receiver" ] && kill "$receiver" 2>/dev/null
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  if [ -n "$receiver" ]; then kill "$receiver" 2>/dev/null || true; fi
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
