@@ -40,6 +40,10 @@ static void print_plugin(const of_plugin *p)
         printf(" (every type)");
     for (size_t i = 0; acc && acc[i]; i++)
         printf(" %s", acc[i]);
+    if (of_descriptor_uses_db(d))
+        printf("\n  batches: %s", of_descriptor_process_batch(d)
+                                      ? "set-based (process_batch: a batch's events at once)"
+                                      : "one process() call per event");
     printf("\n  options:");
     if (!d->options || !d->options[0].name)
         printf(" (none)\n");

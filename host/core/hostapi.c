@@ -10,6 +10,7 @@
 #include "gateway.h"
 
 #include "log.h"
+#include "plugin.h"
 #include "options.h"
 #include "runner.h"
 

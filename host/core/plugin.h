@@ -46,6 +46,12 @@ const char *const *of_descriptor_accepts(const of_stage_descriptor *desc);
  * has none, and process() gets it), 0 when the host acknowledges it without process(). */
 int of_descriptor_accepts_type(const of_stage_descriptor *desc, const void *type, size_t len);
 
+/* 1 when the descriptor has the flags slot (ABI 1.1) and OF_STAGE_DATABASE in it. */
+int of_descriptor_uses_db(const of_stage_descriptor *desc);
+/* The descriptor's `process_batch` (ABI 1.5), or NULL when the plugin's descriptor predates it or
+ * sets none (its events go one by one through process()). */
+of_process_batch_fn of_descriptor_process_batch(const of_stage_descriptor *desc);
+
 void of_registry_init(of_plugin_registry *reg);
 /* Scans directories in order for *.so files and loads each. Every refusal is reported to diag
  * as an error against the file (line 0); two plugins with the same name are both named in an

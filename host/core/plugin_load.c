@@ -486,6 +486,50 @@ int of_descriptor_accepts_type(const of_stage_descriptor *desc, const void *type
     return 0;
 }
 
+int of_descriptor_uses_db(const of_stage_descriptor *desc)
+{
+    return desc &&
+           desc->struct_size >= offsetof(of_stage_descriptor, flags) + sizeof(desc->flags) &&
+           (desc->flags & OF_STAGE_DATABASE) != 0;
+}
+
+of_process_batch_fn of_descriptor_process_batch(const of_stage_descriptor *desc)
+{
+    if (!desc || desc->abi_minor < 5 ||
+        offsetof(of_stage_descriptor, process_batch) + sizeof(desc->process_batch) >
+            desc->struct_size)
+        return NULL;
+    return desc->process_batch;
+}
+
+/* `process_batch` (ABI 1.5): the host runs batches only for database stages, so on any other the
+ * function would silently never be called; refused instead. */
+static int check_process_batch(const of_stage_descriptor *desc, const char *origin, char *errstr,
+                               size_t errstr_size)
+{
+    if (offsetof(of_stage_descriptor, process_batch) + sizeof(desc->process_batch) >
+        desc->struct_size)
+        return 0;
+    if (desc->abi_minor < 5 && desc->process_batch) {
+        /* Before 1.5 the slot was reserved (the first spare one, the second before 1.3). */
+        set_error(errstr, errstr_size, origin,
+                  "plugin '%s': reserved slot %d is set (found %p, expected NULL in ABI %u.%u; "
+                  "process_batch came with ABI 1.5)",
+                  desc->name, desc->abi_minor < 3 ? 1 : 0, *(void *const *)&desc->process_batch,
+                  desc->abi_major, desc->abi_minor);
+        return -1;
+    }
+    if (of_descriptor_process_batch(desc) && !of_descriptor_uses_db(desc)) {
+        set_error(errstr, errstr_size, origin,
+                  "plugin '%s' has process_batch but not OF_STAGE_DATABASE (found flags 0x%lx, "
+                  "expected the database flag: only a database stage's events share a "
+                  "transaction)",
+                  desc->name, (unsigned long)desc->flags);
+        return -1;
+    }
+    return 0;
+}
+
 /* `accepts` (ABI 1.3): an empty list would silently drop every typed event, so it is refused
  * like any other malformed entry. */
 static int check_accepts(const of_stage_descriptor *desc, const char *origin, char *errstr,
@@ -678,7 +722,8 @@ int of_plugin_check_descriptor(const of_stage_descriptor *desc, const char *orig
             }
         }
     }
-    if (check_accepts(desc, origin, errstr, errstr_size) != 0)
+    if (check_accepts(desc, origin, errstr, errstr_size) != 0 ||
+        check_process_batch(desc, origin, errstr, errstr_size) != 0)
         return -1;
     if (desc->options) {
         char why[512] = "";

@@ -5,7 +5,8 @@
  * place with the stage's backoff, dead-letters rejected and exhausted events, publishes what an
  * OK emitted and then marks the input done in the partition's offset tracker, committing up to
  * the lowest offset not yet done. A database stage with `batch` > 1 has its worker take the events
- * queued for it (up to `batch`) into one transaction (batch_try); the first that does not go
+ * queued for it (up to `batch`) into one transaction (batch_try; with the stage's process_batch,
+ * ABI 1.5, in one call for the set: run_set); the first that does not go
  * through ends the batch (the events before it are committed without it) and goes on alone, so a
  * key's order and every event's retry policy hold as above.
  *
@@ -829,8 +830,123 @@ static void batch_outcome(of_db_tx *tx, const of_call *call, int joined, of_stat
     }
 }
 
+/* A round of a batch, one process() call per event: each joins the transaction and runs in
+ * turn. Returns how many went through from the front; when that is less than limit, *next and
+ * reason say what becomes of the event it stopped at, whose call is reset. */
+static size_t run_each(worker *w, of_db_tx *tx, qitem **items, of_call *calls, size_t limit,
+                       int recorded, batch_next *next, char *reason, size_t reason_size)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    char why[512];
+    size_t k;
+    for (k = 0; k < limit; k++) {
+        const of_event *ev = items[k]->ev;
+        of_call *call = &calls[k];
+        of_call_init(call, st, ev, 1);
+        int joined = 1;
+        if (recorded) {
+            call->tx = tx;
+            call->tx_group = rt->group;
+        } else if (of_stage_tx_join(tx, call, rt->group, why, sizeof(why)) != OF_TXR_OK) {
+            joined = 0;
+        }
+        of_status s = OF_OK;
+        if (joined) {
+            log_context_of(ev);
+            int64_t t0 = mono_us();
+            s = st->desc->process(st->instance, call);
+            double took = (double)(mono_us() - t0) / 1e6;
+            of_histogram_observe_(st->m_latency, took);
+            if (of_log_enabled(OF_LVL_DEBUG))
+                of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+                       "event %s[%" PRId32 "]@%" PRId64 " in a batch (%zu of %zu): %s, %zu "
+                       "emitted (%.3f ms)",
+                       ev->topic, ev->partition, ev->offset, k + 1, limit,
+                       s == OF_OK       ? "ok"
+                       : s == OF_RETRY  ? "retry"
+                       : s == OF_REJECT ? "reject"
+                                        : "?",
+                       call->n_emitted, took * 1e3);
+            of_log_context_clear();
+            if (s == OF_OK)
+                continue; /* its outbox rows are written with the others' before the commit */
+        }
+        batch_outcome(tx, call, joined, s, next, reason, reason_size);
+        of_call_reset(call);
+        call->tx = NULL;
+        break;
+    }
+    return k;
+}
+
+/* The arrays a set-based round hands to process_batch. */
+typedef struct batch_set {
+    of_call *calls;
+    of_call **ptrs;
+    of_status *status;
+} batch_set;
+
+/* A round of a batch through the stage's process_batch (ABI 1.5): every event joins the
+ * transaction first (up to the first repeat), then one call runs them all, so the stage can do
+ * its reads and writes for the set at once. Same result as run_each. */
+static size_t run_set(worker *w, of_db_tx *tx, qitem **items, size_t limit, int recorded,
+                      const batch_set *set, batch_next *next, char *reason, size_t reason_size)
+{
+    struct of_stage_rt *rt = w->rt;
+    of_stage *st = rt->st;
+    char why[512];
+    of_call *calls = set->calls;
+    size_t j = 0; /* calls joined */
+    for (; j < limit; j++) {
+        of_call_init(&calls[j], st, items[j]->ev, 1);
+        if (recorded) {
+            calls[j].tx = tx;
+            calls[j].tx_group = rt->group;
+        } else if (of_stage_tx_join(tx, &calls[j], rt->group, why, sizeof(why)) != OF_TXR_OK) {
+            break; /* a repeat (or the database): the round stops before it */
+        }
+    }
+    int64_t t0 = mono_us();
+    if (j == 1) {
+        log_context_of(items[0]->ev);
+        set->status[0] = st->desc->process(st->instance, &calls[0]);
+        of_log_context_clear();
+    } else if (j > 1) {
+        for (size_t i = 0; i < j; i++) {
+            set->ptrs[i] = &calls[i];
+            set->status[i] = OF_RETRY;
+        }
+        of_descriptor_process_batch(st->desc)(st->instance, set->ptrs, j, set->status);
+    }
+    double took = (double)(mono_us() - t0) / 1e6;
+    size_t k = 0;
+    while (k < j && set->status[k] == OF_OK)
+        k++;
+    /* The stage's time, shared equally: the histogram stays per event. */
+    for (size_t i = 0; i < j; i++)
+        of_histogram_observe_(st->m_latency, took / (double)j);
+    if (of_log_enabled(OF_LVL_DEBUG))
+        of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
+               "a set of %zu events (%zu joined) in one process_batch: the first %zu ok (%.3f ms)",
+               limit, j, k, took * 1e3);
+    if (k < limit) {
+        int joined = k < j;
+        batch_outcome(tx, &calls[k], joined, joined ? set->status[k] : OF_OK, next, reason,
+                      reason_size);
+        /* Every call from k on was begun (the one that did not join too): none goes on here. */
+        size_t begun = j < limit ? j + 1 : j;
+        for (size_t i = k; i < begun; i++) {
+            of_call_reset(&calls[i]);
+            calls[i].tx = NULL;
+        }
+    }
+    return k;
+}
+
 /* One transaction for up to n queued events of a database stage: the events' inbox records (one
- * multi-row statement when none is a repeat), each event's process(), the outbox rows of all of
+ * multi-row statement when none is a repeat), each event's process() (or, for a stage that has
+ * it, one process_batch for all of them: run_set), the outbox rows of all of
  * them (a few multi-row statements), one commit (one fsync), one round of publishing and the n
  * offsets. No savepoints: an event failing is rare, and a savepoint per event was a round trip
  * each. When event k does not go through (a retry, a rejection, a repeat, a database error), the
@@ -853,9 +969,12 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     int64_t **ids = calloc(n, sizeof(*ids));
     char(*idbuf)[256] = calloc(n, sizeof(*idbuf));
     const char **eids = calloc(n, sizeof(*eids));
+    int pb = of_descriptor_process_batch(st->desc) != NULL;
+    batch_set sets = {calls, pb ? calloc(n, sizeof(of_call *)) : NULL,
+                      pb ? calloc(n, sizeof(of_status)) : NULL};
     size_t limit = 0, k = 0; /* events this round runs; how many went through */
     int committed = 0;
-    if (calls && ids && idbuf && eids) {
+    if (calls && ids && idbuf && eids && (!pb || (sets.ptrs && sets.status))) {
         for (size_t i = 0; i < n; i++) {
             of_stage_tx_event_id(items[i]->ev, idbuf[i], sizeof(idbuf[i]));
             eids[i] = idbuf[i];
@@ -871,43 +990,9 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
             k = 0;
             break;
         }
-        for (k = 0; k < limit; k++) {
-            const of_event *ev = items[k]->ev;
-            of_call *call = &calls[k];
-            of_call_init(call, st, ev, 1);
-            int joined = 1;
-            if (recorded) {
-                call->tx = tx;
-                call->tx_group = rt->group;
-            } else if (of_stage_tx_join(tx, call, rt->group, why, sizeof(why)) != OF_TXR_OK) {
-                joined = 0;
-            }
-            of_status s = OF_OK;
-            if (joined) {
-                log_context_of(ev);
-                int64_t t0 = mono_us();
-                s = st->desc->process(st->instance, call);
-                double took = (double)(mono_us() - t0) / 1e6;
-                of_histogram_observe_(st->m_latency, took);
-                if (of_log_enabled(OF_LVL_DEBUG))
-                    of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
-                           "event %s[%" PRId32 "]@%" PRId64 " in a batch (%zu of %zu): %s, %zu "
-                           "emitted (%.3f ms)",
-                           ev->topic, ev->partition, ev->offset, k + 1, limit,
-                           s == OF_OK       ? "ok"
-                           : s == OF_RETRY  ? "retry"
-                           : s == OF_REJECT ? "reject"
-                                            : "?",
-                           call->n_emitted, took * 1e3);
-                of_log_context_clear();
-                if (s == OF_OK)
-                    continue; /* its outbox rows are written with the others' before the commit */
-            }
-            batch_outcome(tx, call, joined, s, next, reason, reason_size);
-            of_call_reset(call);
-            call->tx = NULL;
-            break;
-        }
+        k = pb && limit > 1
+                ? run_set(w, tx, items, limit, recorded, &sets, next, reason, reason_size)
+                : run_each(w, tx, items, calls, limit, recorded, next, reason, reason_size);
         int doomed = of_db_tx_doomed(tx);
         if (!doomed && k > 0 && k < limit) {
             /* Event k did not go through, and its writes cannot be undone alone: none of this
@@ -970,6 +1055,8 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
     free(ids);
     free(idbuf);
     free(eids);
+    free(sets.ptrs);
+    free(sets.status);
     return k;
 }
 

@@ -94,8 +94,7 @@ struct of_call {
     size_t n_cache_writes, cap_cache_writes;
 };
 
-/* 1 when a descriptor asks for the database (OF_STAGE_DATABASE, ABI 1.1). */
-int of_descriptor_uses_db(const of_stage_descriptor *desc);
+/* 1 when the stage asks for the database (of_descriptor_uses_db, plugin.h). */
 int of_stage_uses_db(const of_stage *st);
 
 /* The host function table (one static table; size = sizeof(of_host_api)). */

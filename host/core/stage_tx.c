@@ -5,6 +5,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "outbox_marker.h"
+#include "plugin.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -439,13 +440,6 @@ void of_outbox_relay_stop(of_outbox_relay *rl)
     pthread_cond_destroy(&rl->cv);
     pthread_mutex_destroy(&rl->mu);
     free(rl);
-}
-
-int of_descriptor_uses_db(const of_stage_descriptor *desc)
-{
-    return desc &&
-           desc->struct_size >= offsetof(of_stage_descriptor, flags) + sizeof(desc->flags) &&
-           (desc->flags & OF_STAGE_DATABASE) != 0;
 }
 
 int of_stage_uses_db(const of_stage *st)

@@ -14,6 +14,7 @@
  * registration and the WebSocket routes.
  */
 #include "notification.h"
+#include "ofp_sql.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -85,10 +86,18 @@ static int ntf_final(const char *state)
            strcmp(state, "CANCELLED") == 0;
 }
 
-static of_status ntf_process(void *instance, of_call *call)
+/* One order.status_changed of a set, parsed; the strings point into doc. */
+typedef struct ntf_change {
+    json_t *doc; /* owned; NULL for an event of another type (acknowledged, nothing to do) */
+    const char *order_id, *customer, *to, *reason, *at, *from;
+    int64_t seq;
+} ntf_change;
+
+/* Checks the call's event: OF_OK with c->doc set (one of ours), OF_OK without (another type on
+ * the topic), or OF_REJECT with the reason set. */
+static of_status ntf_parse(const of_host_api *api, of_call *call, ntf_change *c)
 {
-    ntf *n = instance;
-    const of_host_api *api = n->api;
+    memset(c, 0, sizeof(*c));
     size_t tlen = 0;
     const char *type = api->event_header(call, "ce_type", &tlen);
     if (type && !(tlen == strlen(NTF_EVENT_TYPE) && memcmp(type, NTF_EVENT_TYPE, tlen) == 0))
@@ -102,58 +111,134 @@ static of_status ntf_process(void *instance, of_call *call)
         api->set_reason(call, "not a JSON object");
         return OF_REJECT;
     }
-    const char *order_id = str_field(doc, "order_id", NTF_ORDER_ID_MAX, 0);
-    const char *customer = str_field(doc, "customer_id", NTF_CUSTOMER_MAX, 0);
-    const char *to = str_field(doc, "to", 16, 0);
-    const char *reason = str_field(doc, "reason", 1024, 1);
-    const char *at = str_field(doc, "at", 64, 0);
+    c->order_id = str_field(doc, "order_id", NTF_ORDER_ID_MAX, 0);
+    c->customer = str_field(doc, "customer_id", NTF_CUSTOMER_MAX, 0);
+    c->to = str_field(doc, "to", 16, 0);
+    c->reason = str_field(doc, "reason", 1024, 1);
+    c->at = str_field(doc, "at", 64, 0);
     json_t *fromv = json_object_get(doc, "from"), *seqv = json_object_get(doc, "seq");
-    const char *from = json_is_string(fromv) ? str_field(doc, "from", 16, 0) : NULL;
-    int64_t seq = json_is_integer(seqv) ? (int64_t)json_integer_value(seqv) : 0;
-    if (!order_id || !customer || !to || !reason || !at ||
-        !(json_is_null(fromv) || (json_is_string(fromv) && from)) ||
-        (seqv && (!json_is_integer(seqv) || seq < 1))) {
+    c->from = json_is_string(fromv) ? str_field(doc, "from", 16, 0) : NULL;
+    c->seq = json_is_integer(seqv) ? (int64_t)json_integer_value(seqv) : 0;
+    if (!c->order_id || !c->customer || !c->to || !c->reason || !c->at ||
+        !(json_is_null(fromv) || (json_is_string(fromv) && c->from)) ||
+        (seqv && (!json_is_integer(seqv) || c->seq < 1))) {
         json_decref(doc);
         api->set_reason(call, "not an order.status_changed {order_id, customer_id, seq, from, to, "
                               "reason, at}");
         return OF_REJECT;
     }
+    c->doc = doc;
+    return OF_OK;
+}
 
-    /* The customer's webhooks: one delivery each. */
-    of_db_value p = OF_DB_S(customer);
-    of_db_rows *rows = api->db_query(call,
-                                     "SELECT id FROM notification_webhooks WHERE customer_id = ? "
-                                     "AND active = 1 ORDER BY created_at, id",
-                                     &p, 1);
-    if (!rows) {
-        json_decref(doc);
-        return ofp_event_db_failed(api, n->stage, call, "webhooks of the customer");
+/* The active webhooks of a set's customers, as the one query returned them: by customer, then
+ * in registration order. */
+typedef struct ntf_hook {
+    char customer[NTF_CUSTOMER_MAX + 1];
+    char id[NTF_ID_LEN + 1];
+    int bad; /* the row was not a webhook id: the customer's events are rejected */
+} ntf_hook;
+
+typedef struct ntf_hooks {
+    ntf_hook *v;
+    size_t n, cap;
+} ntf_hooks;
+
+/* One SELECT for the distinct customers of changes[0..m); 0, or -1 with the statement failed
+ * (db_last_error on calls[first] says why) or out of memory (-2). */
+static int ntf_lookup(const of_host_api *api, of_call *call, const ntf_change *changes, size_t m,
+                      ntf_hooks *out)
+{
+    of_db_value *params = calloc(m ? m : 1, sizeof(*params));
+    size_t np = 0;
+    for (size_t i = 0; params && i < m; i++) {
+        if (!changes[i].doc)
+            continue;
+        size_t j = 0;
+        while (j < np && strcmp(params[j].p, changes[i].customer) != 0)
+            j++;
+        if (j == np)
+            params[np++] = (of_db_value)OF_DB_S(changes[i].customer);
     }
+    static const char head[] = "SELECT customer_id, id FROM notification_webhooks WHERE active = 1 "
+                               "AND customer_id IN (",
+                      tail[] = ") ORDER BY customer_id, created_at, id";
+    size_t size = sizeof(head) + sizeof(tail) + 3 * np;
+    char *sql = params ? malloc(size) : NULL;
+    if (!sql || ofp_sql_rows(sql, size, head, "?", np, tail) == 0) {
+        free(sql);
+        free(params);
+        return -2;
+    }
+    of_db_rows *rows = api->db_query(call, sql, params, np);
+    free(sql);
+    free(params);
+    if (!rows)
+        return -1;
+    int r;
+    while ((r = api->db_rows_next(rows)) == 1) {
+        if (out->n == out->cap) {
+            size_t cap = out->cap ? out->cap * 2 : 16;
+            ntf_hook *v = realloc(out->v, cap * sizeof(*v));
+            if (!v) {
+                api->db_rows_free(rows);
+                return -2;
+            }
+            out->v = v;
+            out->cap = cap;
+        }
+        ntf_hook *h = &out->v[out->n];
+        of_db_value c, id;
+        if (api->db_rows_get(rows, 0, &c) != 0 || c.type != OF_DB_TEXT || c.len > NTF_CUSTOMER_MAX)
+            continue; /* cannot be one of the set's customers */
+        memcpy(h->customer, c.p, c.len);
+        h->customer[c.len] = '\0';
+        h->bad =
+            api->db_rows_get(rows, 1, &id) != 0 || id.type != OF_DB_TEXT || id.len != NTF_ID_LEN;
+        if (!h->bad) {
+            memcpy(h->id, id.p, id.len);
+            h->id[id.len] = '\0';
+        }
+        out->n++;
+    }
+    api->db_rows_free(rows);
+    return r < 0 ? -1 : 0;
+}
+
+/* The webhook deliveries of one change (one per webhook of its customer) and its other channels.
+ * OF_OK, or OF_RETRY / OF_REJECT with the reason set. */
+static of_status ntf_deliver(ntf *n, of_call *call, const ntf_change *c, const ntf_hooks *hooks)
+{
+    const of_host_api *api = n->api;
     size_t idlen = 0;
     const char *ce_id = api->event_header(call, "ce_id", &idlen);
     char seed[160];
     if (!ce_id || idlen == 0) { /* an event without an id: its content identifies it */
-        snprintf(seed, sizeof(seed), "%s/%" PRId64 "/%s", order_id, seq, to);
+        snprintf(seed, sizeof(seed), "%s/%" PRId64 "/%s", c->order_id, c->seq, c->to);
         ce_id = seed;
         idlen = strlen(seed);
     }
-    json_t *data = ntf_status_message(order_id, customer, seq, from, to, reason, at);
-    if (data)
-        json_object_del(data, "type");
-    int r = 0, failed = 0;
-    size_t count = 0;
-    while (data && (r = api->db_rows_next(rows)) == 1) {
-        of_db_value v;
-        char wid[NTF_ID_LEN + 1], did[NTF_DELIVERY_ID_LEN + 1];
-        if (api->db_rows_get(rows, 0, &v) != 0 || v.type != OF_DB_TEXT || v.len != NTF_ID_LEN) {
-            failed = 2;
-            break;
+    for (size_t i = 0; i < hooks->n; i++)
+        if (hooks->v[i].bad && strcmp(hooks->v[i].customer, c->customer) == 0) {
+            api->set_reason(call, "unexpected webhook row");
+            return OF_REJECT;
         }
-        memcpy(wid, v.p, v.len);
-        wid[v.len] = '\0';
+    json_t *data =
+        ntf_status_message(c->order_id, c->customer, c->seq, c->from, c->to, c->reason, c->at);
+    if (!data) {
+        api->set_reason(call, "out of memory");
+        return OF_RETRY;
+    }
+    json_object_del(data, "type");
+    size_t count = 0;
+    for (size_t i = 0; i < hooks->n; i++) {
+        const char *wid = hooks->v[i].id;
+        if (strcmp(hooks->v[i].customer, c->customer) != 0)
+            continue;
+        char did[NTF_DELIVERY_ID_LEN + 1];
         json_t *d = ntf_delivery_id(ce_id, idlen, wid, did) == 0
                         ? json_pack("{s:s, s:s, s:s, s:s, s:O}", "delivery_id", did, "webhook_id",
-                                    wid, "type", NTF_EVENT_TYPE, "timestamp", at, "data", data)
+                                    wid, "type", NTF_EVENT_TYPE, "timestamp", c->at, "data", data)
                         : NULL;
         char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
         json_decref(d);
@@ -164,43 +249,33 @@ static of_status ntf_process(void *instance, of_call *call)
             text ? api->emit(call, "webhooks", wid, strlen(wid), text, strlen(text), &h, 1) : -1;
         free(text);
         if (rc != 0) {
-            failed = 1;
-            break;
+            json_decref(data);
+            api->set_reason(call, "out of memory");
+            return OF_RETRY;
         }
         count++;
     }
-    if (!data)
-        failed = 1;
-    else if (!failed && r < 0)
-        failed = 3;
-    api->db_rows_free(rows);
     json_decref(data);
-    if (failed) {
-        json_decref(doc);
-        if (failed == 3)
-            return ofp_event_db_failed(api, n->stage, call, "webhooks of the customer");
-        api->set_reason(call, failed == 2 ? "unexpected webhook row" : "out of memory");
-        return failed == 2 ? OF_REJECT : OF_RETRY;
-    }
     api->counter_add(n->deliveries, (double)count);
     api->counter_add(n->changes, 1);
 
     /* The log channel. */
     api->log(n->stage, OF_LOG_INFO,
-             "order %s of %s: %s -> %s (seq %" PRId64 ", %s), %zu webhook(s)", order_id, customer,
-             from ? from : "none", to, seq, reason, count);
+             "order %s of %s: %s -> %s (seq %" PRId64 ", %s), %zu webhook(s)", c->order_id,
+             c->customer, c->from ? c->from : "none", c->to, c->seq, c->reason, count);
 
     /* The live channels: at most once per publish; the message's (order_id, seq) lets a client
      * drop a repeat after a retry. */
     if (n->has_ws) {
-        json_t *msg = ntf_status_message(order_id, customer, seq, from, to, reason, at);
+        json_t *msg =
+            ntf_status_message(c->order_id, c->customer, c->seq, c->from, c->to, c->reason, c->at);
         char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
         json_decref(msg);
         char ch[NTF_CHANNEL_MAX + 1];
         if (text) {
-            if (ntf_channel("order", order_id, ch) == 0)
+            if (ntf_channel("order", c->order_id, ch) == 0)
                 api->ws_publish(n->stage, ch, text, strlen(text));
-            if (ntf_channel("customer", customer, ch) == 0)
+            if (ntf_channel("customer", c->customer, ch) == 0)
                 api->ws_publish(n->stage, ch, text, strlen(text));
             api->counter_add(n->published, 1);
         }
@@ -208,16 +283,66 @@ static of_status ntf_process(void *instance, of_call *call)
         /* The host's dashboard lists recent items with their latest state (no customer id:
          * operators see the flow, not who ordered). */
         json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "type", "item", "pipeline",
-                                 api->pipeline_name(n->stage), "key", order_id, "state", to, "seq",
-                                 (json_int_t)seq, "at", at ? at : "", "final", ntf_final(to));
+                                 api->pipeline_name(n->stage), "key", c->order_id, "state", c->to,
+                                 "seq", (json_int_t)c->seq, "at", c->at, "final", ntf_final(c->to));
         char *itext = item ? json_dumps(item, JSON_COMPACT) : NULL;
         json_decref(item);
         if (itext)
             api->ws_publish(n->stage, "dashboard", itext, strlen(itext));
         free(itext);
     }
-    json_decref(doc);
     return OF_OK;
+}
+
+/* A set of status changes in one transaction (ABI 1.5; process() hands over one): the webhooks
+ * of all their customers in one query, then each change's deliveries and channels. Stops at the
+ * first change that does not go through: the host commits only the ones before it. */
+static void ntf_process_batch(void *instance, of_call *const *calls, size_t count,
+                              of_status *status)
+{
+    ntf *n = instance;
+    const of_host_api *api = n->api;
+    ntf_change one, *changes = count == 1 ? &one : calloc(count, sizeof(*changes));
+    if (!changes) {
+        for (size_t i = 0; i < count; i++) {
+            api->set_reason(calls[i], "out of memory");
+            status[i] = OF_RETRY;
+        }
+        return;
+    }
+    size_t m = 0, ours = 0; /* changes parsed before the first bad one; how many are ours */
+    while (m < count && (status[m] = ntf_parse(api, calls[m], &changes[m])) == OF_OK) {
+        ours += changes[m].doc != NULL;
+        m++;
+    }
+    ntf_hooks hooks = {0};
+    int looked = ours ? ntf_lookup(api, calls[0], changes, m, &hooks) : 0;
+    for (size_t i = 0; i < m; i++) {
+        if (!changes[i].doc)
+            continue;       /* status[i] is OF_OK already */
+        if (looked == -1) { /* the calls share the transaction, and so its error */
+            status[i] = ofp_event_db_failed(api, n->stage, calls[i], "webhooks of the customer");
+        } else if (looked < 0) {
+            api->set_reason(calls[i], "out of memory");
+            status[i] = OF_RETRY;
+        } else {
+            status[i] = ntf_deliver(n, calls[i], &changes[i], &hooks);
+        }
+        if (status[i] != OF_OK)
+            break;
+    }
+    for (size_t i = 0; i < m; i++)
+        json_decref(changes[i].doc);
+    free(hooks.v);
+    if (changes != &one)
+        free(changes);
+}
+
+static of_status ntf_process(void *instance, of_call *call)
+{
+    of_status s = OF_RETRY;
+    ntf_process_batch(instance, &call, 1, &s);
+    return s;
 }
 
 static int ntf_init(of_stage *stage, const of_host_api *api, const of_config *cfg, void **instance,
@@ -273,6 +398,7 @@ static const of_stage_descriptor descriptor = {
     .init = ntf_init,
     .process = ntf_process,
     .shutdown = ntf_shutdown,
+    .process_batch = ntf_process_batch,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
     .accepts = (const char *const[]){NTF_EVENT_TYPE, NULL},

@@ -15,6 +15,11 @@ expect_contains "accepts: (every type)" "a plugin without accepts takes every ty
 run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins payment
 expect_status 0 "plugins payment"
 expect_contains "accepts: inventory.reserved payment.refund" "accepted event types"
+expect_contains "batches: one process() call per event" "a database stage without process_batch"
+
+run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins notification
+expect_status 0 "plugins notification"
+expect_contains "batches: set-based (process_batch" "a stage with process_batch (ABI 1.5)"
 
 run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins no-such-plugin
 expect_status 1 "unknown plugin"

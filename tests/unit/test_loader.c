@@ -1053,10 +1053,10 @@ static void test_desc_reserved(void **state)
     of_stage_descriptor d = base_desc();
     d.reserved[2] = &marker;
     desc_refused(&d, "reserved slot 2 is set (found 0x");
-    desc_refused(&d, "expected NULL in ABI 1.4)");
+    desc_refused(&d, "expected NULL in ABI 1.5)");
     d.reserved[2] = NULL;
-    d.reserved[4] = &marker;
-    desc_refused(&d, "reserved slot 4 is set");
+    d.reserved[3] = &marker;
+    desc_refused(&d, "reserved slot 3 is set");
 
     /* Slots beyond the plugin's struct_size are not the plugin's and are not read. */
     d = base_desc();
@@ -1070,6 +1070,44 @@ static void test_desc_reserved(void **state)
     d = base_desc();
     d.abi_minor = OF_ABI_MINOR + 1;
     d.reserved[0] = &marker;
+    desc_ok(&d);
+}
+
+static void t_process_batch(void *instance, of_call *const *calls, size_t n, of_status *status)
+{
+    (void)instance;
+    (void)calls;
+    for (size_t i = 0; i < n; i++)
+        status[i] = OF_OK;
+}
+
+/* process_batch (ABI 1.5): only for a database stage (no other stage's events share a
+ * transaction); read only from a descriptor of 1.5 or later that has the slot, which had to be
+ * NULL before. */
+static void test_desc_process_batch(void **state)
+{
+    (void)state;
+    of_stage_descriptor d = base_desc();
+    assert_null(of_descriptor_process_batch(&d));
+    d.process_batch = t_process_batch;
+    desc_refused(&d, "plugin 'in-test' has process_batch but not OF_STAGE_DATABASE");
+    d.flags = OF_STAGE_DATABASE;
+    desc_ok(&d);
+    assert_true(of_descriptor_process_batch(&d) == t_process_batch);
+
+    /* Before 1.5 the slot was reserved slot 0 (slot 1 before 1.3, when accepts was slot 0). */
+    d.abi_minor = 4;
+    assert_null(of_descriptor_process_batch(&d));
+    desc_refused(&d, "reserved slot 0 is set (found 0x");
+    desc_refused(&d, "expected NULL in ABI 1.4; process_batch came with ABI 1.5)");
+    d.abi_minor = 2;
+    desc_refused(&d, "reserved slot 1 is set (found 0x");
+    /* Cut off by the plugin's struct_size: not the plugin's, not read. */
+    d = base_desc();
+    d.flags = OF_STAGE_DATABASE;
+    d.struct_size = (uint32_t)offsetof(of_stage_descriptor, process_batch);
+    d.process_batch = t_process_batch;
+    assert_null(of_descriptor_process_batch(&d));
     desc_ok(&d);
 }
 
@@ -1255,6 +1293,7 @@ int main(void)
         cmocka_unit_test(test_desc_version_and_process),
         cmocka_unit_test(test_desc_reserved),
         cmocka_unit_test(test_desc_accepts),
+        cmocka_unit_test(test_desc_process_batch),
         cmocka_unit_test(test_desc_flags),
         cmocka_unit_test(test_desc_options),
         cmocka_unit_test(test_desc_outputs),

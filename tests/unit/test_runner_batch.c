@@ -46,6 +46,7 @@ static struct {
 static size_t g_n_runs;
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 static int g_gate_open;
+static int g_gate_entered; /* the gate's process() is waiting */
 
 static int group_setup(void **state)
 {
@@ -120,6 +121,8 @@ static of_status bt_process(void *instance, of_call *call)
     }
     if (strcmp(payload, "gate") == 0) {
         pthread_mutex_lock(&g_mu);
+        g_gate_entered = 1;
+        pthread_cond_broadcast(&g_cv);
         while (!g_gate_open)
             pthread_cond_wait(&g_cv, &g_mu);
         pthread_mutex_unlock(&g_mu);
@@ -153,6 +156,61 @@ static const of_stage_descriptor bt_desc = {
     .flags = OF_STAGE_DATABASE,
 };
 
+/* process_batch calls and the largest set one was given (the last environment's). */
+static int g_sets;
+static size_t g_set_max;
+
+static void count_set(size_t n)
+{
+    pthread_mutex_lock(&g_mu);
+    g_sets++;
+    if (n > g_set_max)
+        g_set_max = n;
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* The same stage through process_batch (ABI 1.5), stopping at the first call that does not go
+ * through, as a stage that checks each call before the next would: the calls after it keep the
+ * host's OF_RETRY, which must not count as their try. */
+static void bt_process_set(void *instance, of_call *const *calls, size_t n, of_status *status)
+{
+    count_set(n);
+    for (size_t i = 0; i < n; i++)
+        if ((status[i] = bt_process(instance, calls[i])) != OF_OK)
+            break;
+}
+
+/* Through process_batch, running every call whatever the ones before it said: what the calls after
+ * the first failure wrote and emitted must be rolled back and dropped. */
+static void bt_process_set_all(void *instance, of_call *const *calls, size_t n, of_status *status)
+{
+    count_set(n);
+    for (size_t i = 0; i < n; i++)
+        status[i] = bt_process(instance, calls[i]);
+}
+
+static const of_stage_descriptor bt_set_desc = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "batchtap-set",
+    .version = "1",
+    .outputs = (const char *const[]){"out", NULL},
+    .init = save_api,
+    .process = bt_process,
+    .flags = OF_STAGE_DATABASE,
+    .process_batch = bt_process_set,
+};
+
+static const of_stage_descriptor bt_set_all_desc = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "batchtap-set-all",
+    .version = "1",
+    .outputs = (const char *const[]){"out", NULL},
+    .init = save_api,
+    .process = bt_process,
+    .flags = OF_STAGE_DATABASE,
+    .process_batch = bt_process_set_all,
+};
+
 /* The same stage acting only on events of type "keep" (and on untyped ones). */
 static const of_stage_descriptor bt_keep_desc = {
     OF_DESCRIPTOR_HEADER,
@@ -184,6 +242,7 @@ static void env_start_with(env *e, const of_stage_descriptor *desc, const char *
     DBT_OK(c, of_db_exec_text(c, "DELETE FROM of_outbox"));
     of_db_release(c);
     g_gate_open = 0;
+    g_gate_entered = 0;
     g_n_runs = 0;
     e->bus = of_membus_new();
     e->metrics = of_metrics_new();
@@ -209,9 +268,37 @@ static void env_start_with(env *e, const of_stage_descriptor *desc, const char *
         fail_msg("start: %s", err);
 }
 
+/* The descriptor a test runs with: bt_desc, or the one its prestate names
+ * (cmocka_unit_test_prestate runs the same test through process_batch). */
+static const of_stage_descriptor *g_desc = &bt_desc;
+
 static void env_start(env *e, const char *pipeline, int batch, int max_attempts)
 {
-    env_start_with(e, &bt_desc, pipeline, batch, max_attempts);
+    env_start_with(e, g_desc, pipeline, batch, max_attempts);
+}
+
+/* Picks the test's descriptor from its prestate; the pipeline name (and so the consumer group and
+ * its inbox rows) gets the variant's suffix so the runs do not see each other's events. */
+static const char *variant(void **state, const char *pipeline)
+{
+    static char name[32];
+    g_desc = *state ? *state : &bt_desc;
+    g_sets = 0;
+    g_set_max = 0;
+    snprintf(name, sizeof(name), "%s%s", pipeline,
+             g_desc == &bt_set_desc       ? "s"
+             : g_desc == &bt_set_all_desc ? "a"
+                                          : "");
+    return name;
+}
+
+/* With process_batch, the events after the gate came in sets: it was called, with more than one. */
+static void check_sets(void)
+{
+    if (g_desc == &bt_desc)
+        assert_int_equal(g_sets, 0);
+    else if (g_sets == 0 || g_set_max < 2)
+        fail_msg("process_batch ran %d times, largest set %zu", g_sets, g_set_max);
 }
 
 /* How often process() ran for payload. */
@@ -356,9 +443,9 @@ static const struct of_histogram *tx_events(env *e, const char *pipeline)
 
 static void test_many_events_per_transaction(void **state)
 {
-    (void)state;
+    const char *pl = variant(state, "bt1");
     env e;
-    env_start(&e, "bt1", 16, 3);
+    env_start(&e, pl, 16, 3);
     produce(&e, "k", "gate", NULL);
     char expect[4096] = "gate", emitted[4096] = "gate";
     size_t n = strlen(expect), m = strlen(emitted);
@@ -369,7 +456,7 @@ static void test_many_events_per_transaction(void **state)
         n += (size_t)snprintf(expect + n, sizeof(expect) - n, ",%s", p);
         m += (size_t)snprintf(emitted + m, sizeof(emitted) - m, i % 3 ? ",%s" : ",%s,%s+", p, p);
     }
-    release_and_wait(&e, "bt1", 101);
+    release_and_wait(&e, pl, 101);
 
     char got[4096];
     written(got, sizeof(got));
@@ -381,30 +468,31 @@ static void test_many_events_per_transaction(void **state)
     outbox_published(got, sizeof(got));
     assert_string_equal(got, emitted);
     of_stage_stats st;
-    assert_int_equal(of_runner_stage_stats(e.runner, "bt1", "bt", &st), 0);
+    assert_int_equal(of_runner_stage_stats(e.runner, pl, "bt", &st), 0);
     assert_int_equal(st.processed_ok, 101);
     assert_int_equal(st.retried, 0);
 
     /* 101 events committed; the 100 queued behind the gate went 16 at a time at most. */
-    const struct of_histogram *h = tx_events(&e, "bt1");
+    const struct of_histogram *h = tx_events(&e, pl);
     assert_int_equal(h->sum_micro, 101 * 1000000ULL);
     assert_true(h->count >= 101 / 16 + 1);
     assert_true(h->count <= 20);
     assert_int_equal(h->buckets[h->n_bounds], 0); /* none over the last bound */
+    check_sets();
     env_free(&e);
 }
 
 static void test_retry_and_reject_inside_a_batch(void **state)
 {
-    (void)state;
+    const char *pl = variant(state, "bt2");
     env e;
-    env_start(&e, "bt2", 32, 3);
+    env_start(&e, pl, 32, 3);
     /* reject-0 is the first of the batch after the gate (it has no savepoint of its own). */
     const char *events[] = {"gate",   "reject-0", "a1",    "a2",        "retry-once", "a3", "a4",
                             "reject", "a5",       "ro-a6", "ro-reject", "a7",         NULL};
     for (size_t i = 0; events[i]; i++)
         produce(&e, "k", events[i], NULL);
-    release_and_wait(&e, "bt2", 12);
+    release_and_wait(&e, pl, 12);
 
     /* The failed first try of retry-once and the rejected events left no row; the key's order
      * held through the retry. */
@@ -419,7 +507,7 @@ static void test_retry_and_reject_inside_a_batch(void **state)
     topic_payloads(&e, "in.dlq", &out);
     assert_string_equal(out.buf, "reject-0,reject,ro-reject");
     of_stage_stats st;
-    assert_int_equal(of_runner_stage_stats(e.runner, "bt2", "bt", &st), 0);
+    assert_int_equal(of_runner_stage_stats(e.runner, pl, "bt", &st), 0);
     assert_int_equal(st.processed_ok, 9);
     assert_int_equal(st.retried, 1);
     assert_int_equal(st.rejected, 3);
@@ -438,25 +526,26 @@ static void test_retry_and_reject_inside_a_batch(void **state)
         if (runs(once[i]) != 1)
             fail_msg("%s ran %d times, expected 1", once[i], runs(once[i]));
     /* The batch after the gate stopped at retry-once (a1, a2 committed together). */
-    const struct of_histogram *h = tx_events(&e, "bt2");
+    const struct of_histogram *h = tx_events(&e, pl);
     assert_int_equal(h->sum_micro, 9 * 1000000ULL);
     assert_true(h->count < 9);
+    check_sets();
     env_free(&e);
 }
 
 static void test_retry_exhausted_inside_a_batch(void **state)
 {
-    (void)state;
+    const char *pl = variant(state, "bt3");
     env e;
     /* One try allowed: the batch's try is that one. */
-    env_start(&e, "bt3", 8, 1);
+    env_start(&e, pl, 8, 1);
     produce(&e, "k", "gate", NULL);
     produce(&e, "k", "b1", NULL);
     produce(&e, "k", "b2", NULL);
     produce(&e, "k", "retry-once-but-only-one-try", NULL);
     produce(&e, "k", "b3", NULL);
     produce(&e, "k", "b4", NULL);
-    release_and_wait(&e, "bt3", 6);
+    release_and_wait(&e, pl, 6);
     char got[4096];
     written(got, sizeof(got));
     assert_string_equal(got, "gate,b1,b2,b3,b4");
@@ -464,13 +553,14 @@ static void test_retry_exhausted_inside_a_batch(void **state)
     topic_payloads(&e, "in.dlq", &dlq);
     assert_string_equal(dlq.buf, "retry-once-but-only-one-try");
     of_stage_stats st;
-    assert_int_equal(of_runner_stage_stats(e.runner, "bt3", "bt", &st), 0);
+    assert_int_equal(of_runner_stage_stats(e.runner, pl, "bt", &st), 0);
     assert_int_equal(st.retried, 0);
     assert_int_equal(st.dead_lettered, 1);
     /* gate; b1 and b2; b3 and b4. */
-    const struct of_histogram *h = tx_events(&e, "bt3");
+    const struct of_histogram *h = tx_events(&e, pl);
     assert_int_equal(h->sum_micro, 5 * 1000000ULL);
     assert_true(h->count < 5);
+    check_sets();
     env_free(&e);
 }
 
@@ -521,15 +611,15 @@ static void test_accepts_skips_other_types(void **state)
 
 static void test_same_event_twice_in_a_batch(void **state)
 {
-    (void)state;
+    const char *pl = variant(state, "bt4");
     env e;
-    env_start(&e, "bt4", 16, 3);
+    env_start(&e, pl, 16, 3);
     produce(&e, "k", "gate", "id-gate");
     produce(&e, "k", "c1", "id-c1");
     produce(&e, "k", "c2", "id-c2");
     produce(&e, "k", "c2", "id-c2"); /* a producer's retry: the same event again */
     produce(&e, "k", "c3", "id-c3");
-    release_and_wait(&e, "bt4", 5);
+    release_and_wait(&e, pl, 5);
     char got[4096];
     written(got, sizeof(got));
     assert_string_equal(got, "gate,c1,c2,c3");
@@ -537,13 +627,59 @@ static void test_same_event_twice_in_a_batch(void **state)
     topic_payloads(&e, "out", &out);
     assert_string_equal(out.buf, "gate,c1,c2,c3");
     of_stage_stats st;
-    assert_int_equal(of_runner_stage_stats(e.runner, "bt4", "bt", &st), 0);
+    assert_int_equal(of_runner_stage_stats(e.runner, pl, "bt", &st), 0);
     assert_int_equal(st.processed_ok, 4);
     /* The repeat is skipped, not committed: gate; c1 and c2; c3 (or c3 with the repeat's
      * successors, when there were any). */
-    const struct of_histogram *h = tx_events(&e, "bt4");
+    const struct of_histogram *h = tx_events(&e, pl);
     assert_int_equal(h->sum_micro, 4 * 1000000ULL);
     assert_true(h->count < 4);
+    check_sets();
+    env_free(&e);
+}
+
+/* A process_batch that runs every call of its set: when one fails, what the calls after it wrote
+ * and emitted is rolled back with the rest, they come again in a later set, and each commits
+ * once. */
+static void test_set_discards_calls_after_a_failure(void **state)
+{
+    (void)state;
+    *state = (void *)&bt_set_all_desc;
+    const char *pl = variant(state, "bt8");
+    env e;
+    env_start(&e, pl, 16, 3);
+    /* The gate alone first, so the six after it are one set. */
+    produce(&e, "k", "gate", NULL);
+    pthread_mutex_lock(&g_mu);
+    while (!g_gate_entered)
+        pthread_cond_wait(&g_cv, &g_mu);
+    pthread_mutex_unlock(&g_mu);
+    const char *events[] = {"d1", "reject-d", "d2", "two-d3", "retry-once-d", "d4", NULL};
+    for (size_t i = 0; events[i]; i++)
+        produce(&e, "k", events[i], NULL);
+    release_and_wait(&e, pl, 7);
+    char got[4096];
+    written(got, sizeof(got));
+    assert_string_equal(got, "gate,d1,d2,two-d3,retry-once-d,d4");
+    joined out;
+    topic_payloads(&e, "out", &out);
+    assert_string_equal(out.buf, "gate,d1,d2,two-d3,two-d3+,retry-once-d,d4");
+    outbox_published(got, sizeof(got));
+    assert_string_equal(got, "gate,d1,d2,two-d3,two-d3+,retry-once-d,d4");
+    topic_payloads(&e, "in.dlq", &out);
+    assert_string_equal(out.buf, "reject-d");
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(e.runner, pl, "bt", &st), 0);
+    assert_int_equal(st.processed_ok, 6);
+    assert_int_equal(st.retried, 1);
+    assert_int_equal(st.rejected, 1);
+    /* [d1 reject-d d2 two-d3 retry-once-d d4] (all run) stops at reject-d: d1 again alone; then
+     * [d2 two-d3 retry-once-d d4] (all run) stops at retry-once-d: d2 and two-d3 again as a set;
+     * retry-once-d alone on its second try; d4 alone. */
+    if (runs("d2") != 3 || runs("d4") != 3 || runs("reject-d") != 1 || runs("retry-once-d") != 3)
+        fail_msg("d2 ran %d, d4 %d, reject-d %d, retry-once-d %d times (expected 3, 3, 1, 3)",
+                 runs("d2"), runs("d4"), runs("reject-d"), runs("retry-once-d"));
+    check_sets();
     env_free(&e);
 }
 
@@ -600,6 +736,12 @@ int main(void)
         cmocka_unit_test(test_retry_and_reject_inside_a_batch),
         cmocka_unit_test(test_retry_exhausted_inside_a_batch),
         cmocka_unit_test(test_same_event_twice_in_a_batch),
+        /* The same through process_batch (ABI 1.5). */
+        cmocka_unit_test_prestate(test_many_events_per_transaction, (void *)&bt_set_desc),
+        cmocka_unit_test_prestate(test_retry_and_reject_inside_a_batch, (void *)&bt_set_desc),
+        cmocka_unit_test_prestate(test_retry_exhausted_inside_a_batch, (void *)&bt_set_desc),
+        cmocka_unit_test_prestate(test_same_event_twice_in_a_batch, (void *)&bt_set_desc),
+        cmocka_unit_test(test_set_discards_calls_after_a_failure),
         cmocka_unit_test(test_accepts_skips_other_types),
         cmocka_unit_test(test_cache_after_commit),
     };

@@ -197,7 +197,8 @@ typedef struct of_host_api {
      * only after the commit). With the pipeline's `batch:` several calls share the transaction;
      * a call that does not return OF_OK makes the host roll it back and run the calls before it
      * again without it (process() may run more than once for an event; the run that commits
-     * counts).
+     * counts). A stage with process_batch (ABI 1.5, stage.h) gets such calls together and may
+     * pass any of them here: the statement runs in their one transaction.
      * Statements use `?` placeholders: never build SQL from input. */
     /* Rows affected, or -1 (see db_last_error). */
     int64_t (*db_exec)(of_call *call, const char *sql, const of_db_value *params, size_t n_params);

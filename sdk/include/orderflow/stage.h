@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define OF_ABI_MAJOR 1
-#define OF_ABI_MINOR 4
+#define OF_ABI_MINOR 5
 
 /* Name of the one symbol the loader looks up. */
 #define OF_STAGE_ENTRY_SYMBOL "orderflow_stage_entry"
@@ -150,6 +150,25 @@ typedef int (*of_init_fn)(of_stage *stage, const struct of_host_api *api, const 
  * concurrently, so shared state in `instance` needs its own locking. */
 typedef of_status (*of_process_fn)(void *instance, of_call *call);
 
+/* process_batch (ABI 1.5, optional, database stages only): several input events that share one
+ * transaction, handed over at once so the stage can do its database work for all of them in a
+ * few set-based statements (one SELECT ... WHERE x IN (...) instead of one per event). Called
+ * instead of process() when the host has more than one event for the transaction (the pipeline's
+ * `batch:`); a single event still goes through process(), so both must do the same thing.
+ *   calls  - n calls in queue order (a key's events in its order); each is an ordinary of_call
+ *            with its own event, emits, reason and cache writes. The database functions work
+ *            with any of them: they share one transaction. Host-owned, valid during this call.
+ *   n      - at least 2.
+ *   status - out: n entries, status[i] is what process() would have returned for calls[i]; the
+ *            host sets them all to OF_RETRY before the call, so an entry left alone is a retry.
+ * The host commits the calls before the first whose status is not OF_OK. When there is such a
+ * call k, the transaction rolls back, calls 0..k-1 come back in a new process_batch (or
+ * process() for one) without it, k goes on under the retry policy as if process() had said so,
+ * and the calls after k come in a later transaction: a stage may run an event more than once,
+ * as after any rollback. Same threading rules as process(). */
+typedef void (*of_process_batch_fn)(void *instance, of_call *const *calls, size_t n,
+                                    of_status *status);
+
 /* shutdown: the last call for a stage; after in-flight events have drained. Free `instance`. */
 typedef void (*of_shutdown_fn)(void *instance);
 
@@ -179,7 +198,10 @@ typedef struct of_stage_descriptor {
      * still reach process(), which says what is wrong with them. For stages that read topics
      * carrying other stages' events too; a stage that must refuse unknown types leaves it NULL. */
     const char *const *accepts;
-    void *reserved[5]; /* spare slots for growth within ABI 1; must be NULL */
+    /* ABI 1.5: several events of one transaction at once (see of_process_batch_fn); NULL to get
+     * them one by one through process(). Needs OF_STAGE_DATABASE. */
+    of_process_batch_fn process_batch;
+    void *reserved[4]; /* spare slots for growth within ABI 1; must be NULL */
 } of_stage_descriptor;
 
 #define OF_ACCEPTS_MAX 64
