@@ -177,8 +177,7 @@ void ord_cache_status(orders *o, of_call *call, const char *order_id, int64_t se
                     order_id);
 }
 
-/* reason cut to ORD_REASON_MAX bytes, never inside a UTF-8 sequence. */
-static void cut_reason(const char *reason, char out[ORD_REASON_MAX + 1])
+void ord_cut_reason(const char *reason, char out[ORD_REASON_MAX + 1])
 {
     snprintf(out, ORD_REASON_MAX + 1, "%s", reason ? reason : "");
     size_t rl = strlen(out);
@@ -189,13 +188,10 @@ static void cut_reason(const char *reason, char out[ORD_REASON_MAX + 1])
     }
 }
 
-ord_tr ord_transition_path(orders *o, of_call *call, const char *order_id, const char *from,
-                           const ord_step *steps, size_t n)
+ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char *from,
+                      const char *to, const char *reason)
 {
     const of_host_api *api = o->api;
-    if (n < 1 || n > 2)
-        return ORD_TR_DB_ERROR;
-    const char *to = steps[n - 1].to;
     of_db_value u[] = {OF_DB_S(to), OF_DB_S(order_id), OF_DB_S(from)};
     int64_t moved = api->db_exec(
         call, "UPDATE orders SET status = ?, updated_at = NOW(3) WHERE id = ? AND status = ?", u,
@@ -227,47 +223,23 @@ ord_tr ord_transition_path(orders *o, of_call *call, const char *order_id, const
         return ORD_TR_DB_ERROR;
     }
     int64_t seq = seqv.i + 1, at = ord_now_ms();
-    char reasons[2][ORD_REASON_MAX + 1];
-    of_db_value h[12];
-    for (size_t i = 0; i < n; i++) {
-        cut_reason(steps[i].reason, reasons[i]);
-        of_db_value *v = h + 6 * i;
-        v[0] = OF_DB_S(order_id);
-        v[1] = OF_DB_I(seq + (int64_t)i);
-        v[2] = OF_DB_S(i ? steps[i - 1].to : from);
-        v[3] = OF_DB_S(steps[i].to);
-        v[4] = OF_DB_S(reasons[i]);
-        v[5] = OF_DB_I(at);
-    }
-    /* One statement for the path's history rows. */
+    char why[ORD_REASON_MAX + 1];
+    ord_cut_reason(reason, why);
+    of_db_value h[] = {OF_DB_S(order_id), OF_DB_I(seq), OF_DB_S(from),
+                       OF_DB_S(to),       OF_DB_S(why), OF_DB_I(at)};
     if (api->db_exec(call,
-                     n == 1 ? "INSERT INTO order_history (order_id, seq, from_status, to_status, "
-                              "reason, at) VALUES (?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000))"
-                            : "INSERT INTO order_history (order_id, seq, from_status, to_status, "
-                              "reason, at) VALUES (?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000)), "
-                              "(?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000))",
-                     h, 6 * n) < 0)
+                     "INSERT INTO order_history (order_id, seq, from_status, to_status, reason, "
+                     "at) VALUES (?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000))",
+                     h, 6) < 0)
         return ORD_TR_DB_ERROR;
     char when[40];
     ofp_rfc3339_ms(at, when, sizeof(when));
-    for (size_t i = 0; i < n; i++) {
-        const char *prev = i ? steps[i - 1].to : from;
-        if (ord_emit_status(o, call, order_id, customer, seq + (int64_t)i, prev, steps[i].to,
-                            reasons[i], when) != 0)
-            return ORD_TR_EMIT_ERROR;
-        api->log(o->stage, OF_LOG_INFO, "order %s: %s -> %s (%s)", order_id, prev, steps[i].to,
-                 reasons[i]);
-    }
-    ord_cache_status(o, call, order_id, seq + (int64_t)n - 1, to);
-    api->counter_add(o->transitions, (double)n);
+    if (ord_emit_status(o, call, order_id, customer, seq, from, to, why, when) != 0)
+        return ORD_TR_EMIT_ERROR;
+    api->log(o->stage, OF_LOG_INFO, "order %s: %s -> %s (%s)", order_id, from, to, why);
+    ord_cache_status(o, call, order_id, seq, to);
+    api->counter_add(o->transitions, 1);
     return ORD_TR_DONE;
-}
-
-ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char *from,
-                      const char *to, const char *reason)
-{
-    ord_step step = {to, reason};
-    return ord_transition_path(o, call, order_id, from, &step, 1);
 }
 
 /* ---- the stage ------------------------------------------------------------------------------ */
@@ -320,6 +292,7 @@ static const of_stage_descriptor descriptor = {
     .init = orders_init,
     .process = ord_process,
     .shutdown = orders_shutdown,
+    .process_batch = ord_process_batch,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
     /* Its input topics carry the other outcomes too (committed, released, refunded): the host

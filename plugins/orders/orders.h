@@ -69,7 +69,8 @@ int ord_load_head(orders *o, of_call *call, const char *order_id, int lock, char
 
 /* `UPDATE orders SET status=to ... WHERE id=? AND status=from`; when a row moved: appends the
  * history row (seq = max + 1), emits order.status_changed (with that seq) on "status" and caches
- * "<seq>:<to>" under order:<id>:status. */
+ * "<seq>:<to>" under order:<id>:status. The HTTP routes' move; the saga moves orders in sets
+ * (orders_saga.c). */
 ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char *from,
                       const char *to, const char *reason);
 /* One step of a path: the status moved to, and why. */
@@ -77,12 +78,8 @@ typedef struct ord_step {
     const char *to;
     const char *reason;
 } ord_step;
-/* from -> steps[0].to -> ... -> steps[n-1].to (n is 1 or 2) as ord_transition does each move,
- * in fewer statements: one UPDATE to the last status, one read, one INSERT of the n history
- * rows; the n status events in order, the last status cached. */
-ord_tr ord_transition_path(orders *o, of_call *call, const char *order_id, const char *from,
-                           const ord_step *steps, size_t n);
-
+/* reason cut to ORD_REASON_MAX bytes (the history column), never inside a UTF-8 sequence. */
+void ord_cut_reason(const char *reason, char out[ORD_REASON_MAX + 1]);
 /* Caches "<seq>:<status>" for the order once the call commits (best effort). */
 void ord_cache_status(orders *o, of_call *call, const char *order_id, int64_t seq,
                       const char *status);
@@ -90,6 +87,8 @@ void ord_cache_status(orders *o, of_call *call, const char *order_id, int64_t se
 /* ---- orders_saga.c ---- */
 
 of_status ord_process(void *instance, of_call *call);
+/* A set of saga events (ABI 1.5 process_batch; ord_process is a set of one). */
+void ord_process_batch(void *instance, of_call *const *calls, size_t n, of_status *status);
 
 /* ---- orders_http.c ---- */
 

@@ -1,0 +1,294 @@
+/* The orders plugin's saga in sets (process_batch, ABI 1.5): the built plugin file in the host's
+ * runner, on the memory bus with the project's MariaDB (own database per run). Saga events of
+ * five orders and an unknown one, queued before the stage starts so its one worker takes them in
+ * sets, two events of one order side by side: every order must end where the saga says, with
+ * its history numbered without gaps, one status event per move in order, and the compensations
+ * (release, refund) emitted once; a malformed event is dead-lettered, a type the stage does not
+ * accept is skipped. The same events one at a time (batch 1) must give the same result. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "test_db_util.h"
+
+#include "bus.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "plugin.h"
+#include "runner.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tpipe.h"
+
+static of_db_pool *pool;
+static of_plugin *plugin;
+
+#define OID(c) "00000000-0000-4000-8000-00000000000" c /* an order id of 36 characters */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    pool = dbt_host_schema_pool(4, NULL);
+    if (!pool)
+        return -1;
+    char err[1024] = "";
+    plugin = of_plugin_load(OF_BUILD_PLUGIN_DIR "/orders.so", err, sizeof(err));
+    if (!plugin) {
+        fprintf(stderr, "loading the orders plugin: %s\n", err);
+        return -1;
+    }
+    if (!of_descriptor_process_batch(plugin->desc)) {
+        fprintf(stderr, "the orders plugin has no process_batch\n");
+        return -1;
+    }
+    if (of_db_migrate(pool, "orders", plugin->desc->migrations, NULL, NULL, err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, "orders migrations: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    of_plugin_unload(plugin);
+    of_db_pool_free(pool);
+    return dbt_drop_database();
+}
+
+/* Orders A, B, D, E placed (PENDING, history seq 1) and C cancelled (seq 2). */
+static void reset_orders(void)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM order_history"));
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM orders"));
+    const char *ids[] = {OID("a"), OID("b"), OID("c"), OID("d"), OID("e")};
+    for (size_t i = 0; i < 5; i++) {
+        const char *status = i == 2 ? "CANCELLED" : "PENDING";
+        of_db_value p[] = {OF_DB_S(ids[i]), OF_DB_S(status)};
+        assert_int_equal(of_db_exec(c,
+                                    "INSERT INTO orders (id, customer_id, status, total_cents, "
+                                    "currency) VALUES (?, 'cust-1', ?, 1000, 'EUR')",
+                                    p, 2),
+                         1);
+        assert_int_equal(of_db_exec(c,
+                                    "INSERT INTO order_history (order_id, seq, from_status, "
+                                    "to_status, reason) VALUES (?, 1, NULL, 'PENDING', 'placed')",
+                                    p, 1),
+                         1);
+        if (i == 2)
+            assert_int_equal(of_db_exec(c,
+                                        "INSERT INTO order_history (order_id, seq, from_status, "
+                                        "to_status, reason) VALUES (?, 2, 'PENDING', "
+                                        "'CANCELLED', 'cancelled by the customer')",
+                                        p, 1),
+                             1);
+    }
+    of_db_release(c);
+}
+
+static void produce(of_bus *bus, const char *key, const char *type, const char *payload)
+{
+    of_event *ev = of_event_new(key, strlen(key), payload, strlen(payload));
+    assert_non_null(ev);
+    assert_int_equal(of_event_add_header(ev, "ce_type", type, strlen(type)), 0);
+    char err[256];
+    assert_int_equal(bus->ops->produce(bus, "in", ev, NULL, NULL, err, sizeof(err)), 0);
+    of_event_free(ev);
+}
+
+typedef struct joined {
+    char buf[8192];
+    size_t n;
+} joined;
+
+static void add(joined *j, const char *s)
+{
+    j->n += (size_t)snprintf(j->buf + j->n, sizeof(j->buf) - j->n, "%s%s", j->n ? "," : "", s);
+}
+
+/* A status event as "<last id char>:<seq>:<from>><to>"; another as "<last id char>:<ce_type>". */
+static int event_cb(const of_event *ev, void *opaque)
+{
+    joined *j = opaque;
+    json_t *d = json_loadb(ev->payload, ev->payload_len, 0, NULL);
+    const char *id = json_string_value(json_object_get(d, "order_id"));
+    char s[160];
+    size_t idl = id ? strlen(id) : 0;
+    char last = idl ? id[idl - 1] : '?';
+    const char *type = "?";
+    for (size_t i = 0; i < ev->n_headers; i++)
+        if (strcmp(ev->headers[i].name, "ce_type") == 0)
+            type = ev->headers[i].value;
+    if (json_object_get(d, "seq")) {
+        const char *from = json_string_value(json_object_get(d, "from"));
+        snprintf(s, sizeof(s), "%c:%lld:%s>%s", last,
+                 (long long)json_integer_value(json_object_get(d, "seq")), from ? from : "-",
+                 json_string_value(json_object_get(d, "to")));
+    } else {
+        snprintf(s, sizeof(s), "%c:%.60s", last, type);
+    }
+    add(j, s);
+    json_decref(d);
+    return 0;
+}
+
+static void topic(of_bus *bus, const char *name, joined *j)
+{
+    memset(j, 0, sizeof(*j));
+    of_membus_read_topic(bus, name, event_cb, j);
+}
+
+/* Every order's status and history as "<last id char>=<status>[<seq>:<to>/<reason>...]". */
+static void state(joined *j)
+{
+    memset(j, 0, sizeof(*j));
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    of_db_rows *r = of_db_query(c,
+                                "SELECT o.id, o.status, h.seq, h.to_status, h.reason FROM orders o "
+                                "JOIN order_history h ON h.order_id = o.id ORDER BY o.id, h.seq",
+                                NULL, 0);
+    assert_non_null(r);
+    char cur = 0;
+    while (of_db_rows_next(r) == 1) {
+        of_db_value id, st, seq, to, why;
+        assert_int_equal(of_db_rows_get(r, 0, &id), 0);
+        assert_int_equal(of_db_rows_get(r, 1, &st), 0);
+        assert_int_equal(of_db_rows_get(r, 2, &seq), 0);
+        assert_int_equal(of_db_rows_get(r, 3, &to), 0);
+        assert_int_equal(of_db_rows_get(r, 4, &why), 0);
+        char last = ((const char *)id.p)[id.len - 1], s[400];
+        if (last != cur)
+            snprintf(s, sizeof(s), "%c=%.*s", last, (int)st.len, (const char *)st.p), add(j, s);
+        cur = last;
+        snprintf(s, sizeof(s), "%lld:%.*s/%.*s", (long long)seq.i, (int)to.len, (const char *)to.p,
+                 (int)why.len, (const char *)why.p);
+        add(j, s);
+    }
+    of_db_rows_free(r);
+    of_db_release(c);
+}
+
+static void run_saga(const char *pipeline, int batch)
+{
+    reset_orders();
+    of_bus *bus = of_membus_new();
+    of_metrics *metrics = of_metrics_new();
+    assert_non_null(bus);
+    assert_non_null(metrics);
+    of_membus_set_retain(bus, 1);
+    char err[512] = "";
+    assert_int_equal(bus->ops->ensure_topic(bus, "in", 1, 1, err, sizeof(err)), 0);
+
+    /* One key for all: one worker, this order. */
+    const char *k = "k";
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("a") "\"}");
+    produce(bus, k, "payment.captured", "{\"order_id\":\"" OID("a") "\",\"payment_id\":7}");
+    /* The payment before the reservation: it implies it; the reservation then changes nothing. */
+    produce(bus, k, "payment.captured", "{\"order_id\":\"" OID("b") "\",\"payment_id\":8}");
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("b") "\"}");
+    /* A cancelled order reserved and captured late: stock and money go back. */
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("c") "\"}");
+    produce(bus, k, "payment.captured", "{\"order_id\":\"" OID("c") "\",\"payment_id\":9}");
+    produce(bus, k, "inventory.committed", "{\"order_id\":\"" OID("c") "\"}"); /* not accepted */
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("d") "\"}");
+    produce(bus, k, "payment.declined", "{\"order_id\":\"" OID("d") "\",\"reason\":\"card\"}");
+    produce(bus, k, "inventory.rejected",
+            "{\"order_id\":\"" OID("e") "\",\"reason\":\"out of stock\",\"sku\":\"X-1\"}");
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("f") "\"}"); /* unknown */
+    produce(bus, k, "payment.captured", "{\"order_id\":5}");                  /* malformed */
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("a") "\"}"); /* late repeat */
+
+    of_runner *runner = of_runner_new(bus, metrics);
+    assert_non_null(runner);
+    of_runner_set_db(runner, pool);
+    tpipe t;
+    tp_init(&t, pipeline);
+    const char *topics[] = {"in", "placed", "status", "inventory", "payment", "in.dlq"};
+    for (size_t i = 0; i < 6; i++)
+        tp_topic(&t, topics[i], 1);
+    of_stage_def *d = tp_stage(&t, "orders", plugin->desc, "in", "in.dlq");
+    for (size_t i = 1; i < 5; i++)
+        tp_map(d, topics[i], topics[i]);
+    d->batch = batch;
+    d->retry.max_attempts = 1;
+    if (of_runner_add_pipeline(runner, &t.p, err, sizeof(err)) != 0)
+        fail_msg("add_pipeline: %s", err);
+    if (of_runner_start(runner, err, sizeof(err)) != 0)
+        fail_msg("start: %s", err);
+    if (!of_membus_wait_idle(bus, 30000))
+        fail_msg("the bus did not become idle within 30 s");
+
+    joined j;
+    state(&j);
+    assert_string_equal(j.buf, "a=CONFIRMED,1:PENDING/placed,2:RESERVED/stock reserved,"
+                               "3:PAID/payment captured (payment 7),4:CONFIRMED/order confirmed,"
+                               "b=CONFIRMED,1:PENDING/placed,2:RESERVED/stock reserved,"
+                               "3:PAID/payment captured (payment 8),4:CONFIRMED/order confirmed,"
+                               "c=CANCELLED,1:PENDING/placed,2:CANCELLED/cancelled by the customer,"
+                               "d=CANCELLED,1:PENDING/placed,2:RESERVED/stock reserved,"
+                               "3:CANCELLED/payment declined: card,"
+                               "e=REJECTED,1:PENDING/placed,2:REJECTED/out of stock (sku X-1)");
+    topic(bus, "status", &j);
+    assert_string_equal(j.buf, "a:2:PENDING>RESERVED,a:3:RESERVED>PAID,a:4:PAID>CONFIRMED,"
+                               "b:2:PENDING>RESERVED,b:3:RESERVED>PAID,b:4:PAID>CONFIRMED,"
+                               "d:2:PENDING>RESERVED,d:3:RESERVED>CANCELLED,"
+                               "e:2:PENDING>REJECTED");
+    topic(bus, "inventory", &j);
+    assert_string_equal(j.buf, "a:inventory.commit,b:inventory.commit,c:inventory.release,"
+                               "d:inventory.release");
+    topic(bus, "payment", &j);
+    assert_string_equal(j.buf, "c:payment.refund");
+    topic(bus, "in.dlq", &j);
+    assert_string_equal(j.buf, "?:payment.captured");
+
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(runner, pipeline, "orders", &st), 0);
+    assert_int_equal(st.processed_ok, 11);
+    assert_int_equal(st.skipped, 1);
+    assert_int_equal(st.dead_lettered, 1);
+    const struct of_histogram *h =
+        of_metrics_find_histogram(metrics, "stage_transaction_events", pipeline, "orders");
+    assert_non_null(h);
+    assert_int_equal(h->sum_micro, 11 * 1000000ULL);
+    print_message("batch %d: %llu transactions for 11 events\n", batch,
+                  (unsigned long long)h->count);
+    if (batch > 1 && h->count > 6)
+        fail_msg("%llu transactions for 11 events: no sets", (unsigned long long)h->count);
+    of_runner_free(runner);
+    bus->ops->destroy(bus);
+    of_metrics_free(metrics);
+}
+
+static void test_saga_in_sets(void **state)
+{
+    (void)state;
+    run_saga("osb", 32);
+}
+
+static void test_saga_one_by_one(void **state)
+{
+    (void)state;
+    run_saga("os1", 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_saga_in_sets),
+        cmocka_unit_test(test_saga_one_by_one),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
