@@ -21,6 +21,7 @@
  */
 #include <orderflow/stage.h>
 
+#include "ofp_sql.h"
 #include "provider.h"
 
 #include <inttypes.h>
@@ -376,47 +377,122 @@ static of_status emit_recorded(payment *p, of_call *call, const char *order_id,
                       amount_event(order_id, row->id, row->amount_cents, row->currency));
 }
 
-/* ---- inventory.reserved: charge ---------------------------------------------------------- */
+/* ---- inventory.reserved: charge, in runs ---------------------------------------------------
+ *
+ * The reserved events of a set (process_batch; process() hands over one) are taken in runs: the
+ * payments of all their orders are read in one SELECT, each order is charged in the set's order,
+ * and the new payments go in one INSERT; a refund between them ends a run, so it sees the
+ * payments the events before it recorded. */
 
-static of_status on_reserved(payment *p, of_call *call, json_t *doc)
+/* A reserved event of a run, checked. */
+typedef enum pay_kind { PK_OTHER, PK_RESERVED, PK_REFUND } pay_kind;
+
+typedef struct pay_res {
+    pay_kind kind;                                 /* the run's functions skip all but reserved */
+    const char *order_id, *customer_id, *currency; /* in its document */
+    int64_t amount_cents;
+    payment_row row; /* its order's payment: read, or this run's */
+    int from_run;    /* row is another event's of this run: its id comes with the INSERT */
+    size_t same;     /* from_run: the index of that event */
+    int fresh;       /* charged here: row goes into the INSERT */
+    char ref[PAY_REF_MAX + 1];
+} pay_res;
+
+/* Checks an inventory.reserved: 0, or -1 with the reason set (rejected). */
+static int reserved_check(payment *p, of_call *call, json_t *doc, pay_res *r)
 {
     const of_host_api *api = p->api;
-    const char *order_id = string_field(p, call, doc, "order_id", 64, 1);
-    if (!order_id)
-        return OF_REJECT;
-    const char *customer_id = string_field(p, call, doc, "customer_id", 255, 1);
-    if (!customer_id)
-        return OF_REJECT;
+    r->order_id = string_field(p, call, doc, "order_id", 64, 1);
+    if (!r->order_id)
+        return -1;
+    r->customer_id = string_field(p, call, doc, "customer_id", 255, 1);
+    if (!r->customer_id)
+        return -1;
     const json_t *total = json_object_get(doc, "total_cents");
     if (!json_is_integer(total) || json_integer_value(total) < 0) {
         api->set_reason(call, "malformed event: total_cents must be an integer >= 0");
-        return OF_REJECT;
+        return -1;
     }
-    const char *currency = string_field(p, call, doc, "currency", 3, 1);
-    if (!currency)
-        return OF_REJECT;
-    if (strlen(currency) != 3 || currency[0] < 'A' || currency[0] > 'Z' || currency[1] < 'A' ||
-        currency[1] > 'Z' || currency[2] < 'A' || currency[2] > 'Z') {
+    r->amount_cents = (int64_t)json_integer_value(total);
+    r->currency = string_field(p, call, doc, "currency", 3, 1);
+    if (!r->currency)
+        return -1;
+    const char *c = r->currency;
+    if (strlen(c) != 3 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' || c[2] < 'A' ||
+        c[2] > 'Z') {
         api->set_reason(call, "malformed event: currency must be 3 upper-case letters");
-        return OF_REJECT;
+        return -1;
     }
+    return 0;
+}
 
-    payment_row row;
-    of_status st;
-    if (load_payment(p, call, order_id, 0, &row, &st) != 0)
-        return st;
-    if (row.found) {
-        count(p, p->duplicates);
-        api->log(p->stage, OF_LOG_INFO,
-                 "order %s already has payment %" PRId64 " (%s): not charged again", order_id,
-                 row.id, row.state);
-        return emit_recorded(p, call, order_id, &row);
+/* The recorded payments of the run's orders, in one SELECT without locks (a locking read of a
+ * missing row takes a gap lock, and two transactions inserting into the same gap deadlock; the
+ * unique key on order_id is what keeps a second charge out). 0, or -1 (db_last_error). */
+static int run_load(payment *p, of_call *call, pay_res *rs, size_t n)
+{
+    const of_host_api *api = p->api;
+    of_db_value *params = calloc(n, sizeof(*params));
+    size_t np = 0;
+    for (size_t i = 0; params && i < n; i++)
+        if (rs[i].kind == PK_RESERVED)
+            params[np++] = (of_db_value)OF_DB_S(rs[i].order_id);
+    static const char head[] = "SELECT order_id, id, amount_cents, currency, state, reason FROM "
+                               "payments WHERE order_id IN (",
+                      tail[] = ")";
+    size_t size = sizeof(head) + sizeof(tail) + 3 * np;
+    char *sql = params ? malloc(size) : NULL;
+    if (!sql || ofp_sql_rows(sql, size, head, "?", np, tail) == 0) {
+        free(sql);
+        free(params);
+        return -2;
     }
+    of_db_rows *rows = api->db_query(call, sql, params, np);
+    free(sql);
+    free(params);
+    if (!rows)
+        return -1;
+    int r;
+    while ((r = api->db_rows_next(rows)) == 1) {
+        of_db_value v[6];
+        for (size_t i = 0; i < 6; i++)
+            if (api->db_rows_get(rows, i, &v[i]) != 0)
+                v[i] = OF_DB_NULLV;
+        for (size_t i = 0; i < n; i++) {
+            if (rs[i].kind != PK_RESERVED || v[0].type != OF_DB_TEXT ||
+                strlen(rs[i].order_id) != v[0].len || memcmp(rs[i].order_id, v[0].p, v[0].len) != 0)
+                continue;
+            payment_row *row = &rs[i].row;
+            row->found = 1;
+            row->id = v[1].i;
+            row->amount_cents = v[2].i;
+            copy_text(&v[3], row->currency, sizeof(row->currency));
+            copy_text(&v[4], row->state, sizeof(row->state));
+            copy_text(&v[5], row->reason, sizeof(row->reason));
+        }
+    }
+    api->db_rows_free(rows);
+    return r < 0 ? -1 : 0;
+}
 
-    pay_charge charge = {.order_id = order_id,
-                         .customer_id = customer_id,
-                         .amount_cents = (int64_t)json_integer_value(total),
-                         .currency = currency,
+/* Charges the order of rs[i] unless it has a payment (read, or charged earlier in the run). */
+static of_status run_charge(payment *p, of_call *call, pay_res *rs, size_t i)
+{
+    const of_host_api *api = p->api;
+    pay_res *r = &rs[i];
+    if (r->row.found)
+        return OF_OK;
+    for (size_t j = 0; j < i; j++)
+        if (rs[j].kind == PK_RESERVED && strcmp(rs[j].order_id, r->order_id) == 0 &&
+            (rs[j].fresh || rs[j].from_run)) {
+            r->from_run = 1;
+            r->same = rs[j].from_run ? rs[j].same : j;
+            return OF_OK;
+        }
+    pay_charge charge = {.order_id = r->order_id,
+                         .customer_id = r->customer_id,
+                         .amount_cents = r->amount_cents,
+                         .currency = r->currency,
                          .attempt = api->event_attempt(call)};
     pay_result res;
     if (p->provider == PROVIDER_HTTP) {
@@ -430,38 +506,150 @@ static of_status on_reserved(payment *p, of_call *call, json_t *doc)
     }
     if (res.verdict == PAY_RETRY) {
         count(p, p->failures);
-        api->log(p->stage, OF_LOG_WARN, "charge for order %s failed (attempt %d): %s", order_id,
+        api->log(p->stage, OF_LOG_WARN, "charge for order %s failed (attempt %d): %s", r->order_id,
                  charge.attempt, res.reason);
         api->set_reason(call, "%s", res.reason);
         return OF_RETRY;
     }
+    r->fresh = 1;
+    r->row.amount_cents = r->amount_cents;
+    snprintf(r->row.currency, sizeof(r->row.currency), "%s", r->currency);
+    snprintf(r->row.state, sizeof(r->row.state), "%s",
+             res.verdict == PAY_CAPTURED ? "CAPTURED" : "DECLINED");
+    snprintf(r->row.reason, sizeof(r->row.reason), "%s",
+             res.verdict == PAY_CAPTURED ? "" : res.reason);
+    snprintf(r->ref, sizeof(r->ref), "%s", res.verdict == PAY_CAPTURED ? res.ref : "");
+    return OF_OK;
+}
 
-    int captured = res.verdict == PAY_CAPTURED;
-    of_db_value params[] = {
-        OF_DB_S(order_id),
-        OF_DB_I(charge.amount_cents),
-        OF_DB_S(currency),
-        OF_DB_S(captured ? "CAPTURED" : "DECLINED"),
-        captured ? OF_DB_S(res.ref) : OF_DB_NULLV,
-        captured ? OF_DB_NULLV : OF_DB_S(res.reason),
-    };
-    if (api->db_exec(call,
-                     "INSERT INTO payments (order_id, amount_cents, currency, state, "
-                     "provider_ref, reason) VALUES (?, ?, ?, ?, ?, ?)",
-                     params, 6) < 0)
-        return db_failed(p, call, "recording the payment");
-    int64_t id = api->db_last_insert_id(call);
-    if (captured) {
+static void fresh_params(const pay_res *r, of_db_value *v)
+{
+    int captured = strcmp(r->row.state, "CAPTURED") == 0;
+    v[0] = (of_db_value)OF_DB_S(r->order_id);
+    v[1] = (of_db_value)OF_DB_I(r->amount_cents);
+    v[2] = (of_db_value)OF_DB_S(r->currency);
+    v[3] = (of_db_value)OF_DB_S(r->row.state);
+    v[4] = captured ? (of_db_value)OF_DB_S(r->ref) : OF_DB_NULLV;
+    v[5] = captured ? OF_DB_NULLV : (of_db_value)OF_DB_S(r->row.reason);
+}
+
+#define INSERT_PAYMENT                                                                             \
+    "INSERT INTO payments (order_id, amount_cents, currency, state, provider_ref, reason) VALUES "
+#define PAYMENT_ROW "(?, ?, ?, ?, ?, ?)"
+
+/* The run's new payments: one INSERT ... RETURNING id for several (ids in VALUES order), a plain
+ * INSERT for one or on a server without RETURNING. 0, -1 (db_last_error) or -2 (out of memory). */
+static int run_insert(payment *p, of_call *call, pay_res *rs, size_t n)
+{
+    const of_host_api *api = p->api;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += rs[i].fresh;
+    if (m == 0)
+        return 0;
+    if (m > 1) {
+        of_db_value *v = calloc(6 * m, sizeof(*v));
+        size_t size = sizeof(INSERT_PAYMENT) + (sizeof(PAYMENT_ROW) + 2) * m + 16;
+        char *sql = v ? malloc(size) : NULL;
+        if (!sql || ofp_sql_rows(sql, size, INSERT_PAYMENT, PAYMENT_ROW, m, " RETURNING id") == 0) {
+            free(sql);
+            free(v);
+            return -2;
+        }
+        for (size_t i = 0, k = 0; i < n; i++)
+            if (rs[i].fresh)
+                fresh_params(&rs[i], v + 6 * k++);
+        of_db_rows *rows = api->db_query(call, sql, v, 6 * m);
+        free(sql);
+        free(v);
+        if (rows) {
+            int r = 1;
+            for (size_t i = 0; i < n && r == 1; i++) {
+                if (!rs[i].fresh)
+                    continue;
+                of_db_value id;
+                r = api->db_rows_next(rows);
+                if (r == 1 && (api->db_rows_get(rows, 0, &id) != 0 || id.type != OF_DB_INT))
+                    r = -1;
+                if (r == 1)
+                    rs[i].row.id = id.i;
+            }
+            api->db_rows_free(rows);
+            return r == 1 ? 0 : -1;
+        }
+        if (api->db_last_error(call, NULL) != OF_DB_ERR_OTHER)
+            return -1;
+        /* A server without INSERT ... RETURNING: one row at a time. */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!rs[i].fresh)
+            continue;
+        of_db_value v[6];
+        fresh_params(&rs[i], v);
+        if (api->db_exec(call, INSERT_PAYMENT PAYMENT_ROW, v, 6) < 0)
+            return -1;
+        rs[i].row.id = api->db_last_insert_id(call);
+    }
+    return 0;
+}
+
+/* What the event says once its run is recorded: the new payment's outcome, or the recorded one
+ * again for an order charged before. */
+static of_status run_answer(payment *p, of_call *call, pay_res *rs, size_t i)
+{
+    pay_res *r = &rs[i];
+    if (!r->fresh) {
+        const payment_row *row = r->from_run ? &rs[r->same].row : &r->row;
+        count(p, p->duplicates);
+        p->api->log(p->stage, OF_LOG_INFO,
+                    "order %s already has payment %" PRId64 " (%s): not charged again", r->order_id,
+                    row->id, row->state);
+        return emit_recorded(p, call, r->order_id, row);
+    }
+    if (strcmp(r->row.state, "CAPTURED") == 0) {
         count(p, p->captured);
-        api->log(p->stage, OF_LOG_DEBUG, "order %s: captured %" PRId64 " %s as payment %" PRId64,
-                 order_id, charge.amount_cents, currency, id);
-        return emit_event(p, call, order_id, "payment.captured",
-                          amount_event(order_id, id, charge.amount_cents, currency));
+        p->api->log(p->stage, OF_LOG_DEBUG, "order %s: captured %" PRId64 " %s as payment %" PRId64,
+                    r->order_id, r->amount_cents, r->currency, r->row.id);
+        return emit_event(p, call, r->order_id, "payment.captured",
+                          amount_event(r->order_id, r->row.id, r->amount_cents, r->currency));
     }
     count(p, p->declined);
-    api->log(p->stage, OF_LOG_INFO, "order %s: declined: %s", order_id, res.reason);
-    return emit_event(p, call, order_id, "payment.declined",
-                      json_pack("{s:s, s:s}", "order_id", order_id, "reason", res.reason));
+    p->api->log(p->stage, OF_LOG_INFO, "order %s: declined: %s", r->order_id, r->row.reason);
+    return emit_event(p, call, r->order_id, "payment.declined",
+                      json_pack("{s:s, s:s}", "order_id", r->order_id, "reason", r->row.reason));
+}
+
+/* One run (calls[0..n), checked into rs; the events of other types in it are left alone):
+ * read, charge, record, answer the reserved ones. Returns how many went through from the front;
+ * status says why the next did not. */
+static size_t run_reserved(payment *p, of_call *const *calls, pay_res *rs, size_t n,
+                           of_status *status)
+{
+    size_t reserved = 0;
+    for (size_t i = 0; i < n; i++)
+        reserved += rs[i].kind == PK_RESERVED;
+    if (reserved == 0)
+        return n;
+    int rc = run_load(p, calls[0], rs, n);
+    size_t k = 0;
+    while (rc == 0 && k < n &&
+           (rs[k].kind != PK_RESERVED || (status[k] = run_charge(p, calls[k], rs, k)) == OF_OK))
+        k++;
+    if (rc == 0 && k < n)
+        return k; /* a charge to try again: the host retries it alone, nothing here commits */
+    if (rc == 0)
+        rc = run_insert(p, calls[0], rs, n);
+    for (size_t i = 0; rc != 0 && i < n; i++) {
+        if (rc == -2)
+            p->api->set_reason(calls[i], "out of memory");
+        status[i] = rc == -2 ? OF_RETRY : db_failed(p, calls[i], "the payments of the orders");
+    }
+    if (rc != 0)
+        return 0;
+    for (k = 0; k < n; k++)
+        if (rs[k].kind == PK_RESERVED && (status[k] = run_answer(p, calls[k], rs, k)) != OF_OK)
+            break;
+    return k;
 }
 
 /* ---- payment.refund ------------------------------------------------------------------------ */
@@ -510,30 +698,82 @@ static of_status on_refund(payment *p, of_call *call, json_t *doc)
 
 /* ---- process ------------------------------------------------------------------------------- */
 
-static of_status payment_process(void *instance, of_call *call)
+/* What the call's event is: 0, or -1 with the reason set (rejected). */
+static int classify(payment *p, of_call *call, pay_res *r)
+{
+    size_t len = 0;
+    const char *type = p->api->event_header(call, "ce_type", &len);
+    if (!type) {
+        p->api->set_reason(call, "no ce_type header: cannot tell what the event is");
+        return -1;
+    }
+    r->kind = len == 18 && memcmp(type, "inventory.reserved", 18) == 0 ? PK_RESERVED
+              : len == 14 && memcmp(type, "payment.refund", 14) == 0   ? PK_REFUND
+                                                                       : PK_OTHER;
+    if (r->kind == PK_OTHER && p->api->log_enabled(p->stage, OF_LOG_DEBUG))
+        p->api->log(p->stage, OF_LOG_DEBUG, "ignored an event of type %.*s",
+                    (int)(len > 64 ? 64 : len), type);
+    return 0;
+}
+
+/* A set of events in one transaction (ABI 1.5; process() is a set of one): runs of reserved
+ * events as above (events of other types inside a run are acknowledged), a refund alone. Stops
+ * at the first event that does not go through: the host commits only the ones before it. */
+static void payment_process_batch(void *instance, of_call *const *calls, size_t n,
+                                  of_status *status)
 {
     payment *p = instance;
-    const of_host_api *api = p->api;
-    size_t len = 0;
-    const char *type = api->event_header(call, "ce_type", &len);
-    if (!type) {
-        api->set_reason(call, "no ce_type header: cannot tell what the event is");
-        return OF_REJECT;
+    json_t *one_doc = NULL, **docs = n == 1 ? &one_doc : calloc(n, sizeof(*docs));
+    pay_res one_res, *rs = n == 1 ? &one_res : calloc(n, sizeof(*rs));
+    if (!docs || !rs) {
+        for (size_t i = 0; i < n; i++)
+            p->api->set_reason(calls[i], "out of memory");
+        n = 0;
     }
-    int reserved = len == 18 && memcmp(type, "inventory.reserved", 18) == 0;
-    int refund = len == 14 && memcmp(type, "payment.refund", 14) == 0;
-    if (!reserved && !refund) {
-        if (api->log_enabled(p->stage, OF_LOG_DEBUG))
-            api->log(p->stage, OF_LOG_DEBUG, "ignored an event of type %.*s",
-                     (int)(len > 64 ? 64 : len), type);
-        return OF_OK;
+    /* Check every event first; m: how many are fit (the first unfit one is rejected). */
+    size_t m = 0;
+    for (; m < n; m++) {
+        memset(&rs[m], 0, sizeof(rs[m]));
+        if (classify(p, calls[m], &rs[m]) != 0)
+            break;
+        if (rs[m].kind == PK_OTHER)
+            continue;
+        docs[m] = read_object(p, calls[m]);
+        if (!docs[m] ||
+            (rs[m].kind == PK_RESERVED && reserved_check(p, calls[m], docs[m], &rs[m]) != 0))
+            break;
     }
-    json_t *doc = read_object(p, call);
-    if (!doc)
-        return OF_REJECT;
-    of_status st = reserved ? on_reserved(p, call, doc) : on_refund(p, call, doc);
-    json_decref(doc);
-    return st;
+    if (m < n)
+        status[m] = OF_REJECT;
+    for (size_t i = 0; i < m;) {
+        if (rs[i].kind == PK_REFUND) { /* alone, after what the events before it recorded */
+            if ((status[i] = on_refund(p, calls[i], docs[i])) != OF_OK)
+                break;
+            i++;
+            continue;
+        }
+        size_t j = i; /* the run: up to the next refund */
+        while (j < m && rs[j].kind != PK_REFUND) {
+            status[j] = OF_OK;
+            j++;
+        }
+        if (run_reserved(p, calls + i, rs + i, j - i, status + i) < j - i)
+            break;
+        i = j;
+    }
+    for (size_t i = 0; i < n && i <= m; i++)
+        json_decref(docs[i]);
+    if (docs != &one_doc)
+        free(docs);
+    if (rs != &one_res)
+        free(rs);
+}
+
+static of_status payment_process(void *instance, of_call *call)
+{
+    of_status s = OF_RETRY;
+    payment_process_batch(instance, &call, 1, &s);
+    return s;
 }
 
 static const of_stage_descriptor descriptor = {
@@ -546,6 +786,7 @@ static const of_stage_descriptor descriptor = {
     .init = payment_init,
     .process = payment_process,
     .shutdown = payment_shutdown,
+    .process_batch = payment_process_batch,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
     /* inventory.events carries the other outcomes too: the host acknowledges those without a

@@ -15,6 +15,10 @@ expect_contains "accepts: (every type)" "a plugin without accepts takes every ty
 run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins payment
 expect_status 0 "plugins payment"
 expect_contains "accepts: inventory.reserved payment.refund" "accepted event types"
+expect_contains "batches: set-based (process_batch" "payment takes its batches as sets"
+
+run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins inventory
+expect_status 0 "plugins inventory"
 expect_contains "batches: one process() call per event" "a database stage without process_batch"
 
 run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins notification
