@@ -1,5 +1,6 @@
 #include "ofp_sql.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 size_t ofp_sql_rows(char *out, size_t size, const char *head, const char *row, size_t n,
@@ -24,4 +25,15 @@ size_t ofp_sql_rows(char *out, size_t size, const char *head, const char *row, s
     }
     memcpy(out + pos, tail, tl + 1);
     return pos + tl;
+}
+
+char *ofp_sql_rows_new(const char *head, const char *row, size_t n, const char *tail)
+{
+    size_t size = strlen(head) + n * (strlen(row) + 2) + strlen(tail) + 1;
+    char *sql = malloc(size);
+    if (sql && ofp_sql_rows(sql, size, head, row, n, tail) == 0) {
+        free(sql);
+        sql = NULL;
+    }
+    return sql;
 }

@@ -11,4 +11,8 @@
 size_t ofp_sql_rows(char *out, size_t size, const char *head, const char *row, size_t n,
                     const char *tail);
 
+/* The same in a buffer of its own (free it); NULL when out of memory. For statements whose
+ * count of rows is not bounded by a constant (a batch's). */
+char *ofp_sql_rows_new(const char *head, const char *row, size_t n, const char *tail);
+
 #endif

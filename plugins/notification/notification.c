@@ -160,12 +160,11 @@ static int ntf_lookup(const of_host_api *api, of_call *call, const ntf_change *c
         if (j == np)
             params[np++] = (of_db_value)OF_DB_S(changes[i].customer);
     }
-    static const char head[] = "SELECT customer_id, id FROM notification_webhooks WHERE active = 1 "
-                               "AND customer_id IN (",
-                      tail[] = ") ORDER BY customer_id, created_at, id";
-    size_t size = sizeof(head) + sizeof(tail) + 3 * np;
-    char *sql = params ? malloc(size) : NULL;
-    if (!sql || ofp_sql_rows(sql, size, head, "?", np, tail) == 0) {
+    char *sql = params ? ofp_sql_rows_new("SELECT customer_id, id FROM notification_webhooks "
+                                          "WHERE active = 1 AND customer_id IN (",
+                                          "?", np, ") ORDER BY customer_id, created_at, id")
+                       : NULL;
+    if (!sql) {
         free(sql);
         free(params);
         return -2;

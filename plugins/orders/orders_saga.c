@@ -186,14 +186,12 @@ static int saga_load(saga_set *set, of_call *call)
     const of_host_api *api = set->o->api;
     size_t n = set->n_orders;
     of_db_value *params = calloc(n, sizeof(*params));
-    static const char head[] = "SELECT o.id, o.status, o.customer_id, (SELECT COALESCE(MAX(h.seq), "
-                               "0) FROM order_history h WHERE h.order_id = o.id) FROM orders o "
-                               "WHERE o.id IN (",
-                      tail[] = ") FOR UPDATE";
-    size_t size = sizeof(head) + sizeof(tail) + 3 * n;
-    char *sql = params ? malloc(size) : NULL;
-    if (!sql || ofp_sql_rows(sql, size, head, "?", n, tail) == 0) {
-        free(sql);
+    char *sql = params ? ofp_sql_rows_new("SELECT o.id, o.status, o.customer_id, (SELECT "
+                                          "COALESCE(MAX(h.seq), 0) FROM order_history h WHERE "
+                                          "h.order_id = o.id) FROM orders o WHERE o.id IN (",
+                                          "?", n, ") FOR UPDATE")
+                       : NULL;
+    if (!sql) {
         free(params);
         return -2;
     }

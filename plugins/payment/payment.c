@@ -437,13 +437,11 @@ static int run_load(payment *p, of_call *call, pay_res *rs, size_t n)
     for (size_t i = 0; params && i < n; i++)
         if (rs[i].kind == PK_RESERVED)
             params[np++] = (of_db_value)OF_DB_S(rs[i].order_id);
-    static const char head[] = "SELECT order_id, id, amount_cents, currency, state, reason FROM "
-                               "payments WHERE order_id IN (",
-                      tail[] = ")";
-    size_t size = sizeof(head) + sizeof(tail) + 3 * np;
-    char *sql = params ? malloc(size) : NULL;
-    if (!sql || ofp_sql_rows(sql, size, head, "?", np, tail) == 0) {
-        free(sql);
+    char *sql = params ? ofp_sql_rows_new("SELECT order_id, id, amount_cents, currency, state, "
+                                          "reason FROM payments WHERE order_id IN (",
+                                          "?", np, ")")
+                       : NULL;
+    if (!sql) {
         free(params);
         return -2;
     }
@@ -549,10 +547,8 @@ static int run_insert(payment *p, of_call *call, pay_res *rs, size_t n)
         return 0;
     if (m > 1) {
         of_db_value *v = calloc(6 * m, sizeof(*v));
-        size_t size = sizeof(INSERT_PAYMENT) + (sizeof(PAYMENT_ROW) + 2) * m + 16;
-        char *sql = v ? malloc(size) : NULL;
-        if (!sql || ofp_sql_rows(sql, size, INSERT_PAYMENT, PAYMENT_ROW, m, " RETURNING id") == 0) {
-            free(sql);
+        char *sql = v ? ofp_sql_rows_new(INSERT_PAYMENT, PAYMENT_ROW, m, " RETURNING id") : NULL;
+        if (!sql) {
             free(v);
             return -2;
         }

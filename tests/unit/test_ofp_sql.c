@@ -9,6 +9,7 @@
 
 #include "ofp_sql.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void test_rows(void **state)
@@ -41,11 +42,27 @@ static void test_too_small(void **state)
     assert_int_equal(ofp_sql_rows(out, 16, "IN (", "?", (size_t)-1, ")"), 0);
 }
 
+/* The allocating form: sized for any count (a batch's), the same text. */
+static void test_rows_new(void **state)
+{
+    (void)state;
+    char *sql = ofp_sql_rows_new("SELECT x FROM t WHERE k IN (", "?", 3, ")");
+    assert_non_null(sql);
+    assert_string_equal(sql, "SELECT x FROM t WHERE k IN (?, ?, ?)");
+    free(sql);
+    sql = ofp_sql_rows_new("INSERT INTO t VALUES ", "(?, ?)", 1000, " RETURNING id");
+    assert_non_null(sql);
+    assert_int_equal(strlen(sql), strlen("INSERT INTO t VALUES ") + 1000 * 6 + 999 * 2 +
+                                      strlen(" RETURNING id"));
+    free(sql);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_too_small),
+        cmocka_unit_test(test_rows_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
