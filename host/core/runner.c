@@ -908,7 +908,13 @@ static size_t run_set(worker *w, of_db_tx *tx, qitem **items, size_t limit, int 
         }
     }
     int64_t t0 = mono_us();
-    if (j == 1) {
+    int skipped = j > 0 && j < limit;
+    if (skipped) {
+        /* A repeat stops the round at j, and the calls before it run again without it: running
+         * them here would be work the rollback throws away. */
+        for (size_t i = 0; i < j; i++)
+            set->status[i] = OF_OK;
+    } else if (j == 1) {
         log_context_of(items[0]->ev);
         set->status[0] = st->desc->process(st->instance, &calls[0]);
         of_log_context_clear();
@@ -924,7 +930,7 @@ static size_t run_set(worker *w, of_db_tx *tx, qitem **items, size_t limit, int 
     while (k < j && set->status[k] == OF_OK)
         k++;
     /* The stage's time, shared equally: the histogram stays per event. */
-    for (size_t i = 0; i < j; i++)
+    for (size_t i = 0; !skipped && i < j; i++)
         of_histogram_observe_(st->m_latency, took / (double)j);
     if (of_log_enabled(OF_LVL_DEBUG))
         of_log(OF_LVL_DEBUG, st->pipeline_name, stage_name(st),
