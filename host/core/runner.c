@@ -938,8 +938,16 @@ static size_t run_set(worker *w, of_db_tx *tx, qitem **items, size_t limit, int 
                limit, j, k, took * 1e3);
     if (k < limit) {
         int joined = k < j;
-        batch_outcome(tx, &calls[k], joined, joined ? set->status[k] : OF_OK, next, reason,
-                      reason_size);
+        if (joined && j > 1 && of_db_tx_error(tx, NULL) != OF_DB_OK) {
+            /* The set's last statement failed and the stage stopped there: any of the events
+             * may have caused it (a duplicate key in one row fails a whole multi-row INSERT),
+             * so the answer of call k is not its own. Each goes alone from its first try,
+             * where a real culprit answers for itself. */
+            *next = NEXT_ALONE;
+        } else {
+            batch_outcome(tx, &calls[k], joined, joined ? set->status[k] : OF_OK, next, reason,
+                          reason_size);
+        }
         /* Every call from k on was begun (the one that did not join too): none goes on here. */
         size_t begun = j < limit ? j + 1 : j;
         for (size_t i = k; i < begun; i++) {

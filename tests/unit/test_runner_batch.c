@@ -75,16 +75,8 @@ static int save_api(of_stage *stage, const of_host_api *api, const of_config *co
     return 0;
 }
 
-/* Writes a row for every event first, then decides: "gate" waits for the test, "retry-once"
- * retries its first try, "reject" rejects; the rest are forwarded on "out". A try that does not
- * end in OF_OK must leave no row. */
-static of_status bt_process(void *instance, of_call *call)
+static void count_run(const char *payload)
 {
-    (void)instance;
-    size_t len;
-    const char *p = g_api->event_payload(call, &len);
-    char payload[64];
-    snprintf(payload, sizeof(payload), "%.*s", (int)len, p);
     pthread_mutex_lock(&g_mu);
     size_t r = 0;
     while (r < g_n_runs && strcmp(g_runs[r].payload, payload) != 0)
@@ -97,6 +89,19 @@ static of_status bt_process(void *instance, of_call *call)
     if (r < RUNS_MAX)
         g_runs[r].n++;
     pthread_mutex_unlock(&g_mu);
+}
+
+/* Writes a row for every event first, then decides: "gate" waits for the test, "retry-once"
+ * retries its first try, "reject" rejects; the rest are forwarded on "out". A try that does not
+ * end in OF_OK must leave no row. */
+static of_status bt_process(void *instance, of_call *call)
+{
+    (void)instance;
+    size_t len;
+    const char *p = g_api->event_payload(call, &len);
+    char payload[64];
+    snprintf(payload, sizeof(payload), "%.*s", (int)len, p);
+    count_run(payload);
     of_db_value params[] = {OF_DB_S(payload)};
     if (strncmp(payload, "ro-", 3) == 0) { /* a reader: no savepoint is set for it */
         of_db_rows *rows =
@@ -209,6 +214,65 @@ static const of_stage_descriptor bt_set_all_desc = {
     .process = bt_process,
     .flags = OF_STAGE_DATABASE,
     .process_batch = bt_process_set_all,
+};
+
+/* A set stage whose writes for the set are one multi-row INSERT, as the business stages' are. The
+ * payload "clash" takes the id 999999, which the test holds already: the INSERT fails with a
+ * duplicate key for the whole set, and the stage answers every call as a stage answers a
+ * statement that failed for another reason than an outage: rejected. The gate goes through
+ * bt_process (alone, so the events after it queue up into one set). */
+static void bt_shared_set(void *instance, of_call *const *calls, size_t n, of_status *status)
+{
+    size_t len;
+    const char *p = g_api->event_payload(calls[0], &len);
+    if (n == 1 && len == 4 && memcmp(p, "gate", 4) == 0) {
+        status[0] = bt_process(instance, calls[0]);
+        return;
+    }
+    count_set(n);
+    char payloads[16][64], sql[1024];
+    of_db_value v[32];
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++) {
+        p = g_api->event_payload(calls[i], &len);
+        snprintf(payloads[i], sizeof(payloads[i]), "%.*s", (int)len, p);
+        count_run(payloads[i]);
+        v[2 * i] = strcmp(payloads[i], "clash") == 0 ? OF_DB_I(999999) : OF_DB_NULLV;
+        v[2 * i + 1] = (of_db_value)OF_DB_S(payloads[i]);
+    }
+    size_t o = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO bt_writes (id, payload) VALUES ");
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(sql + o, sizeof(sql) - o, "%s(?, ?)", i ? ", " : "");
+    if (g_api->db_exec(calls[0], sql, v, 2 * n) < 0) {
+        for (size_t i = 0; i < n; i++) {
+            g_api->set_reason(calls[i], "the set's INSERT failed");
+            status[i] = OF_REJECT;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        status[i] =
+            g_api->emit(calls[i], "out", NULL, 0, payloads[i], strlen(payloads[i]), NULL, 0) == 0
+                ? OF_OK
+                : OF_RETRY;
+}
+
+static of_status bt_shared_one(void *instance, of_call *call)
+{
+    of_status s = OF_RETRY;
+    bt_shared_set(instance, &call, 1, &s);
+    return s;
+}
+
+static const of_stage_descriptor bt_shared_desc = {
+    OF_DESCRIPTOR_HEADER,
+    .name = "batchtap-shared",
+    .version = "1",
+    .outputs = (const char *const[]){"out", NULL},
+    .init = save_api,
+    .process = bt_shared_one,
+    .flags = OF_STAGE_DATABASE,
+    .process_batch = bt_shared_set,
 };
 
 /* The same stage acting only on events of type "keep" (and on untyped ones). */
@@ -345,6 +409,17 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Waits until the gate's process() holds the worker. Produced alone before the others, the gate
+ * is then a batch of its own, and every event after it is queued when the gate opens: the
+ * batches after it do not depend on how fast the worker woke up. */
+static void gate_entered(void)
+{
+    pthread_mutex_lock(&g_mu);
+    while (!g_gate_entered)
+        pthread_cond_wait(&g_cv, &g_mu);
+    pthread_mutex_unlock(&g_mu);
+}
+
 /* Waits until the stage has taken every event (the gate holds the worker), then opens it and
  * waits until everything is processed and committed. */
 static void release_and_wait(env *e, const char *pipeline, uint64_t events)
@@ -447,6 +522,7 @@ static void test_many_events_per_transaction(void **state)
     env e;
     env_start(&e, pl, 16, 3);
     produce(&e, "k", "gate", NULL);
+    gate_entered();
     char expect[4096] = "gate", emitted[4096] = "gate";
     size_t n = strlen(expect), m = strlen(emitted);
     for (int i = 0; i < 100; i++) {
@@ -490,8 +566,11 @@ static void test_retry_and_reject_inside_a_batch(void **state)
     /* reject-0 is the first of the batch after the gate (it has no savepoint of its own). */
     const char *events[] = {"gate",   "reject-0", "a1",    "a2",        "retry-once", "a3", "a4",
                             "reject", "a5",       "ro-a6", "ro-reject", "a7",         NULL};
-    for (size_t i = 0; events[i]; i++)
+    for (size_t i = 0; events[i]; i++) {
         produce(&e, "k", events[i], NULL);
+        if (i == 0)
+            gate_entered();
+    }
     release_and_wait(&e, pl, 12);
 
     /* The failed first try of retry-once and the rejected events left no row; the key's order
@@ -515,8 +594,7 @@ static void test_retry_and_reject_inside_a_batch(void **state)
     /* No savepoints: an event that fails after others in its batch rolls the batch back, and
      * the events before it run again in a transaction without it. The batches after the gate:
      * [reject-0 ...] commits nothing; [a1 a2 retry-once ...] commits a1, a2 on their second run;
-     * [a3 a4 reject ...] a3, a4; [a5 ro-a6 ro-reject a7] a5, ro-a6; a7 alone. (The gate runs
-     * once or twice: reject-0 may have been queued when the worker took the gate.) */
+     * [a3 a4 reject ...] a3, a4; [a5 ro-a6 ro-reject a7] a5, ro-a6; a7 alone. */
     const char *twice[] = {"a1", "a2", "a3", "a4", "a5", "ro-a6", "retry-once", NULL};
     for (size_t i = 0; twice[i]; i++)
         if (runs(twice[i]) != 2)
@@ -540,6 +618,7 @@ static void test_retry_exhausted_inside_a_batch(void **state)
     /* One try allowed: the batch's try is that one. */
     env_start(&e, pl, 8, 1);
     produce(&e, "k", "gate", NULL);
+    gate_entered();
     produce(&e, "k", "b1", NULL);
     produce(&e, "k", "b2", NULL);
     produce(&e, "k", "retry-once-but-only-one-try", NULL);
@@ -578,6 +657,7 @@ static void test_accepts_skips_other_types(void **state)
     int64_t inbox0 =
         dbt_int(c, "SELECT COUNT(*) FROM of_inbox WHERE consumer_group LIKE '%bt5%'", NULL, 0);
     produce_typed(&e, "gate", "keep");
+    gate_entered();
     const char *types[] = {"keep", "drop", NULL, "keep", "drop", "keep.more", "kee", "keep"};
     for (int i = 0; i < 8; i++) {
         char p[16];
@@ -615,6 +695,7 @@ static void test_same_event_twice_in_a_batch(void **state)
     env e;
     env_start(&e, pl, 16, 3);
     produce(&e, "k", "gate", "id-gate");
+    gate_entered();
     produce(&e, "k", "c1", "id-c1");
     produce(&e, "k", "c2", "id-c2");
     produce(&e, "k", "c2", "id-c2"); /* a producer's retry: the same event again */
@@ -654,10 +735,7 @@ static void test_set_discards_calls_after_a_failure(void **state)
     env_start(&e, pl, 16, 3);
     /* The gate alone first, so the six after it are one set. */
     produce(&e, "k", "gate", NULL);
-    pthread_mutex_lock(&g_mu);
-    while (!g_gate_entered)
-        pthread_cond_wait(&g_cv, &g_mu);
-    pthread_mutex_unlock(&g_mu);
+    gate_entered();
     const char *events[] = {"d1", "reject-d", "d2", "two-d3", "retry-once-d", "d4", NULL};
     for (size_t i = 0; events[i]; i++)
         produce(&e, "k", events[i], NULL);
@@ -684,6 +762,44 @@ static void test_set_discards_calls_after_a_failure(void **state)
         fail_msg("d2 ran %d, d4 %d, reject-d %d, retry-once-d %d times (expected 3, 3, 1, 3)",
                  runs("d2"), runs("d4"), runs("reject-d"), runs("retry-once-d"));
     check_sets();
+    env_free(&e);
+}
+
+/* A statement the whole set shares fails because of one event ("clash"): the stage cannot tell
+ * which, and answers for every call. The host must not take call 0's answer as its own: every
+ * event goes alone from its first try, and only the culprit is dead-lettered, even with one try
+ * allowed. */
+static void test_set_statement_failure_blames_no_one(void **state)
+{
+    const char *pl = variant(state, "bt9"); /* no prestate: resets the counts */
+    env e;
+    env_start_with(&e, &bt_shared_desc, pl, 16, 1);
+    produce(&e, "k", "gate", NULL);
+    gate_entered();
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "INSERT INTO bt_writes (id, payload) VALUES (999999, 'held')"));
+    of_db_release(c);
+    const char *events[] = {"e1", "e2", "clash", "e3", "e4", NULL};
+    for (size_t i = 0; events[i]; i++)
+        produce(&e, "k", events[i], NULL);
+    release_and_wait(&e, pl, 6);
+    char got[4096];
+    written(got, sizeof(got));
+    assert_string_equal(got, "gate,held,e1,e2,e3,e4"); /* by id: 999999 moved the counter */
+    joined out;
+    topic_payloads(&e, "out", &out);
+    assert_string_equal(out.buf, "gate,e1,e2,e3,e4");
+    topic_payloads(&e, "in.dlq", &out);
+    assert_string_equal(out.buf, "clash");
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(e.runner, pl, "bt", &st), 0);
+    assert_int_equal(st.processed_ok, 5);
+    assert_int_equal(st.dead_lettered, 1);
+    assert_int_equal(st.retried, 0);
+    if (g_sets == 0 || g_set_max < 2)
+        fail_msg("process_batch ran %d times, largest set %zu", g_sets, g_set_max);
     env_free(&e);
 }
 
@@ -715,8 +831,11 @@ static void test_cache_after_commit(void **state)
         env e;
         env_start(&e, pipelines[b], b == 0 ? 32 : 1, 3);
         const char *events[] = {"gate", "c1", "reject-c", "retry-once-c", "c2", "ro-c3", NULL};
-        for (size_t i = 0; events[i]; i++)
+        for (size_t i = 0; events[i]; i++) {
             produce(&e, "k", events[i], NULL);
+            if (i == 0)
+                gate_entered();
+        }
         release_and_wait(&e, pipelines[b], 6);
         joined out;
         topic_payloads(&e, "in.dlq", &out);
@@ -746,6 +865,7 @@ int main(void)
         cmocka_unit_test_prestate(test_retry_exhausted_inside_a_batch, (void *)&bt_set_desc),
         cmocka_unit_test_prestate(test_same_event_twice_in_a_batch, (void *)&bt_set_desc),
         cmocka_unit_test(test_set_discards_calls_after_a_failure),
+        cmocka_unit_test(test_set_statement_failure_blames_no_one),
         cmocka_unit_test(test_accepts_skips_other_types),
         cmocka_unit_test(test_cache_after_commit),
     };

@@ -165,7 +165,10 @@ typedef of_status (*of_process_fn)(void *instance, of_call *call);
  * call k, the transaction rolls back, calls 0..k-1 come back in a new process_batch (or
  * process() for one) without it, k goes on under the retry policy as if process() had said so,
  * and the calls after k come in a later transaction: a stage may run an event more than once,
- * as after any rollback. Same threading rules as process(). */
+ * as after any rollback. One exception: when the transaction's last statement failed as the
+ * call returns, call k's status is not taken as its own (any event of the set may have caused a
+ * failure of a statement they share): every event from k on is tried alone from its first try,
+ * where the culprit answers for itself. Same threading rules as process(). */
 typedef void (*of_process_batch_fn)(void *instance, of_call *const *calls, size_t n,
                                     of_status *status);
 
