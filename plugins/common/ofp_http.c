@@ -1,4 +1,5 @@
 #include "ofp_http.h"
+#include "ofp_id.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,27 @@ of_status ofp_http_db_failed(const of_host_api *api, of_stage *stage, of_call *c
     api->log(stage, OF_LOG_ERROR, "%s: database error %d (%s)", what, (int)e,
              msg ? msg : "no reason");
     return ofp_internal_error(api, req);
+}
+
+const char *ofp_caller(const of_host_api *api, of_http_request *req, size_t max, int *admin)
+{
+    const of_principal *p = api->http_principal(req);
+    if (!p || !p->subject) {
+        ofp_problem(api, req, 401, "Unauthorized", "this route needs a bearer token");
+        return NULL;
+    }
+    size_t len = strlen(p->subject);
+    if (len > max || !ofp_valid_key(p->subject, len)) {
+        ofp_problem(api, req, 403, "Forbidden",
+                    "the token's subject cannot be a customer (empty, too long or ending in a "
+                    "space)");
+        return NULL;
+    }
+    *admin = 0;
+    for (size_t i = 0; p->roles && p->roles[i]; i++)
+        if (strcmp(p->roles[i], "admin") == 0)
+            *admin = 1;
+    return p->subject;
 }
 
 int ofp_db_row(const of_host_api *api, of_db_rows *rows, of_db_value *v, size_t n)

@@ -30,6 +30,11 @@ json_t *ofp_read_object(const of_host_api *api, of_http_request *req, const char
  * 503), anything else is logged and answered 500. */
 of_status ofp_http_db_failed(const of_host_api *api, of_stage *stage, of_call *call,
                              of_http_request *req, const char *what);
+/* The caller of an `auth: required` route as a customer: the token's subject, and whether it
+ * has the admin role. The subject must be an ofp_valid_key of at most max bytes, since it is the
+ * customer id the plugin's rows are keyed by. NULL when answered (401 without a principal, 403
+ * with a subject that cannot be a customer). The string is the host's, valid for the request. */
+const char *ofp_caller(const of_host_api *api, of_http_request *req, size_t max, int *admin);
 /* The first n columns of the current row (after db_rows_next answered 1) into v; 0, or -1 when
  * one cannot be read. */
 int ofp_db_row(const of_host_api *api, of_db_rows *rows, of_db_value *v, size_t n);

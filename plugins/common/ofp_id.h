@@ -5,6 +5,7 @@
 #define OFP_ID_H
 
 #include <stddef.h>
+#include <string.h>
 
 #define OFP_UUID_LEN 36 /* "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" */
 
@@ -15,5 +16,13 @@ int ofp_uuid(char out[OFP_UUID_LEN + 1]);
 /* Whether s is a UUID in canonical lower-case form (any version): 36 characters, hex digits and
  * dashes at 8, 13, 18 and 23; anything else (upper case, paths, NULL) is refused. */
 int ofp_valid_uuid(const char *s);
+/* Whether s (len bytes) is fit to be a key a plugin both looks up in SQL and matches in C (a
+ * customer id, an order id from an event): not empty, no NUL, no trailing space. The tables'
+ * utf8mb4_bin collation compares with PAD SPACE ('bob ' = 'bob' in SQL), so a key with
+ * trailing spaces names another customer's rows in SQL than in C. */
+static inline int ofp_valid_key(const char *s, size_t len)
+{
+    return s && len > 0 && s[len - 1] != ' ' && !memchr(s, '\0', len);
+}
 
 #endif

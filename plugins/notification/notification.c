@@ -14,6 +14,7 @@
  * registration and the WebSocket routes.
  */
 #include "notification.h"
+#include "ofp_id.h"
 #include "ofp_sql.h"
 
 #include <inttypes.h>
@@ -125,6 +126,11 @@ static of_status ntf_parse(const of_host_api *api, of_call *call, ntf_change *c)
         json_decref(doc);
         api->set_reason(call, "not an order.status_changed {order_id, customer_id, seq, from, to, "
                               "reason, at}");
+        return OF_REJECT;
+    }
+    if (!ofp_valid_key(c->customer, strlen(c->customer))) {
+        json_decref(doc);
+        api->set_reason(call, "customer_id must not end in a space");
         return OF_REJECT;
     }
     c->doc = doc;

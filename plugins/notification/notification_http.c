@@ -30,26 +30,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The caller: the subject and whether it is an admin. NULL when answered (401/403). */
-static const char *caller(ntf *n, of_http_request *req, int *admin)
-{
-    const of_principal *p = n->api->http_principal(req);
-    if (!p || !p->subject) {
-        ofp_problem(n->api, req, 401, "Unauthorized", "this route needs a bearer token");
-        return NULL;
-    }
-    size_t len = strlen(p->subject);
-    if (len == 0 || len > NTF_CUSTOMER_MAX) {
-        ofp_problem(n->api, req, 403, "Forbidden", "the token's subject cannot be a customer");
-        return NULL;
-    }
-    *admin = 0;
-    for (size_t i = 0; p->roles && p->roles[i]; i++)
-        if (strcmp(p->roles[i], "admin") == 0)
-            *admin = 1;
-    return p->subject;
-}
-
 static int text_eq(const of_db_value *v, const char *s)
 {
     return v->type == OF_DB_TEXT && v->len == strlen(s) && memcmp(v->p, s, v->len) == 0;
@@ -62,7 +42,7 @@ static of_status webhooks_create(void *instance, of_call *call, of_http_request 
     ntf *n = instance;
     const of_host_api *api = n->api;
     int admin = 0;
-    const char *customer = caller(n, req, &admin);
+    const char *customer = ofp_caller(n->api, req, NTF_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     static const char *const allowed[] = {"url", "description", NULL};
@@ -155,7 +135,7 @@ static of_status webhooks_list(void *instance, of_call *call, of_http_request *r
     ntf *n = instance;
     const of_host_api *api = n->api;
     int admin = 0;
-    const char *customer = caller(n, req, &admin);
+    const char *customer = ofp_caller(n->api, req, NTF_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     of_db_value c = OF_DB_S(customer);
@@ -199,7 +179,7 @@ static of_status webhooks_delete(void *instance, of_call *call, of_http_request 
     ntf *n = instance;
     const of_host_api *api = n->api;
     int admin = 0;
-    const char *customer = caller(n, req, &admin);
+    const char *customer = ofp_caller(n->api, req, NTF_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     const char *id = api->http_param(req, "id");
@@ -245,7 +225,7 @@ static of_status order_events(void *instance, of_call *call, of_http_request *re
     ntf *n = instance;
     const of_host_api *api = n->api;
     int admin = 0;
-    const char *customer = caller(n, req, &admin);
+    const char *customer = ofp_caller(n->api, req, NTF_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     if (!ws_available(n, req))
@@ -325,7 +305,7 @@ static of_status customer_events(void *instance, of_call *call, of_http_request 
     (void)call;
     ntf *n = instance;
     int admin = 0;
-    const char *customer = caller(n, req, &admin);
+    const char *customer = ofp_caller(n->api, req, NTF_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     if (!ws_available(n, req))

@@ -57,6 +57,14 @@ static const of_migration migrations[] = {
      "  PRIMARY KEY (order_id, seq),\n"
      "  CONSTRAINT order_history_order FOREIGN KEY (order_id) REFERENCES orders (id)\n"
      ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+    /* The next history seq must come from a read that waits for the order's other writers (the
+     * saga on another host, the cancel route): a locking read of the orders row does, while a
+     * MAX(seq) over order_history would either take gap locks that stop the intake's inserts or
+     * read a snapshot older than the row lock. IF NOT EXISTS: a rerun after a failed UPDATE. */
+    {2, "orders.history_seq: the order's last history seq, kept with its status",
+     "ALTER TABLE orders ADD COLUMN IF NOT EXISTS history_seq INT NOT NULL DEFAULT 1;\n"
+     "UPDATE orders o SET history_seq = (SELECT COALESCE(MAX(h.seq), 0) FROM order_history h "
+     "WHERE h.order_id = o.id)"},
     {0, NULL, NULL},
 };
 
@@ -193,28 +201,30 @@ ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char
 {
     const of_host_api *api = o->api;
     of_db_value u[] = {OF_DB_S(to), OF_DB_S(order_id), OF_DB_S(from)};
-    int64_t moved = api->db_exec(
-        call, "UPDATE orders SET status = ?, updated_at = NOW(3) WHERE id = ? AND status = ?", u,
-        3);
+    int64_t moved = api->db_exec(call,
+                                 "UPDATE orders SET status = ?, history_seq = history_seq + 1, "
+                                 "updated_at = NOW(3) WHERE id = ? AND status = ?",
+                                 u, 3);
     if (moved < 0)
         return ORD_TR_DB_ERROR;
     if (moved == 0)
         return ORD_TR_NOT_IN;
-    /* The UPDATE holds the order's row lock: transitions of one order are serialised, so
-     * max(seq) + 1 is free. */
+    /* The UPDATE holds the order's row lock and took the next seq from the latest version of the
+     * row: the read below sees this transaction's own. The history's MAX(seq) is for orders a
+     * host from before migration 2 moved without counting (ORD_HISTORY_MAX_SQL). */
     of_db_value id = OF_DB_S(order_id);
     of_db_rows *rows = api->db_query(call,
-                                     "SELECT o.customer_id, (SELECT COALESCE(MAX(seq), 0) FROM "
-                                     "order_history h WHERE h.order_id = o.id) "
-                                     "FROM orders o WHERE o.id = ?",
+                                     "SELECT o.customer_id, o.history_seq, " ORD_HISTORY_MAX_SQL
+                                     " FROM orders o WHERE o.id = ?",
                                      &id, 1);
     if (!rows)
         return ORD_TR_DB_ERROR;
     char customer[ORD_CUSTOMER_MAX + 1];
-    of_db_value seqv = {0};
+    of_db_value seqv = {0}, maxv = {0};
     int r = api->db_rows_next(rows);
     if (r == 1 && (text_col(api, rows, 0, customer, sizeof(customer)) != 0 ||
-                   api->db_rows_get(rows, 1, &seqv) != 0 || seqv.type != OF_DB_INT))
+                   api->db_rows_get(rows, 1, &seqv) != 0 || seqv.type != OF_DB_INT ||
+                   api->db_rows_get(rows, 2, &maxv) != 0 || maxv.type != OF_DB_INT))
         r = -2;
     api->db_rows_free(rows);
     if (r != 1) {
@@ -222,7 +232,13 @@ ord_tr ord_transition(orders *o, of_call *call, const char *order_id, const char
             api->log(o->stage, OF_LOG_ERROR, "order %s: unexpected row shape", order_id);
         return ORD_TR_DB_ERROR;
     }
-    int64_t seq = seqv.i + 1, at = ord_now_ms();
+    int64_t seq = seqv.i, at = ord_now_ms();
+    if (maxv.i >= seq) {
+        seq = maxv.i + 1;
+        of_db_value f[] = {OF_DB_I(seq), OF_DB_S(order_id)};
+        if (api->db_exec(call, "UPDATE orders SET history_seq = ? WHERE id = ?", f, 2) < 0)
+            return ORD_TR_DB_ERROR;
+    }
     char why[ORD_REASON_MAX + 1];
     ord_cut_reason(reason, why);
     of_db_value h[] = {OF_DB_S(order_id), OF_DB_I(seq), OF_DB_S(from),

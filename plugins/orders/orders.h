@@ -23,6 +23,13 @@
 #define ORD_QTY_MAX       1000 /* quantity of one line */
 #define ORD_STATUS_TTL_MS (24LL * 3600 * 1000)
 
+/* The history's last seq of the order `o`, read without locks, as a column of a SELECT on
+ * `orders o`. orders.history_seq (read under the row lock) is the seq a writer must follow; this
+ * covers a host from before migration 2 that moved an order without counting (a rolling upgrade):
+ * the next seq is past both. */
+#define ORD_HISTORY_MAX_SQL                                                                        \
+    "(SELECT COALESCE(MAX(h.seq), 0) FROM order_history h WHERE h.order_id = o.id)"
+
 typedef struct orders {
     const of_host_api *api;
     of_stage *stage;

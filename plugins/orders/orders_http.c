@@ -31,26 +31,6 @@ static of_status not_found(orders *o, of_http_request *req)
     return ofp_problem(o->api, req, 404, "Not Found", "no such order");
 }
 
-/* The caller: the subject and whether it is an admin. NULL when answered (401/403). */
-static const char *caller(orders *o, of_http_request *req, int *admin)
-{
-    const of_principal *p = o->api->http_principal(req);
-    if (!p || !p->subject) {
-        ofp_problem(o->api, req, 401, "Unauthorized", "this route needs a bearer token");
-        return NULL;
-    }
-    size_t len = strlen(p->subject);
-    if (len == 0 || len > ORD_CUSTOMER_MAX) {
-        ofp_problem(o->api, req, 403, "Forbidden", "the token's subject cannot own orders");
-        return NULL;
-    }
-    *admin = 0;
-    for (size_t i = 0; p->roles && p->roles[i]; i++)
-        if (strcmp(p->roles[i], "admin") == 0)
-            *admin = 1;
-    return p->subject;
-}
-
 /* The {id} path parameter, validated; NULL when answered (404). */
 static const char *path_id(orders *o, of_http_request *req)
 {
@@ -353,9 +333,9 @@ static of_status place_order(orders *o, of_call *call, of_http_request *req, con
                          OF_DB_I(now),
                          OF_DB_I(now)};
     if (api->db_exec(call,
-                     "INSERT INTO orders (id, customer_id, status, total_cents, currency, "
-                     "idempotency_key, created_at, updated_at) VALUES (?, ?, 'PENDING', ?, ?, ?, "
-                     "FROM_UNIXTIME(? / 1000), FROM_UNIXTIME(? / 1000))",
+                     "INSERT INTO orders (id, customer_id, status, history_seq, total_cents, "
+                     "currency, idempotency_key, created_at, updated_at) VALUES (?, ?, "
+                     "'PENDING', 1, ?, ?, ?, FROM_UNIXTIME(? / 1000), FROM_UNIXTIME(? / 1000))",
                      ins, 7) < 0) {
         if (key && api->db_last_error(call, NULL) == OF_DB_ERR_DUPLICATE) {
             /* The key was used before (or by a concurrent request, committed meanwhile, which
@@ -423,7 +403,7 @@ static of_status place(void *instance, of_call *call, of_http_request *req)
 {
     orders *o = instance;
     int admin = 0;
-    const char *customer = caller(o, req, &admin);
+    const char *customer = ofp_caller(o->api, req, ORD_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     const char *key = idempotency_key(o, req);
@@ -499,7 +479,7 @@ static of_status get_order(void *instance, of_call *call, of_http_request *req)
     orders *o = instance;
     const of_host_api *api = o->api;
     int admin = 0;
-    const char *customer = caller(o, req, &admin);
+    const char *customer = ofp_caller(o->api, req, ORD_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     const char *id = path_id(o, req);
@@ -631,7 +611,7 @@ static of_status list_orders(void *instance, of_call *call, of_http_request *req
     orders *o = instance;
     const of_host_api *api = o->api;
     int admin = 0;
-    const char *customer = caller(o, req, &admin);
+    const char *customer = ofp_caller(o->api, req, ORD_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     long limit = 20;
@@ -722,7 +702,7 @@ static of_status cancel_order(void *instance, of_call *call, of_http_request *re
     orders *o = instance;
     const of_host_api *api = o->api;
     int admin = 0;
-    const char *customer = caller(o, req, &admin);
+    const char *customer = ofp_caller(o->api, req, ORD_CUSTOMER_MAX, &admin);
     if (!customer)
         return OF_REJECT;
     const char *id = path_id(o, req);

@@ -20,6 +20,7 @@
  * letter); database outages and deadlocks are retried.
  */
 #include "ofp_http.h"
+#include "ofp_id.h"
 #include "ofp_sql.h"
 #include "orders.h"
 
@@ -148,12 +149,14 @@ static of_status saga_parse(orders *o, of_call *call, saga_ev *e)
     int bad = 0;
     e->reason = opt_string(doc, "reason", &bad);
     e->sku = opt_string(doc, "sku", &bad);
-    if (!json_is_string(idv) || json_string_length(idv) == 0 ||
-        json_string_length(idv) > ORD_EVENT_ID_MAX ||
-        strlen(json_string_value(idv)) != json_string_length(idv)) {
+    /* Not ending in a space: the set's rows are matched to its events by bytes (ofp_valid_key). */
+    if (!json_is_string(idv) || json_string_length(idv) > ORD_EVENT_ID_MAX ||
+        !ofp_valid_key(json_string_value(idv), json_string_length(idv))) {
         json_decref(doc);
-        api->set_reason(call, "%s: order_id must be a string of 1 to %d characters", e->type,
-                        ORD_EVENT_ID_MAX);
+        api->set_reason(call,
+                        "%s: order_id must be a string of 1 to %d characters, not ending "
+                        "in a space",
+                        e->type, ORD_EVENT_ID_MAX);
         return OF_REJECT;
     }
     if (bad) {
@@ -174,21 +177,22 @@ static of_status saga_parse(orders *o, of_call *call, saga_ev *e)
     return OF_OK;
 }
 
-/* Reads and locks the set's orders with their last history seq, in one statement. Only the orders
- * rows are locked (one record lock each): the history is read without locks, because a locking
- * read of it would take gap locks that stop the intake's and the other workers' history inserts
- * and could deadlock them. That read may come from a snapshot older than the row locks, but the
- * only other writer of an order's history is the cancel route, which leaves it CANCELLED, from
- * where the saga appends nothing (and the primary key would refuse a reused seq).
- * 0, -1 (db_last_error says why) or -2 (out of memory). */
+/* Reads and locks the set's orders with their last history seq (orders.history_seq), in one
+ * statement. The seq is on the locked row, not only a MAX over order_history: a locking read
+ * returns the row as its last writer committed it, after waiting for that writer (the saga of
+ * another host holding the order's other topic, the cancel route), where a plain read of the
+ * history can come from a snapshot taken before the wait (at an earlier order of the set) and
+ * reuse a seq. The MAX is there for writers from before migration 2 (ORD_HISTORY_MAX_SQL). Only
+ * the orders rows are locked (one record lock each). 0, -1 (db_last_error says why) or -2 (out of
+ * memory). */
 static int saga_load(saga_set *set, of_call *call)
 {
     const of_host_api *api = set->o->api;
     size_t n = set->n_orders;
     of_db_value *params = calloc(n, sizeof(*params));
-    char *sql = params ? ofp_sql_rows_new("SELECT o.id, o.status, o.customer_id, (SELECT "
-                                          "COALESCE(MAX(h.seq), 0) FROM order_history h WHERE "
-                                          "h.order_id = o.id) FROM orders o WHERE o.id IN (",
+    char *sql = params ? ofp_sql_rows_new("SELECT o.id, o.status, o.customer_id, "
+                                          "GREATEST(o.history_seq, " ORD_HISTORY_MAX_SQL
+                                          ") FROM orders o WHERE o.id IN (",
                                           "?", n, ") FOR UPDATE")
                        : NULL;
     if (!sql) {
@@ -404,24 +408,29 @@ static int saga_write(saga_set *set, of_call *call)
         moved += set->orders[i].moved;
     if (moved == 0)
         return 0;
-    size_t np = 3 * moved > 6 * set->n_hist ? 3 * moved : 6 * set->n_hist;
+    size_t np = 5 * moved > 6 * set->n_hist ? 5 * moved : 6 * set->n_hist;
     of_db_value *p = calloc(np, sizeof(*p));
-    size_t size = 160 + 20 * moved + 60 * set->n_hist;
+    size_t size = 200 + 40 * moved + 60 * set->n_hist;
     char *sql = p ? malloc(size) : NULL;
     if (!sql) {
         free(p);
         return -2;
     }
-    /* UPDATE orders SET status = CASE id WHEN ? THEN ? ... END ... WHERE id IN (?, ...) */
+    /* UPDATE orders SET status = CASE id WHEN ? THEN ? ... END, history_seq = CASE id ... END
+     * ... WHERE id IN (?, ...) */
     size_t len = (size_t)snprintf(sql, size, "UPDATE orders SET status = CASE id");
     size_t k = 0;
-    for (size_t i = 0; i < set->n_orders; i++) {
-        saga_order *so = &set->orders[i];
-        if (!so->moved)
-            continue;
-        len += (size_t)snprintf(sql + len, size - len, " WHEN ? THEN ?");
-        p[k++] = (of_db_value)OF_DB_S(so->id);
-        p[k++] = (of_db_value)OF_DB_S(so->status);
+    for (int col = 0; col < 2; col++) {
+        if (col == 1)
+            len += (size_t)snprintf(sql + len, size - len, " END, history_seq = CASE id");
+        for (size_t i = 0; i < set->n_orders; i++) {
+            saga_order *so = &set->orders[i];
+            if (!so->moved)
+                continue;
+            len += (size_t)snprintf(sql + len, size - len, " WHEN ? THEN ?");
+            p[k++] = (of_db_value)OF_DB_S(so->id);
+            p[k++] = col == 0 ? (of_db_value)OF_DB_S(so->status) : (of_db_value)OF_DB_I(so->seq);
+        }
     }
     len += (size_t)snprintf(sql + len, size - len, " END, updated_at = NOW(3) WHERE id IN (");
     for (size_t i = 0, first = 1; i < set->n_orders; i++) {

@@ -21,6 +21,7 @@
  */
 #include <orderflow/stage.h>
 
+#include "ofp_id.h"
 #include "ofp_sql.h"
 #include "provider.h"
 
@@ -264,8 +265,10 @@ static json_t *read_object(payment *p, of_call *call)
 }
 
 /* A string field of 1..max bytes without NUL; NULL with the reason set. */
+/* A string member of at most max bytes; a key (an id looked up in SQL and matched in C) must be
+ * an ofp_valid_key. */
 static const char *string_field(payment *p, of_call *call, const json_t *doc, const char *name,
-                                size_t max, int required)
+                                size_t max, int required, int key)
 {
     const json_t *v = json_object_get(doc, name);
     if (!v && !required)
@@ -274,6 +277,10 @@ static const char *string_field(payment *p, of_call *call, const json_t *doc, co
         json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v)) {
         p->api->set_reason(call, "malformed event: %s must be a string of %d to %zu characters",
                            name, required ? 1 : 0, max);
+        return NULL;
+    }
+    if (key && !ofp_valid_key(json_string_value(v), json_string_length(v))) {
+        p->api->set_reason(call, "malformed event: %s must not end in a space", name);
         return NULL;
     }
     return json_string_value(v);
@@ -402,10 +409,10 @@ typedef struct pay_res {
 static int reserved_check(payment *p, of_call *call, json_t *doc, pay_res *r)
 {
     const of_host_api *api = p->api;
-    r->order_id = string_field(p, call, doc, "order_id", 64, 1);
+    r->order_id = string_field(p, call, doc, "order_id", 64, 1, 1);
     if (!r->order_id)
         return -1;
-    r->customer_id = string_field(p, call, doc, "customer_id", 255, 1);
+    r->customer_id = string_field(p, call, doc, "customer_id", 255, 1, 0);
     if (!r->customer_id)
         return -1;
     const json_t *total = json_object_get(doc, "total_cents");
@@ -414,7 +421,7 @@ static int reserved_check(payment *p, of_call *call, json_t *doc, pay_res *r)
         return -1;
     }
     r->amount_cents = (int64_t)json_integer_value(total);
-    r->currency = string_field(p, call, doc, "currency", 3, 1);
+    r->currency = string_field(p, call, doc, "currency", 3, 1, 0);
     if (!r->currency)
         return -1;
     const char *c = r->currency;
@@ -653,10 +660,10 @@ static size_t run_reserved(payment *p, of_call *const *calls, pay_res *rs, size_
 static of_status on_refund(payment *p, of_call *call, json_t *doc)
 {
     const of_host_api *api = p->api;
-    const char *order_id = string_field(p, call, doc, "order_id", 64, 1);
+    const char *order_id = string_field(p, call, doc, "order_id", 64, 1, 1);
     if (!order_id)
         return OF_REJECT;
-    const char *reason = string_field(p, call, doc, "reason", PAY_REASON_MAX, 0);
+    const char *reason = string_field(p, call, doc, "reason", PAY_REASON_MAX, 0, 0);
     if (!reason)
         return OF_REJECT;
 

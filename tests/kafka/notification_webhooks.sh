@@ -150,6 +150,8 @@ req DELETE "/api/v1/webhooks/00000000-0000-4000-8000-000000000000" "" "$alice"; 
 req DELETE "/api/v1/webhooks/not-an-id" "" "$alice"; expect 404 "malformed webhook id"
 req POST /api/v1/webhooks "{\"url\":\"$HOOKS/x\"}" ""; expect 401 "register without a token"
 req GET /api/v1/webhooks "" ""; expect 401 "list without a token"
+# "alice " is alice to SQL (PAD SPACE): such a subject is no customer.
+req GET /api/v1/webhooks "" "$(tok "alice " customer)"; expect 403 "a subject ending in a space"
 req DELETE "/api/v1/webhooks/$wa" "" ""; expect 401 "delete without a token"
 bad() { # bad CODE BODY WHAT
   req POST /api/v1/webhooks "$2" "$bob"; expect "$1" "$3"

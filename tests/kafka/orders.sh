@@ -154,6 +154,9 @@ req POST "/api/v1/orders/$k1/cancel" "" "$bob"; expect 404 "bob cancels alice's 
 req GET "/api/v1/orders/00000000-0000-4000-8000-000000000000" "" "$alice"; expect 404 "unknown order"
 req GET "/api/v1/orders/not-an-id" "" "$alice"; expect 404 "malformed id"
 req GET "/api/v1/orders/$o1" "" ""; expect 401 "no token"
+# "alice " is alice to SQL (PAD SPACE): such a subject would read and list her orders.
+req GET "/api/v1/orders/$o1" "" "$(tok "alice " customer)"; expect 403 "a subject ending in a space"
+req GET /api/v1/orders "" "$(tok "alice " customer)"; expect 403 "list as a subject ending in a space"
 req GET "/api/v1/orders/$bob1" "" "$admin"; expect 200 "admin reads bob's order"
 
 # ---- (3) list ----

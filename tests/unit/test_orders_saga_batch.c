@@ -3,8 +3,9 @@
  * five orders and an unknown one, queued before the stage starts so its one worker takes them in
  * sets, two events of one order side by side: every order must end where the saga says, with
  * its history numbered without gaps, one status event per move in order, and the compensations
- * (release, refund) emitted once; a malformed event is dead-lettered, a type the stage does not
- * accept is skipped. The same events one at a time (batch 1) must give the same result. */
+ * (release, refund) emitted once; a malformed event and an order id ending in a space (the same
+ * order to SQL) are dead-lettered, a type the stage does not accept is skipped. The same events one
+ * at a time (batch 1) must give the same result. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tpipe.h"
 
@@ -35,7 +37,7 @@ static of_plugin *plugin;
 static int group_setup(void **state)
 {
     (void)state;
-    pool = dbt_host_schema_pool(4, NULL);
+    pool = dbt_host_schema_pool(6, NULL); /* 2 held by a test */
     if (!pool)
         return -1;
     char err[1024] = "";
@@ -75,11 +77,12 @@ static void reset_orders(void)
     const char *ids[] = {OID("a"), OID("b"), OID("c"), OID("d"), OID("e")};
     for (size_t i = 0; i < 5; i++) {
         const char *status = i == 2 ? "CANCELLED" : "PENDING";
-        of_db_value p[] = {OF_DB_S(ids[i]), OF_DB_S(status)};
+        of_db_value p[] = {OF_DB_S(ids[i]), OF_DB_S(status), OF_DB_I(i == 2 ? 2 : 1)};
         assert_int_equal(of_db_exec(c,
-                                    "INSERT INTO orders (id, customer_id, status, total_cents, "
-                                    "currency) VALUES (?, 'cust-1', ?, 1000, 'EUR')",
-                                    p, 2),
+                                    "INSERT INTO orders (id, customer_id, status, history_seq, "
+                                    "total_cents, currency) VALUES (?, 'cust-1', ?, ?, 1000, "
+                                    "'EUR')",
+                                    p, 3),
                          1);
         assert_int_equal(of_db_exec(c,
                                     "INSERT INTO order_history (order_id, seq, from_status, "
@@ -181,16 +184,74 @@ static void state(joined *j)
     of_db_release(c);
 }
 
+typedef struct env {
+    of_bus *bus;
+    of_metrics *metrics;
+    of_runner *runner;
+    tpipe t;
+} env;
+
+/* A memory bus with the input topic, for the events to queue up before the stage starts. */
+static void env_bus(env *e)
+{
+    e->bus = of_membus_new();
+    e->metrics = of_metrics_new();
+    assert_non_null(e->bus);
+    assert_non_null(e->metrics);
+    of_membus_set_retain(e->bus, 1);
+    char err[512] = "";
+    assert_int_equal(e->bus->ops->ensure_topic(e->bus, "in", 1, 1, err, sizeof(err)), 0);
+}
+
+/* The orders stage on it (one worker, one try per event). */
+static void env_start(env *e, const char *pipeline, int batch)
+{
+    char err[512] = "";
+    e->runner = of_runner_new(e->bus, e->metrics);
+    assert_non_null(e->runner);
+    of_runner_set_db(e->runner, pool);
+    tp_init(&e->t, pipeline);
+    const char *topics[] = {"in", "placed", "status", "inventory", "payment", "in.dlq"};
+    for (size_t i = 0; i < 6; i++)
+        tp_topic(&e->t, topics[i], 1);
+    of_stage_def *d = tp_stage(&e->t, "orders", plugin->desc, "in", "in.dlq");
+    for (size_t i = 1; i < 5; i++)
+        tp_map(d, topics[i], topics[i]);
+    d->batch = batch;
+    d->retry.max_attempts = 1;
+    if (of_runner_add_pipeline(e->runner, &e->t.p, err, sizeof(err)) != 0)
+        fail_msg("add_pipeline: %s", err);
+    if (of_runner_start(e->runner, err, sizeof(err)) != 0)
+        fail_msg("start: %s", err);
+}
+
+static void env_free(env *e)
+{
+    of_runner_free(e->runner);
+    e->bus->ops->destroy(e->bus);
+    of_metrics_free(e->metrics);
+}
+
+static void wait_idle(env *e)
+{
+    if (!of_membus_wait_idle(e->bus, 30000))
+        fail_msg("the bus did not become idle within 30 s");
+}
+
+static const struct of_histogram *tx_events(env *e, const char *pipeline)
+{
+    const struct of_histogram *h =
+        of_metrics_find_histogram(e->metrics, "stage_transaction_events", pipeline, "orders");
+    assert_non_null(h);
+    return h;
+}
+
 static void run_saga(const char *pipeline, int batch)
 {
     reset_orders();
-    of_bus *bus = of_membus_new();
-    of_metrics *metrics = of_metrics_new();
-    assert_non_null(bus);
-    assert_non_null(metrics);
-    of_membus_set_retain(bus, 1);
-    char err[512] = "";
-    assert_int_equal(bus->ops->ensure_topic(bus, "in", 1, 1, err, sizeof(err)), 0);
+    env e;
+    env_bus(&e);
+    of_bus *bus = e.bus;
 
     /* One key for all: one worker, this order. */
     const char *k = "k";
@@ -207,29 +268,13 @@ static void run_saga(const char *pipeline, int batch)
     produce(bus, k, "payment.declined", "{\"order_id\":\"" OID("d") "\",\"reason\":\"card\"}");
     produce(bus, k, "inventory.rejected",
             "{\"order_id\":\"" OID("e") "\",\"reason\":\"out of stock\",\"sku\":\"X-1\"}");
-    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("f") "\"}"); /* unknown */
-    produce(bus, k, "payment.captured", "{\"order_id\":5}");                  /* malformed */
-    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("a") "\"}"); /* late repeat */
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("f") "\"}");  /* unknown */
+    produce(bus, k, "payment.captured", "{\"order_id\":5}");                   /* malformed */
+    produce(bus, k, "inventory.rejected", "{\"order_id\":\"" OID("a") " \"}"); /* A to SQL */
+    produce(bus, k, "inventory.reserved", "{\"order_id\":\"" OID("a") "\"}");  /* late repeat */
 
-    of_runner *runner = of_runner_new(bus, metrics);
-    assert_non_null(runner);
-    of_runner_set_db(runner, pool);
-    tpipe t;
-    tp_init(&t, pipeline);
-    const char *topics[] = {"in", "placed", "status", "inventory", "payment", "in.dlq"};
-    for (size_t i = 0; i < 6; i++)
-        tp_topic(&t, topics[i], 1);
-    of_stage_def *d = tp_stage(&t, "orders", plugin->desc, "in", "in.dlq");
-    for (size_t i = 1; i < 5; i++)
-        tp_map(d, topics[i], topics[i]);
-    d->batch = batch;
-    d->retry.max_attempts = 1;
-    if (of_runner_add_pipeline(runner, &t.p, err, sizeof(err)) != 0)
-        fail_msg("add_pipeline: %s", err);
-    if (of_runner_start(runner, err, sizeof(err)) != 0)
-        fail_msg("start: %s", err);
-    if (!of_membus_wait_idle(bus, 30000))
-        fail_msg("the bus did not become idle within 30 s");
+    env_start(&e, pipeline, batch);
+    wait_idle(&e);
 
     joined j;
     state(&j);
@@ -252,24 +297,20 @@ static void run_saga(const char *pipeline, int batch)
     topic(bus, "payment", &j);
     assert_string_equal(j.buf, "c:payment.refund");
     topic(bus, "in.dlq", &j);
-    assert_string_equal(j.buf, "?:payment.captured");
+    assert_string_equal(j.buf, "?:payment.captured, :inventory.rejected");
 
     of_stage_stats st;
-    assert_int_equal(of_runner_stage_stats(runner, pipeline, "orders", &st), 0);
+    assert_int_equal(of_runner_stage_stats(e.runner, pipeline, "orders", &st), 0);
     assert_int_equal(st.processed_ok, 11);
     assert_int_equal(st.skipped, 1);
-    assert_int_equal(st.dead_lettered, 1);
-    const struct of_histogram *h =
-        of_metrics_find_histogram(metrics, "stage_transaction_events", pipeline, "orders");
-    assert_non_null(h);
+    assert_int_equal(st.dead_lettered, 2);
+    const struct of_histogram *h = tx_events(&e, pipeline);
     assert_int_equal(h->sum_micro, 11 * 1000000ULL);
     print_message("batch %d: %llu transactions for 11 events\n", batch,
                   (unsigned long long)h->count);
     if (batch > 1 && h->count > 6)
         fail_msg("%llu transactions for 11 events: no sets", (unsigned long long)h->count);
-    of_runner_free(runner);
-    bus->ops->destroy(bus);
-    of_metrics_free(metrics);
+    env_free(&e);
 }
 
 static void test_saga_in_sets(void **state)
@@ -284,11 +325,121 @@ static void test_saga_one_by_one(void **state)
     run_saga("os1", 1);
 }
 
+/* Another writer of an order (the saga of another host, holding the order's other topic) moves
+ * B while this stage's set waits for B's row lock, after it has read and locked A: the set must
+ * number B's next history row after the other writer's, in the same transaction (no failed
+ * statement, after which each event would go alone). D's row, held a little longer than the
+ * stage needs to start, keeps its worker busy until A and B are queued behind it, so they come
+ * in one set (with D or after it). */
+static void test_seq_read_under_the_lock(void **unused)
+{
+    (void)unused;
+    reset_orders();
+    env e;
+    env_bus(&e);
+    produce(e.bus, "k", "inventory.reserved", "{\"order_id\":\"" OID("d") "\"}");
+    produce(e.bus, "k", "inventory.reserved", "{\"order_id\":\"" OID("a") "\"}");
+    produce(e.bus, "k", "payment.captured", "{\"order_id\":\"" OID("b") "\",\"payment_id\":8}");
+    char err[256];
+    of_db_conn *hold_d = of_db_acquire(pool, err, sizeof(err));
+    of_db_conn *other = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(hold_d);
+    assert_non_null(other);
+    DBT_OK(hold_d, of_db_exec_text(hold_d, "START TRANSACTION"));
+    DBT_OK(hold_d, of_db_exec_text(hold_d, "SELECT id FROM orders WHERE id = '" OID("d") "' FOR "
+                                                                                         "UPDATE"));
+    DBT_OK(other, of_db_exec_text(other, "START TRANSACTION"));
+    DBT_OK(other, of_db_exec_text(other, "UPDATE orders SET status = 'RESERVED', history_seq = 2 "
+                                         "WHERE id = '" OID("b") "'"));
+    DBT_OK(other, of_db_exec_text(other, "INSERT INTO order_history (order_id, seq, from_status, "
+                                         "to_status, reason) VALUES ('" OID(
+                                             "b") "', 2, "
+                                                  "'PENDING', 'RESERVED', 'elsewhere')"));
+    env_start(&e, "osl", 32);
+    struct timespec pause = {0, 400 * 1000000L};
+    nanosleep(&pause, NULL); /* the worker waits for D, A and B queue up */
+    DBT_OK(hold_d, of_db_exec_text(hold_d, "COMMIT"));
+    nanosleep(&pause, NULL); /* the set has locked A and waits for B */
+    DBT_OK(other, of_db_exec_text(other, "COMMIT"));
+    of_db_release(hold_d);
+    of_db_release(other);
+    wait_idle(&e);
+
+    joined j;
+    state(&j);
+    assert_string_equal(j.buf, "a=RESERVED,1:PENDING/placed,2:RESERVED/stock reserved,"
+                               "b=CONFIRMED,1:PENDING/placed,2:RESERVED/elsewhere,"
+                               "3:PAID/payment captured (payment 8),4:CONFIRMED/order confirmed,"
+                               "c=CANCELLED,1:PENDING/placed,2:CANCELLED/cancelled by the customer,"
+                               "d=RESERVED,1:PENDING/placed,2:RESERVED/stock reserved,"
+                               "e=PENDING,1:PENDING/placed");
+    topic(e.bus, "status", &j);
+    assert_string_equal(j.buf, "d:2:PENDING>RESERVED,a:2:PENDING>RESERVED,b:3:RESERVED>PAID,"
+                               "b:4:PAID>CONFIRMED");
+    topic(e.bus, "in.dlq", &j);
+    assert_string_equal(j.buf, "");
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(e.runner, "osl", "orders", &st), 0);
+    assert_int_equal(st.processed_ok, 3);
+    assert_int_equal(st.dead_lettered, 0);
+    /* Each event ran once ([D A B], or D then [A B]): a failed set would have run them again. */
+    const struct of_histogram *runs =
+        of_metrics_find_histogram(e.metrics, "stage_processing_seconds", "osl", "orders");
+    assert_non_null(runs);
+    assert_int_equal(runs->count, 3);
+    assert_int_equal(tx_events(&e, "osl")->sum_micro, 3 * 1000000ULL);
+    env_free(&e);
+}
+
+/* A statement of the set fails because of one of its orders (B's history rows are refused by a
+ * trigger): only B's event is dead-lettered (alone, where it fails again); A's and D's go through,
+ * though A came first in the set and there is one try. D has a history row that a host from
+ * before migration 2 appended without counting it in orders.history_seq: D's move follows it. */
+static void test_set_failure_rejects_only_the_culprit(void **state)
+{
+    (void)state;
+    reset_orders();
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(
+                  c, "INSERT INTO order_history (order_id, seq, from_status, "
+                     "to_status, reason) VALUES ('" OID("d") "', 2, 'PENDING', "
+                                                             "'PENDING', 'an older host')"));
+    DBT_OK(c, of_db_exec_text(
+                  c, "CREATE TRIGGER osf_refuse BEFORE INSERT ON order_history FOR "
+                     "EACH ROW BEGIN IF NEW.order_id = '" OID(
+                         "b") "' THEN SIGNAL "
+                              "SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'; END "
+                              "IF; END"));
+    env e;
+    env_bus(&e);
+    produce(e.bus, "k", "inventory.reserved", "{\"order_id\":\"" OID("a") "\"}");
+    produce(e.bus, "k", "inventory.reserved", "{\"order_id\":\"" OID("b") "\"}");
+    produce(e.bus, "k", "inventory.reserved", "{\"order_id\":\"" OID("d") "\"}");
+    env_start(&e, "osf", 32);
+    wait_idle(&e);
+    DBT_OK(c, of_db_exec_text(c, "DROP TRIGGER osf_refuse"));
+    of_db_release(c);
+    joined j;
+    topic(e.bus, "in.dlq", &j);
+    assert_string_equal(j.buf, "b:inventory.reserved");
+    topic(e.bus, "status", &j);
+    assert_string_equal(j.buf, "a:2:PENDING>RESERVED,d:3:PENDING>RESERVED");
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(e.runner, "osf", "orders", &st), 0);
+    assert_int_equal(st.processed_ok, 2);
+    assert_int_equal(st.dead_lettered, 1);
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_saga_in_sets),
         cmocka_unit_test(test_saga_one_by_one),
+        cmocka_unit_test(test_seq_read_under_the_lock),
+        cmocka_unit_test(test_set_failure_rejects_only_the_culprit),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -150,6 +150,7 @@ static void run_set(const char *pipeline, int batch)
     reserved(bus, "A", 1000, "EUR"); /* A again, in the same set: not charged twice */
     produce(bus, "inventory.released", "{\"order_id\":\"A\"}"); /* not accepted: skipped */
     reserved(bus, "C", 500, "EUR");                             /* charged before */
+    reserved(bus, "C ", 500, "EUR"); /* SQL takes it for C (PAD SPACE): refused as malformed */
     produce(bus, "payment.refund", "{\"order_id\":\"A\",\"reason\":\"cancelled\"}");
     reserved(bus, "D", 2000, "EUR");
     reserved(bus, "X", 2000, "eur"); /* malformed */
@@ -193,7 +194,7 @@ static void run_set(const char *pipeline, int batch)
     assert_string_equal(j.buf, expect);
     memset(&j, 0, sizeof(j));
     of_membus_read_topic(bus, "in.dlq", event_cb, &j);
-    assert_string_equal(j.buf, "X:inventory.reserved");
+    assert_string_equal(j.buf, "C :inventory.reserved,X:inventory.reserved");
     c = of_db_acquire(pool, err, sizeof(err));
     assert_non_null(c);
     assert_int_equal(dbt_int(c, "SELECT COUNT(*) FROM payments", NULL, 0), 5);
@@ -213,7 +214,8 @@ static void run_set(const char *pipeline, int batch)
     assert_int_equal(of_runner_stage_stats(runner, pipeline, "payment", &st), 0);
     assert_int_equal(st.processed_ok, 8);
     assert_int_equal(st.skipped, 1);
-    assert_int_equal(st.dead_lettered, 1);
+    assert_int_equal(st.rejected, 2); /* "C " and X, not retried */
+    assert_int_equal(st.dead_lettered, 2);
     const struct of_histogram *h =
         of_metrics_find_histogram(metrics, "stage_transaction_events", pipeline, "payment");
     assert_non_null(h);
