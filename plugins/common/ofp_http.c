@@ -99,6 +99,27 @@ of_status ofp_event_db_failed(const of_host_api *api, of_stage *stage, of_call *
     return OF_REJECT;
 }
 
+void ofp_events_db_failed(const of_host_api *api, of_stage *stage, of_call *const *calls, size_t n,
+                          of_status *status, const char *what)
+{
+    if (n == 1) {
+        status[0] = ofp_event_db_failed(api, stage, calls[0], what);
+        return;
+    }
+    const char *msg = NULL;
+    of_db_error e = api->db_last_error(calls[0], &msg);
+    of_status st = e == OF_DB_ERR_TRANSIENT || e == OF_DB_ERR_UNAVAILABLE ? OF_RETRY : OF_REJECT;
+    /* Not an error yet: the host tries each event alone, and the one that causes it is
+     * rejected (and logged) by itself. */
+    if (st == OF_REJECT)
+        api->log(stage, OF_LOG_WARN, "%s, for a set of %zu events: %s", what, n,
+                 msg ? msg : "database error");
+    for (size_t i = 0; i < n; i++) {
+        api->set_reason(calls[i], "%s: %s", what, msg ? msg : "database error");
+        status[i] = st;
+    }
+}
+
 void ofp_shown(const char *s, size_t len, char *out, size_t size)
 {
     size_t o = 0;

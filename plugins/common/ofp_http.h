@@ -30,6 +30,12 @@ json_t *ofp_read_object(const of_host_api *api, of_http_request *req, const char
  * 503), anything else is logged and answered 500. */
 of_status ofp_http_db_failed(const of_host_api *api, of_stage *stage, of_call *call,
                              of_http_request *req, const char *what);
+/* The same for a statement the n calls of a set (process_batch) share: every call gets the reason
+ * and the status (they share the transaction, and so its error). With n > 1 a non-transient
+ * error is logged once as a warning: the host tries each event alone (docs/sdk.md, section 13),
+ * where the culprit is rejected and logged by ofp_event_db_failed. */
+void ofp_events_db_failed(const of_host_api *api, of_stage *stage, of_call *const *calls, size_t n,
+                          of_status *status, const char *what);
 /* The caller of an `auth: required` route as a customer: the token's subject, and whether it
  * has the admin role. The subject must be an ofp_valid_key of at most max bytes, since it is the
  * customer id the plugin's rows are keyed by. NULL when answered (401 without a principal, 403

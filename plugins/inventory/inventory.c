@@ -17,7 +17,8 @@
  * (`... WHERE sku = ? AND available >= ?`), in SKU order so that two orders never lock the same
  * rows in opposite orders; when a line cannot be reserved, the lines this try already reserved
  * are given back in the same transaction before the rejection is emitted, so the commit that
- * follows OF_OK leaves stock as it was.
+ * follows OF_OK leaves stock as it was. A batch's consecutive order.placed are reserved together
+ * (process_batch, "order.placed in sets" below) with the same result.
  *
  * The admin routes (create_product, set_stock, list_products, get_product) are in
  * inventory_http.c.
@@ -281,28 +282,60 @@ static int ignore_known(inventory *inv, of_call *call, const order *o, of_status
     return known;
 }
 
-/* The order's reservation rows in one INSERT (the placeholders are built from the line count,
- * never from input). 0, or -1 (db_last_error says why). */
-static int record_reservations(inventory *inv, of_call *call, const order *o)
+/* The reservation rows of the orders os[0..n) in multi-row INSERTs of at most INV_ROWS_PER_INSERT
+ * rows (the placeholders are built from the line count, never from input). 0, -1 (db_last_error
+ * says why) or -2 (out of memory, the reason set). */
+#define INV_ROWS_PER_INSERT 500
+static int record_reservations(inventory *inv, of_call *call, const order *const *os, size_t n)
 {
-    static const char head[] = "INSERT INTO reservations (order_id, sku, quantity, state) VALUES ";
-    static const char row[] = "(?, ?, ?, 'RESERVED')";
-    char sql[sizeof(head) + INV_LINES_LIMIT * (sizeof(row) + 2)];
-    size_t n = o->n_lines;
-    of_db_value *p = calloc(3 * n, sizeof(*p));
-    if (!p || ofp_sql_rows(sql, sizeof(sql), head, row, n, "") == 0) {
-        free(p);
+    of_db_value *p = calloc(3 * INV_ROWS_PER_INSERT, sizeof(*p));
+    if (!p) {
         inv->api->set_reason(call, "out of memory");
-        return -1;
+        return -2;
     }
-    for (size_t i = 0; i < n; i++) {
-        p[3 * i] = OF_DB_S(o->id);
-        p[3 * i + 1] = OF_DB_S(o->lines[i].sku);
-        p[3 * i + 2] = OF_DB_I(o->lines[i].quantity);
+    int rc = 0;
+    size_t rows = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        for (size_t l = 0; rc == 0 && l < os[i]->n_lines; l++) {
+            p[3 * rows] = OF_DB_S(os[i]->id);
+            p[3 * rows + 1] = OF_DB_S(os[i]->lines[l].sku);
+            p[3 * rows + 2] = OF_DB_I(os[i]->lines[l].quantity);
+            rows++;
+            int last = i + 1 == n && l + 1 == os[i]->n_lines;
+            if (rows < INV_ROWS_PER_INSERT && !last)
+                continue;
+            char *sql = ofp_sql_rows_new(
+                "INSERT INTO reservations (order_id, sku, quantity, state) VALUES ",
+                "(?, ?, ?, 'RESERVED')", rows, "");
+            if (!sql) {
+                inv->api->set_reason(call, "out of memory");
+                rc = -2;
+            } else if (inv->api->db_exec(call, sql, p, 3 * rows) < 0) {
+                rc = -1;
+            }
+            free(sql);
+            rows = 0;
+        }
     }
-    int rc = inv->api->db_exec(call, sql, p, 3 * n) < 0 ? -1 : 0;
     free(p);
     return rc;
+}
+
+/* inventory.reserved for o, whose lines are reserved and recorded. */
+static of_status emit_reserved(inventory *inv, of_call *call, const order *o)
+{
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < o->n_lines; i++)
+        json_array_append_new(items, json_pack("{s:s, s:I}", "sku", o->lines[i].sku, "quantity",
+                                               (json_int_t)o->lines[i].quantity));
+    json_t *doc = items ? json_pack("{s:s, s:O, s:I, s:s, s:o}", "order_id", o->id, "customer_id",
+                                    o->customer_id, "total_cents", (json_int_t)o->total_cents,
+                                    "currency", o->currency, "items", items)
+                        : NULL;
+    of_status st = emit_event(inv, call, "inventory.reserved", o->id, doc);
+    if (st == OF_OK)
+        inv->api->counter_add(inv->reserved, 1);
+    return st;
 }
 
 /* Reserves every line of o or none. */
@@ -357,7 +390,10 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
             return st;
         return emit_rejected(inv, call, o->id, reason, o->lines[done].sku);
     }
-    if (record_reservations(inv, call, o) != 0) {
+    int rec = record_reservations(inv, call, &o, 1);
+    if (rec == -2)
+        return OF_RETRY;
+    if (rec != 0) {
         const char *msg = NULL;
         if (api->db_last_error(call, &msg) == OF_DB_ERR_DUPLICATE) {
             /* Reserved before, or by a concurrent try: the next try looks and skips. */
@@ -366,18 +402,7 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
         }
         return ofp_event_db_failed(inv->api, inv->stage, call, "recording a reservation");
     }
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < o->n_lines; i++)
-        json_array_append_new(items, json_pack("{s:s, s:I}", "sku", o->lines[i].sku, "quantity",
-                                               (json_int_t)o->lines[i].quantity));
-    json_t *doc = items ? json_pack("{s:s, s:O, s:I, s:s, s:o}", "order_id", o->id, "customer_id",
-                                    o->customer_id, "total_cents", (json_int_t)o->total_cents,
-                                    "currency", o->currency, "items", items)
-                        : NULL;
-    st = emit_event(inv, call, "inventory.reserved", o->id, doc);
-    if (st == OF_OK)
-        api->counter_add(inv->reserved, 1);
-    return st;
+    return emit_reserved(inv, call, o);
 }
 
 /* The order id to answer an invalid order with: the payload's when usable, else the key. */
@@ -485,6 +510,292 @@ static of_status on_command(inventory *inv, of_call *call, json_t *doc, int comm
     return settle(inv, call, json_string_value(id), commit);
 }
 
+/* ---- order.placed in sets (process_batch) ------------------------------------------------------
+ *
+ * A run of valid order.placed events of one transaction is reserved with three statements however
+ * many orders it has: one SELECT ... FOR UPDATE reads and locks the stock of every SKU the run
+ * names (in SKU order, the order the lone path locks them in), each order is then reserved all or
+ * nothing in memory, in the run's order (two orders of one run for a scarce SKU: the first gets
+ * it, as one after the other), one UPDATE takes what the run reserved from every SKU, and one
+ * INSERT records the reservation rows. The other events of a set (commands, invalid orders) go
+ * through process() between the runs, in their place. */
+
+#define INV_RUN_LINES 2000 /* most order lines in one run (one order may have more) */
+
+/* A valid order.placed of a set, parsed; doc owns the strings. */
+typedef struct placed {
+    json_t *doc;
+    order o;
+    int reserved; /* 1 reserved, 0 not (fail_line says which line) */
+    size_t fail_line;
+    int no_stock_row; /* the failed line's SKU has no stock row (unknown, most likely) */
+} placed;
+
+/* One SKU of a run: its stock as read (locked) and what the run takes from it. */
+typedef struct run_sku {
+    const char *sku;
+    int found;
+    int64_t available, taken;
+} run_sku;
+
+static int run_sku_cmp(const void *a, const void *b)
+{
+    return strcmp(((const run_sku *)a)->sku, ((const run_sku *)b)->sku);
+}
+
+static run_sku *run_sku_find(run_sku *skus, size_t n, const char *sku)
+{
+    run_sku key = {.sku = sku};
+    return bsearch(&key, skus, n, sizeof(*skus), run_sku_cmp);
+}
+
+/* The call's event as a valid order.placed on its first try: 1 (filled, doc owned by pl), 0 (any
+ * other event, which process() handles) or -1 (out of memory). */
+static int placed_parse(inventory *inv, of_call *call, placed *pl)
+{
+    const of_host_api *api = inv->api;
+    size_t tlen = 0, plen = 0;
+    const char *type = api->event_header(call, "ce_type", &tlen);
+    if (!type || tlen != strlen("order.placed") || memcmp(type, "order.placed", tlen) != 0 ||
+        api->event_attempt(call) > 1)
+        return 0;
+    const char *payload = api->event_payload(call, &plen);
+    json_t *doc = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, NULL);
+    char why[256];
+    memset(pl, 0, sizeof(*pl));
+    int rc = doc ? parse_order(inv, doc, &pl->o, why, sizeof(why)) : -1;
+    if (rc != 0) {
+        free(pl->o.lines);
+        json_decref(doc);
+        memset(pl, 0, sizeof(*pl));
+        return rc == -2 ? -1 : 0;
+    }
+    pl->doc = doc;
+    return 1;
+}
+
+/* Reads and locks the run's SKUs (skus sorted, distinct). 0, or -1 (db_last_error says why) or
+ * -2 (out of memory). */
+static int run_read_stock(inventory *inv, of_call *call, run_sku *skus, size_t n)
+{
+    of_db_value *p = calloc(n, sizeof(*p));
+    char *sql = p ? ofp_sql_rows_new("SELECT sku, available FROM stock WHERE sku IN (", "?", n,
+                                     ") ORDER BY sku FOR UPDATE")
+                  : NULL;
+    if (!sql) {
+        free(p);
+        return -2;
+    }
+    for (size_t i = 0; i < n; i++)
+        p[i] = (of_db_value)OF_DB_S(skus[i].sku);
+    of_db_rows *rows = inv->api->db_query(call, sql, p, n);
+    free(sql);
+    free(p);
+    if (!rows)
+        return -1;
+    int r;
+    while ((r = inv->api->db_rows_next(rows)) == 1) {
+        of_db_value v[2];
+        if (ofp_db_row(inv->api, rows, v, 2) != 0 || v[0].type != OF_DB_TEXT ||
+            v[0].len > INV_SKU_MAX || v[1].type != OF_DB_INT) {
+            inv->api->log(inv->stage, OF_LOG_ERROR, "inventory: unexpected stock row shape");
+            r = -1;
+            break;
+        }
+        char sku[INV_SKU_MAX + 1];
+        memcpy(sku, v[0].p, v[0].len);
+        sku[v[0].len] = '\0';
+        run_sku *k = run_sku_find(skus, n, sku);
+        if (k) {
+            k->found = 1;
+            k->available = v[1].i;
+        }
+    }
+    inv->api->db_rows_free(rows);
+    return r < 0 ? -1 : 0;
+}
+
+/* Takes what the run reserved from every SKU it touched, in one UPDATE. 0, -1 or -2. */
+static int run_take_stock(inventory *inv, of_call *call, const run_sku *skus, size_t n)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += skus[i].taken > 0;
+    if (m == 0)
+        return 0;
+    of_db_value *p = calloc(5 * m, sizeof(*p));
+    size_t size = 160 + 40 * m;
+    char *sql = p ? malloc(size) : NULL;
+    if (!sql) {
+        free(p);
+        return -2;
+    }
+    /* available = available - CASE sku ... END, reserved = reserved + CASE sku ... END */
+    size_t len = 0, k = 0;
+    for (int col = 0; col < 2; col++) {
+        len += (size_t)snprintf(sql + len, size - len, "%s",
+                                col == 0 ? "UPDATE stock SET available = available - CASE sku"
+                                         : " END, reserved = reserved + CASE sku");
+        for (size_t i = 0; i < n; i++) {
+            if (skus[i].taken <= 0)
+                continue;
+            len += (size_t)snprintf(sql + len, size - len, " WHEN ? THEN ?");
+            p[k++] = (of_db_value)OF_DB_S(skus[i].sku);
+            p[k++] = (of_db_value)OF_DB_I(skus[i].taken);
+        }
+    }
+    len += (size_t)snprintf(sql + len, size - len, " END WHERE sku IN (");
+    for (size_t i = 0, first = 1; i < n; i++) {
+        if (skus[i].taken <= 0)
+            continue;
+        len += (size_t)snprintf(sql + len, size - len, first ? "?" : ", ?");
+        p[k++] = (of_db_value)OF_DB_S(skus[i].sku);
+        first = 0;
+    }
+    snprintf(sql + len, size - len, ")");
+    int64_t changed = inv->api->db_exec(call, sql, p, k);
+    free(sql);
+    free(p);
+    return changed < 0 ? -1 : 0;
+}
+
+/* Reserves the run of placed orders pl[0..n) (n >= 2, each on its first try) and answers each in
+ * status. Returns how many went through from the front. */
+static size_t reserve_run(inventory *inv, of_call *const *calls, placed *pl, size_t n,
+                          of_status *status)
+{
+    const of_host_api *api = inv->api;
+    size_t n_lines = 0;
+    for (size_t i = 0; i < n; i++)
+        n_lines += pl[i].o.n_lines;
+    run_sku *skus = calloc(n_lines, sizeof(*skus));
+    const order **done = calloc(n, sizeof(*done));
+    int rc = skus && done ? 0 : -2;
+    size_t n_skus = 0, n_done = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        for (size_t l = 0; l < pl[i].o.n_lines; l++)
+            skus[n_skus++].sku = pl[i].o.lines[l].sku;
+    if (rc == 0) {
+        qsort(skus, n_skus, sizeof(*skus), run_sku_cmp);
+        size_t u = 0;
+        for (size_t i = 0; i < n_skus; i++)
+            if (u == 0 || strcmp(skus[u - 1].sku, skus[i].sku) != 0)
+                skus[u++] = skus[i];
+        n_skus = u;
+        rc = run_read_stock(inv, calls[0], skus, n_skus);
+    }
+    /* All or nothing per order, in the run's order, against what is left. */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const order *o = &pl[i].o;
+        size_t l = 0;
+        for (; l < o->n_lines; l++) {
+            const run_sku *k = run_sku_find(skus, n_skus, o->lines[l].sku);
+            if (!k->found || k->available - k->taken < o->lines[l].quantity)
+                break;
+        }
+        pl[i].reserved = l == o->n_lines;
+        pl[i].fail_line = l;
+        pl[i].no_stock_row = !pl[i].reserved && !run_sku_find(skus, n_skus, o->lines[l].sku)->found;
+        if (!pl[i].reserved)
+            continue;
+        for (l = 0; l < o->n_lines; l++)
+            run_sku_find(skus, n_skus, o->lines[l].sku)->taken += o->lines[l].quantity;
+        done[n_done++] = o;
+    }
+    if (rc == 0)
+        rc = run_take_stock(inv, calls[0], skus, n_skus);
+    if (rc == 0 && n_done > 0)
+        rc = record_reservations(inv, calls[0], done, n_done);
+    free(skus);
+    free(done);
+    if (rc != 0) {
+        /* None of it goes through (the calls share the transaction, and so its error: the host
+         * then tries each event alone, where a second order.placed of a reserved order is
+         * found). */
+        if (rc == -1) {
+            ofp_events_db_failed(api, inv->stage, calls, n, status, "reserving stock");
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                api->set_reason(calls[i], "out of memory");
+                status[i] = OF_RETRY;
+            }
+        }
+        return 0;
+    }
+    size_t i = 0;
+    for (; i < n; i++) {
+        placed *p = &pl[i];
+        if (p->reserved) {
+            status[i] = emit_reserved(inv, calls[i], &p->o);
+        } else if (ignore_known(inv, calls[i], &p->o, &status[i]) == 0) {
+            /* Not for an order reserved before (its stock may be gone since). */
+            const order_line *l = &p->o.lines[p->fail_line];
+            const char *reason = "insufficient stock";
+            status[i] = p->no_stock_row ? unreservable_reason(inv, calls[i], l, &reason) : OF_OK;
+            if (status[i] == OF_OK)
+                status[i] = emit_rejected(inv, calls[i], p->o.id, reason, l->sku);
+        }
+        if (status[i] != OF_OK)
+            break;
+    }
+    return i;
+}
+
+static of_status inventory_process(void *instance, of_call *call);
+
+/* A set of events in one transaction (ABI 1.5): runs of order.placed reserved together
+ * (reserve_run), the other events through process() in their place. Stops at the first event
+ * that does not go through: the host commits only the ones before it. */
+static void inventory_process_batch(void *instance, of_call *const *calls, size_t n,
+                                    of_status *status)
+{
+    inventory *inv = instance;
+    placed *pl = calloc(n, sizeof(*pl));
+    int *is_placed = calloc(n, sizeof(*is_placed));
+    size_t i = 0;
+    if (!pl || !is_placed) {
+        for (size_t j = 0; j < n; j++) {
+            inv->api->set_reason(calls[j], "out of memory");
+            status[j] = OF_RETRY;
+        }
+        n = 0;
+    }
+    for (size_t j = 0; j < n; j++) {
+        int r = placed_parse(inv, calls[j], &pl[j]);
+        if (r < 0) {
+            inv->api->set_reason(calls[j], "out of memory");
+            status[j] = OF_RETRY;
+            n = j; /* the host stops at j */
+            break;
+        }
+        is_placed[j] = r;
+    }
+    while (i < n) {
+        /* A run's statements take a few placeholders per line: INV_RUN_LINES bounds them far
+         * below the server's 65,535 whatever the batch and max_lines. */
+        size_t j = i, lines = 0;
+        while (j < n && is_placed[j] && (j == i || lines + pl[j].o.n_lines <= INV_RUN_LINES))
+            lines += pl[j++].o.n_lines;
+        size_t ok;
+        if (j - i >= 2) {
+            ok = i + reserve_run(inv, calls + i, pl + i, j - i, status + i);
+        } else {
+            j = i + 1; /* a lone order.placed or another event: as process() */
+            status[i] = inventory_process(inv, calls[i]);
+            ok = status[i] == OF_OK ? j : i;
+        }
+        if (ok < j)
+            break;
+        i = j;
+    }
+    for (size_t j = 0; pl && j < n; j++) {
+        free(pl[j].o.lines);
+        json_decref(pl[j].doc);
+    }
+    free(pl);
+    free(is_placed);
+}
+
 /* ---- the stage ------------------------------------------------------------------------------ */
 
 static of_status inventory_process(void *instance, of_call *call)
@@ -579,6 +890,7 @@ static const of_stage_descriptor descriptor = {
     .init = inventory_init,
     .process = inventory_process,
     .shutdown = inventory_shutdown,
+    .process_batch = inventory_process_batch,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
 };

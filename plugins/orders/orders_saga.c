@@ -505,10 +505,10 @@ void ord_process_batch(void *instance, of_call *const *calls, size_t n, of_statu
     if (rc != 0) {
         /* The set's reads or writes failed: none of it goes through (the calls share the
          * transaction, and so its error). */
-        for (size_t j = 0; j < m; j++) {
-            if (rc == -1)
-                status[j] = ofp_event_db_failed(o->api, o->stage, calls[j], "the order's saga");
-            else {
+        if (rc == -1) {
+            ofp_events_db_failed(o->api, o->stage, calls, m, status, "the order's saga");
+        } else {
+            for (size_t j = 0; j < m; j++) {
                 o->api->set_reason(calls[j], "out of memory");
                 status[j] = OF_RETRY;
             }

@@ -17,9 +17,13 @@ expect_status 0 "plugins payment"
 expect_contains "accepts: inventory.reserved payment.refund" "accepted event types"
 expect_contains "batches: set-based (process_batch" "payment takes its batches as sets"
 
+run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins auth
+expect_status 0 "plugins auth"
+expect_contains "batches: one process() call per event" "a database stage without process_batch"
+
 run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins inventory
 expect_status 0 "plugins inventory"
-expect_contains "batches: one process() call per event" "a database stage without process_batch"
+expect_contains "batches: set-based (process_batch" "inventory takes its batches as sets"
 
 run "$ORDERFLOW" -P "$OF_BUILD_PLUGIN_DIR" plugins notification
 expect_status 0 "plugins notification"
