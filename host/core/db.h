@@ -119,7 +119,16 @@ int of_db_register_metrics(of_db_pool *pool, struct of_metrics *metrics);
 
 /* Statements. `?` placeholders get params[0..n_params-1] (prepared statements, cached per
  * connection by SQL text). On failure the connection's last error says why (of_db_conn_error);
- * a success clears it. */
+ * a success clears it.
+ *
+ * Each connection keeps its OF_DB_STMT_CACHE_SIZE most recently used statements prepared, except
+ * those with more than OF_DB_STMT_CACHE_MAX_PARAMS placeholders (a large set's), which are closed
+ * after use: a kept statement costs ~10 KB of client memory (Connector/C's buffers and one
+ * MYSQL_BIND per placeholder), times every connection of the pool. Callers that build SQL from a
+ * count keep the count to a few values (ofp_sql_list_len for the plugins) so that the statements
+ * they use stay in the cache. */
+#define OF_DB_STMT_CACHE_SIZE       32
+#define OF_DB_STMT_CACHE_MAX_PARAMS 128
 /* Rows affected (for a statement with a result set: the number of rows), or -1. */
 int64_t of_db_exec(of_db_conn *c, const char *sql, const of_db_value *params, size_t n_params);
 /* The whole result set, read into memory; NULL on error. Free with of_db_rows_free before the

@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Prepared statements kept per connection (least recently used one evicted). */
-#define STMT_CACHE_SIZE 64
+/* Prepared statements kept per connection (least recently used one evicted; see db.h). */
+#define STMT_CACHE_SIZE OF_DB_STMT_CACHE_SIZE
 /* A connection idle for longer is pinged before it is handed out. */
 #define IDLE_PING_MS 30000
 /* A connection released this recently is trusted to be alive: a transaction on it starts with
@@ -715,8 +715,8 @@ static MYSQL_STMT *stmt_get(of_db_conn *c, const char *sql, int *cached)
     my_bool yes = 1;
     mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &yes);
     int slot = free_slot >= 0 ? free_slot : lru;
-    if (slot < 0)
-        return st; /* every slot busy: used once */
+    if (slot < 0 || mysql_stmt_param_count(st) > OF_DB_STMT_CACHE_MAX_PARAMS)
+        return st; /* every slot busy, or too big to keep: used once */
     char *copy = strdup(sql);
     if (!copy)
         return st;

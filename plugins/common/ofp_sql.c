@@ -37,3 +37,11 @@ char *ofp_sql_rows_new(const char *head, const char *row, size_t n, const char *
     }
     return sql;
 }
+
+size_t ofp_sql_list_len(size_t n)
+{
+    size_t len = 1;
+    while (len < n && len <= (size_t)-1 / 2)
+        len *= 2;
+    return n == 0 ? 0 : len < n ? n : len;
+}

@@ -578,17 +578,18 @@ static int placed_parse(inventory *inv, of_call *call, placed *pl)
  * -2 (out of memory). */
 static int run_read_stock(inventory *inv, of_call *call, run_sku *skus, size_t n)
 {
-    of_db_value *p = calloc(n, sizeof(*p));
-    char *sql = p ? ofp_sql_rows_new("SELECT sku, available FROM stock WHERE sku IN (", "?", n,
+    size_t len = ofp_sql_list_len(n);
+    of_db_value *p = calloc(len, sizeof(*p));
+    char *sql = p ? ofp_sql_rows_new("SELECT sku, available FROM stock WHERE sku IN (", "?", len,
                                      ") ORDER BY sku FOR UPDATE")
                   : NULL;
     if (!sql) {
         free(p);
         return -2;
     }
-    for (size_t i = 0; i < n; i++)
-        p[i] = (of_db_value)OF_DB_S(skus[i].sku);
-    of_db_rows *rows = inv->api->db_query(call, sql, p, n);
+    for (size_t i = 0; i < len; i++)
+        p[i] = (of_db_value)OF_DB_S(skus[i < n ? i : n - 1].sku);
+    of_db_rows *rows = inv->api->db_query(call, sql, p, len);
     free(sql);
     free(p);
     if (!rows)
@@ -623,35 +624,40 @@ static int run_take_stock(inventory *inv, of_call *call, const run_sku *skus, si
         m += skus[i].taken > 0;
     if (m == 0)
         return 0;
-    of_db_value *p = calloc(5 * m, sizeof(*p));
-    size_t size = 160 + 40 * m;
-    char *sql = p ? malloc(size) : NULL;
+    /* The SKUs taken from, the last repeated up to the list's length (ofp_sql_list_len). */
+    size_t places = ofp_sql_list_len(m);
+    of_db_value *p = calloc(5 * places, sizeof(*p));
+    const run_sku **tk = p ? calloc(places, sizeof(*tk)) : NULL;
+    size_t size = 160 + 40 * places;
+    char *sql = tk ? malloc(size) : NULL;
     if (!sql) {
+        free(tk);
         free(p);
         return -2;
     }
+    for (size_t i = 0, t = 0; i < n; i++)
+        if (skus[i].taken > 0)
+            tk[t++] = &skus[i];
+    for (size_t t = m; t < places; t++)
+        tk[t] = tk[m - 1];
     /* available = available - CASE sku ... END, reserved = reserved + CASE sku ... END */
     size_t len = 0, k = 0;
     for (int col = 0; col < 2; col++) {
         len += (size_t)snprintf(sql + len, size - len, "%s",
                                 col == 0 ? "UPDATE stock SET available = available - CASE sku"
                                          : " END, reserved = reserved + CASE sku");
-        for (size_t i = 0; i < n; i++) {
-            if (skus[i].taken <= 0)
-                continue;
+        for (size_t t = 0; t < places; t++) {
             len += (size_t)snprintf(sql + len, size - len, " WHEN ? THEN ?");
-            p[k++] = (of_db_value)OF_DB_S(skus[i].sku);
-            p[k++] = (of_db_value)OF_DB_I(skus[i].taken);
+            p[k++] = (of_db_value)OF_DB_S(tk[t]->sku);
+            p[k++] = (of_db_value)OF_DB_I(tk[t]->taken);
         }
     }
     len += (size_t)snprintf(sql + len, size - len, " END WHERE sku IN (");
-    for (size_t i = 0, first = 1; i < n; i++) {
-        if (skus[i].taken <= 0)
-            continue;
-        len += (size_t)snprintf(sql + len, size - len, first ? "?" : ", ?");
-        p[k++] = (of_db_value)OF_DB_S(skus[i].sku);
-        first = 0;
+    for (size_t t = 0; t < places; t++) {
+        len += (size_t)snprintf(sql + len, size - len, t ? ", ?" : "?");
+        p[k++] = (of_db_value)OF_DB_S(tk[t]->sku);
     }
+    free(tk);
     snprintf(sql + len, size - len, ")");
     int64_t changed = inv->api->db_exec(call, sql, p, k);
     free(sql);

@@ -155,7 +155,7 @@ typedef struct ntf_hooks {
 static int ntf_lookup(const of_host_api *api, of_call *call, const ntf_change *changes, size_t m,
                       ntf_hooks *out)
 {
-    of_db_value *params = calloc(m ? m : 1, sizeof(*params));
+    of_db_value *params = calloc(m ? ofp_sql_list_len(m) : 1, sizeof(*params));
     size_t np = 0;
     for (size_t i = 0; params && i < m; i++) {
         if (!changes[i].doc)
@@ -166,16 +166,19 @@ static int ntf_lookup(const of_host_api *api, of_call *call, const ntf_change *c
         if (j == np)
             params[np++] = (of_db_value)OF_DB_S(changes[i].customer);
     }
+    size_t len = ofp_sql_list_len(np);
+    for (size_t i = np; params && i < len; i++)
+        params[i] = params[np - 1];
     char *sql = params ? ofp_sql_rows_new("SELECT customer_id, id FROM notification_webhooks "
                                           "WHERE active = 1 AND customer_id IN (",
-                                          "?", np, ") ORDER BY customer_id, created_at, id")
+                                          "?", len, ") ORDER BY customer_id, created_at, id")
                        : NULL;
     if (!sql) {
         free(sql);
         free(params);
         return -2;
     }
-    of_db_rows *rows = api->db_query(call, sql, params, np);
+    of_db_rows *rows = api->db_query(call, sql, params, len);
     free(sql);
     free(params);
     if (!rows)

@@ -247,13 +247,14 @@ static int price_lines(orders *o, of_call *call, line *lines, size_t n, char *pr
     const of_host_api *api = o->api;
     /* The statement has one placeholder per line: built from the count, never from input. */
     static const char head[] = "SELECT sku, price_cents, currency FROM products WHERE sku IN (";
-    char sql[sizeof(head) + 3 * ORD_LINES_MAX + 2];
-    if (ofp_sql_rows(sql, sizeof(sql), head, "?", n, ")") == 0)
+    char sql[sizeof(head) + 3 * 2 * ORD_LINES_MAX + 2];
+    size_t len = ofp_sql_list_len(n); /* < 2 * ORD_LINES_MAX */
+    if (ofp_sql_rows(sql, sizeof(sql), head, "?", len, ")") == 0)
         return -1; /* cannot happen: n <= ORD_LINES_MAX */
-    of_db_value p[ORD_LINES_MAX];
-    for (size_t i = 0; i < n; i++)
-        p[i] = OF_DB_S(lines[i].sku);
-    of_db_rows *rows = api->db_query(call, sql, p, n);
+    of_db_value p[2 * ORD_LINES_MAX];
+    for (size_t i = 0; i < len; i++)
+        p[i] = OF_DB_S(lines[i < n ? i : n - 1].sku);
+    of_db_rows *rows = api->db_query(call, sql, p, len);
     if (!rows)
         return -1;
     int r;

@@ -188,20 +188,20 @@ static of_status saga_parse(orders *o, of_call *call, saga_ev *e)
 static int saga_load(saga_set *set, of_call *call)
 {
     const of_host_api *api = set->o->api;
-    size_t n = set->n_orders;
-    of_db_value *params = calloc(n, sizeof(*params));
+    size_t n = set->n_orders, len = ofp_sql_list_len(n);
+    of_db_value *params = calloc(len, sizeof(*params));
     char *sql = params ? ofp_sql_rows_new("SELECT o.id, o.status, o.customer_id, "
                                           "GREATEST(o.history_seq, " ORD_HISTORY_MAX_SQL
                                           ") FROM orders o WHERE o.id IN (",
-                                          "?", n, ") FOR UPDATE")
+                                          "?", len, ") FOR UPDATE")
                        : NULL;
     if (!sql) {
         free(params);
         return -2;
     }
-    for (size_t i = 0; i < n; i++)
-        params[i] = (of_db_value)OF_DB_S(set->orders[i].id);
-    of_db_rows *rows = api->db_query(call, sql, params, n);
+    for (size_t i = 0; i < len; i++)
+        params[i] = (of_db_value)OF_DB_S(set->orders[i < n ? i : n - 1].id);
+    of_db_rows *rows = api->db_query(call, sql, params, len);
     free(sql);
     free(params);
     if (!rows)
@@ -408,14 +408,23 @@ static int saga_write(saga_set *set, of_call *call)
         moved += set->orders[i].moved;
     if (moved == 0)
         return 0;
-    size_t np = 5 * moved > 6 * set->n_hist ? 5 * moved : 6 * set->n_hist;
+    /* The moved orders, the last repeated up to the list's length (ofp_sql_list_len). */
+    size_t places = ofp_sql_list_len(moved);
+    size_t np = 5 * places > 6 * set->n_hist ? 5 * places : 6 * set->n_hist;
     of_db_value *p = calloc(np, sizeof(*p));
-    size_t size = 200 + 40 * moved + 60 * set->n_hist;
-    char *sql = p ? malloc(size) : NULL;
+    size_t *mv = p ? calloc(places, sizeof(*mv)) : NULL;
+    size_t size = 200 + 40 * places + 60 * set->n_hist;
+    char *sql = mv ? malloc(size) : NULL;
     if (!sql) {
+        free(mv);
         free(p);
         return -2;
     }
+    for (size_t i = 0, m = 0; i < set->n_orders; i++)
+        if (set->orders[i].moved)
+            mv[m++] = i;
+    for (size_t m = moved; m < places; m++)
+        mv[m] = mv[moved - 1];
     /* UPDATE orders SET status = CASE id WHEN ? THEN ? ... END, history_seq = CASE id ... END
      * ... WHERE id IN (?, ...) */
     size_t len = (size_t)snprintf(sql, size, "UPDATE orders SET status = CASE id");
@@ -423,23 +432,19 @@ static int saga_write(saga_set *set, of_call *call)
     for (int col = 0; col < 2; col++) {
         if (col == 1)
             len += (size_t)snprintf(sql + len, size - len, " END, history_seq = CASE id");
-        for (size_t i = 0; i < set->n_orders; i++) {
-            saga_order *so = &set->orders[i];
-            if (!so->moved)
-                continue;
+        for (size_t m = 0; m < places; m++) {
+            saga_order *so = &set->orders[mv[m]];
             len += (size_t)snprintf(sql + len, size - len, " WHEN ? THEN ?");
             p[k++] = (of_db_value)OF_DB_S(so->id);
             p[k++] = col == 0 ? (of_db_value)OF_DB_S(so->status) : (of_db_value)OF_DB_I(so->seq);
         }
     }
     len += (size_t)snprintf(sql + len, size - len, " END, updated_at = NOW(3) WHERE id IN (");
-    for (size_t i = 0, first = 1; i < set->n_orders; i++) {
-        if (!set->orders[i].moved)
-            continue;
-        len += (size_t)snprintf(sql + len, size - len, first ? "?" : ", ?");
-        p[k++] = (of_db_value)OF_DB_S(set->orders[i].id);
-        first = 0;
+    for (size_t m = 0; m < places; m++) {
+        len += (size_t)snprintf(sql + len, size - len, m ? ", ?" : "?");
+        p[k++] = (of_db_value)OF_DB_S(set->orders[mv[m]].id);
     }
+    free(mv);
     snprintf(sql + len, size - len, ")");
     int rc = api->db_exec(call, sql, p, k) < 0 ? -1 : 0;
     if (rc == 0) {

@@ -439,20 +439,23 @@ static int reserved_check(payment *p, of_call *call, json_t *doc, pay_res *r)
 static int run_load(payment *p, of_call *call, pay_res *rs, size_t n)
 {
     const of_host_api *api = p->api;
-    of_db_value *params = calloc(n, sizeof(*params));
+    of_db_value *params = calloc(ofp_sql_list_len(n), sizeof(*params));
     size_t np = 0;
     for (size_t i = 0; params && i < n; i++)
         if (rs[i].kind == PK_RESERVED)
             params[np++] = (of_db_value)OF_DB_S(rs[i].order_id);
+    size_t len = ofp_sql_list_len(np);
+    for (size_t i = np; params && i < len; i++)
+        params[i] = params[np - 1];
     char *sql = params ? ofp_sql_rows_new("SELECT order_id, id, amount_cents, currency, state, "
                                           "reason FROM payments WHERE order_id IN (",
-                                          "?", np, ")")
+                                          "?", len, ")")
                        : NULL;
     if (!sql) {
         free(params);
         return -2;
     }
-    of_db_rows *rows = api->db_query(call, sql, params, np);
+    of_db_rows *rows = api->db_query(call, sql, params, len);
     free(sql);
     free(params);
     if (!rows)

@@ -514,6 +514,67 @@ static void test_lock_wait_timeout(void **state)
     of_db_release(c);
 }
 
+/* Statements the connection has prepared so far (its session's COM_STMT_PREPARE). */
+static int64_t prepares(of_db_conn *c)
+{
+    return dbt_int(c,
+                   "SELECT CAST(VARIABLE_VALUE AS SIGNED) FROM information_schema.SESSION_STATUS "
+                   "WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'",
+                   NULL, 0);
+}
+
+/* "SELECT ? + ? + ... + <tag>" with n placeholders, each given 1: returns n + tag. */
+static int64_t run_sum(of_db_conn *c, size_t n, int tag)
+{
+    char sql[4096];
+    size_t len = (size_t)snprintf(sql, sizeof(sql), "SELECT ");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(sql + len, sizeof(sql) - len, "? + ");
+    snprintf(sql + len, sizeof(sql) - len, "%d", tag);
+    of_db_value p[2 * OF_DB_STMT_CACHE_MAX_PARAMS];
+    assert_true(n <= 2 * OF_DB_STMT_CACHE_MAX_PARAMS);
+    for (size_t i = 0; i < n; i++)
+        p[i] = OF_DB_I(1);
+    return dbt_int(c, sql, p, n);
+}
+
+/* A connection keeps OF_DB_STMT_CACHE_SIZE statements prepared, no more (each costs client
+ * memory on every connection of the pool), and does not keep one with more placeholders than
+ * OF_DB_STMT_CACHE_MAX_PARAMS, nor push a kept one out for it. */
+static void test_statement_cache_bound(void **state)
+{
+    (void)state;
+    of_db_conn *c = get();
+    enum { S = OF_DB_STMT_CACHE_SIZE, BIG = OF_DB_STMT_CACHE_MAX_PARAMS + 1 };
+    int64_t before = prepares(c); /* the counting statement takes one place */
+    for (int i = 1; i < S; i++)
+        assert_int_equal(run_sum(c, 1, i), 1 + i);
+    int64_t full = prepares(c);
+    assert_int_equal(full - before, S - 1);
+    for (int i = 1; i < S; i++) /* all kept: no prepare */
+        assert_int_equal(run_sum(c, 1, i), 1 + i);
+    assert_int_equal(prepares(c), full);
+    /* One more pushes the least recently used (tag 1) out. */
+    assert_int_equal(run_sum(c, 1, 1000), 1001);
+    assert_int_equal(run_sum(c, 1, 1), 2);
+    int64_t after = prepares(c);
+    assert_int_equal(after - full, 2);
+    /* Too many placeholders: prepared each time it runs, and nothing pushed out for it. */
+    assert_int_equal(run_sum(c, BIG, 0), BIG);
+    assert_int_equal(run_sum(c, BIG, 0), BIG);
+    assert_int_equal(prepares(c) - after, 2);
+    for (int i = 3; i < S; i++)
+        assert_int_equal(run_sum(c, 1, i), 1 + i);
+    assert_int_equal(run_sum(c, 1, 1000), 1001);
+    assert_int_equal(run_sum(c, 1, 1), 2);
+    assert_int_equal(prepares(c) - after, 2);
+    /* At the bound it is kept. */
+    assert_int_equal(run_sum(c, BIG - 1, 0), BIG - 1);
+    assert_int_equal(run_sum(c, BIG - 1, 0), BIG - 1);
+    assert_int_equal(prepares(c) - after, 3);
+    of_db_release(c);
+}
+
 static void test_statement_cache(void **state)
 {
     (void)state;
@@ -573,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_error_mapping),
         cmocka_unit_test(test_lock_wait_timeout),
         cmocka_unit_test(test_statement_cache),
+        cmocka_unit_test(test_statement_cache_bound),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

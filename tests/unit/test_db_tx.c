@@ -547,8 +547,9 @@ static void test_outbox_many(void **state)
                      1200);
     for (size_t i = 1; i < got.n; i++)
         assert_true(got.ids[i] > got.ids[i - 1]); /* oldest first */
-    /* More ids than one UPDATE takes. */
+    /* More ids than one UPDATE takes (the last of its lists padded with a repeated id). */
     assert_int_equal(of_db_outbox_mark_published(pool, got.ids, 1100, err, sizeof(err)), 0);
+    int64_t rest[3] = {got.ids[1101], got.ids[1150], got.ids[1199]};
     collected_reset(&got);
     assert_int_equal(of_db_outbox_fetch_unpublished(pool, 0, 2000, collect, &got, err, sizeof(err)),
                      100);
@@ -556,6 +557,16 @@ static void test_outbox_many(void **state)
     assert_int_equal(
         count_outside("SELECT COUNT(*) FROM of_outbox WHERE published_at IS NOT NULL", NULL, 0),
         1100);
+    /* Three ids in a list of four places: those three, no other. */
+    assert_int_equal(of_db_outbox_mark_published(pool, rest, 3, err, sizeof(err)), 0);
+    assert_int_equal(
+        count_outside("SELECT COUNT(*) FROM of_outbox WHERE published_at IS NOT NULL", NULL, 0),
+        1103);
+    of_db_value pr[3] = {OF_DB_I(rest[0]), OF_DB_I(rest[1]), OF_DB_I(rest[2])};
+    assert_int_equal(count_outside("SELECT COUNT(*) FROM of_outbox WHERE published_at IS NOT NULL "
+                                   "AND id IN (?, ?, ?)",
+                                   pr, 3),
+                     3);
 }
 
 /* of_db_outbox_add_many writes 37 rows (16 + 16 + 4 + 1 per statement where the server has

@@ -57,12 +57,29 @@ static void test_rows_new(void **state)
     free(sql);
 }
 
+/* A list's places: the next power of two, so that sets of 5 to 8 values share one statement. */
+static void test_list_len(void **state)
+{
+    (void)state;
+    assert_int_equal(ofp_sql_list_len(0), 0);
+    assert_int_equal(ofp_sql_list_len(1), 1);
+    assert_int_equal(ofp_sql_list_len(2), 2);
+    assert_int_equal(ofp_sql_list_len(3), 4);
+    assert_int_equal(ofp_sql_list_len(5), 8);
+    assert_int_equal(ofp_sql_list_len(8), 8);
+    assert_int_equal(ofp_sql_list_len(33), 64);
+    assert_int_equal(ofp_sql_list_len(1000), 1024);
+    /* No power of two above it: the count itself, never less. */
+    assert_int_equal(ofp_sql_list_len((size_t)-1), (size_t)-1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_too_small),
         cmocka_unit_test(test_rows_new),
+        cmocka_unit_test(test_list_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
