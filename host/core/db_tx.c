@@ -535,6 +535,15 @@ int of_db_outbox_park(of_db_pool *pool, const int64_t *ids, size_t n, const char
     return outbox_mark(pool, ids, n, reason ? reason : "refused by the bus", errstr, errstr_size);
 }
 
+/* The smallest power of two >= n (n at most MARK_PUBLISHED_CHUNK). */
+static size_t pow2_at_least(size_t n)
+{
+    size_t p = 1;
+    while (p < n)
+        p *= 2;
+    return p;
+}
+
 /* Marks rows published, or parked with a reason (park_reason not NULL). */
 static int outbox_mark(of_db_pool *pool, const int64_t *ids, size_t n, const char *park_reason,
                        char *errstr, size_t errstr_size)
@@ -548,9 +557,7 @@ static int outbox_mark(of_db_pool *pool, const int64_t *ids, size_t n, const cha
     /* Each "IN (...)" list has a power of two of places, the last id repeated in the extra ones,
      * so the marker's UPDATE takes 9 shapes rather than one per count: the statements each
      * connection keeps prepared (db.h) are not pushed out by the marker's. */
-    size_t chunk = 1;
-    while (chunk < n && chunk < MARK_PUBLISHED_CHUNK)
-        chunk *= 2;
+    size_t chunk = pow2_at_least(n < MARK_PUBLISHED_CHUNK ? n : MARK_PUBLISHED_CHUNK);
     /* "UPDATE ... WHERE id IN (?,?,...)": at most 2 bytes per placeholder. */
     size_t sql_cap = 192 + 2 * chunk;
     char *sql = malloc(sql_cap);
@@ -563,9 +570,7 @@ static int outbox_mark(of_db_pool *pool, const int64_t *ids, size_t n, const cha
     }
     int rc = 0;
     for (size_t off = 0; off < n && rc == 0; off += chunk) {
-        size_t k = n - off < chunk ? n - off : chunk, places = 1;
-        while (places < k)
-            places *= 2;
+        size_t k = n - off < chunk ? n - off : chunk, places = pow2_at_least(k);
         size_t pos = (size_t)snprintf(
             sql, sql_cap, "%s WHERE published_at IS NULL AND parked_at IS NULL AND id IN (",
             park_reason ? "UPDATE of_outbox SET parked_at = NOW(3), park_reason = ?"

@@ -1726,9 +1726,6 @@ static int running_locked(of_stage *const *list, size_t n)
     return running;
 }
 
-/* Stops and joins every thread of the listed stages (all of the runner's, or the one a reload
- * retires); gives up unfinished events at the deadline. Returns the number of events abandoned.
- * Consumers are closed (their groups see them leave at once), runtimes freed. */
 typedef struct closing {
     const of_bus_ops *ops;
     of_consumer *consumer;
@@ -1743,24 +1740,26 @@ static void *close_main(void *arg)
     return NULL;
 }
 
-/* Closes the consumers at once, each in a thread of its own. A Kafka consumer's close leaves
- * its group, and while a rebalance is under way (another host of the pipeline joining or
- * stopping too) the group coordinator holds the LeaveGroup behind the consumer's pending
- * JoinGroup until the request times out (5 s): one stage after another, a host with five stages
- * took 25 s to stop, and both hosts of a pipeline stopped together took as long. In parallel the
- * waits overlap. Where a thread cannot be had the consumer is closed here. */
-static void close_consumers(const of_bus_ops *ops, of_consumer **consumers, size_t n)
+/* Closes the listed stages' consumers at once, each in a thread of its own. A Kafka consumer's
+ * close leaves its group, and while a rebalance is under way (another host of the pipeline
+ * joining or stopping too) the group coordinator holds the LeaveGroup behind the consumer's
+ * pending JoinGroup until the request times out (5 s): one stage after another, a host with five
+ * stages took 25 s to stop, and both hosts of a pipeline stopped together took as long. In
+ * parallel the waits overlap. Where a thread cannot be had the consumer is closed here. */
+static void close_consumers(const of_bus_ops *ops, of_stage *const *list, size_t n)
 {
     closing *cs = calloc(n ? n : 1, sizeof(*cs));
     for (size_t i = 0; i < n; i++) {
-        if (!consumers[i])
+        struct of_stage_rt *rt = list[i]->rt;
+        if (!rt || !rt->consumer)
             continue;
         if (cs) {
-            cs[i] = (closing){.ops = ops, .consumer = consumers[i]};
+            cs[i] = (closing){.ops = ops, .consumer = rt->consumer};
             cs[i].started = pthread_create(&cs[i].thread, NULL, close_main, &cs[i]) == 0;
         }
         if (!cs || !cs[i].started)
-            ops->consumer_close(consumers[i]);
+            ops->consumer_close(rt->consumer);
+        rt->consumer = NULL;
     }
     for (size_t i = 0; cs && i < n; i++)
         if (cs[i].started)
@@ -1768,6 +1767,9 @@ static void close_consumers(const of_bus_ops *ops, of_consumer **consumers, size
     free(cs);
 }
 
+/* Stops and joins every thread of the listed stages (all of the runner's, or the one a reload
+ * retires); gives up unfinished events at the deadline. Returns the number of events abandoned.
+ * Consumers are closed (their groups see them leave at once), runtimes freed. */
 static size_t stop_stages(of_runner *r, of_stage *const *list, size_t n, int64_t timeout_ms)
 {
     struct timespec deadline = of_mono_after_ms(timeout_ms);
@@ -1830,26 +1832,16 @@ static size_t stop_stages(of_runner *r, of_stage *const *list, size_t n, int64_t
         }
     }
     /* A process() call in progress still has to return; the rest stops at once. */
-    of_consumer **consumers = calloc(n ? n : 1, sizeof(*consumers));
     for (size_t i = 0; i < n; i++) {
         struct of_stage_rt *rt = list[i]->rt;
-        if (!rt)
-            continue;
-        for (int j = 0; j < rt->n_workers; j++) {
+        for (int j = 0; rt && j < rt->n_workers; j++) {
             if (rt->workers[j].started) {
                 pthread_join(rt->workers[j].thread, NULL);
                 rt->workers[j].started = 0;
             }
         }
-        if (rt->consumer && consumers)
-            consumers[i] = rt->consumer;
-        else if (rt->consumer) /* out of memory: one by one */
-            ops->consumer_close(rt->consumer);
-        rt->consumer = NULL;
     }
-    if (consumers)
-        close_consumers(ops, consumers, n);
-    free(consumers);
+    close_consumers(ops, list, n);
     size_t abandoned = 0;
     for (size_t i = 0; i < n; i++) {
         of_stage *st = list[i];
