@@ -13,6 +13,7 @@
 #include "plugin.h"
 #include "options.h"
 #include "runner.h"
+#include "uuid.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,25 +156,6 @@ const char *of_call_reason(const of_call *call)
     return call && call->has_reason ? call->reason : NULL;
 }
 
-void of_uuid4(char out[37])
-{
-    unsigned char b[16];
-    uint64_t r1 = of_rand_u64(), r2 = of_rand_u64();
-    memcpy(b, &r1, 8);
-    memcpy(b + 8, &r2, 8);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    static const char hex[] = "0123456789abcdef";
-    size_t pos = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[pos++] = '-';
-        out[pos++] = hex[b[i] >> 4];
-        out[pos++] = hex[b[i] & 0x0f];
-    }
-    out[pos] = '\0';
-}
-
 void of_rfc3339_now(char *buf, size_t size)
 {
     struct timespec ts;
@@ -249,9 +231,9 @@ static void child_traceparent(const of_event *input, char out[56])
 
 /* The id of the index-th event a stage emits for an input: derived from the input's own id, so
  * a redelivered or retried input yields the same ids and the next stage's inbox recognises the
- * repeat (a name-based UUID, version 8, from SHA-256). */
+ * repeat (a name-based UUID, version 8, from SHA-256, whose first 48 bits are the input's). */
 static void derived_id(const of_event *input, const of_stage *st, const char *output, size_t index,
-                       char out[37])
+                       char out[OF_UUID_LEN + 1])
 {
     char in_id[256], seed[1024];
     of_stage_tx_event_id(input, in_id, sizeof(in_id));
@@ -259,17 +241,11 @@ static void derived_id(const of_event *input, const of_stage *st, const char *ou
                      st && st->ce_source ? st->ce_source : "", output ? output : "", index);
     uint8_t h[32];
     of_sha256(seed, n > 0 ? (size_t)n : 0, h);
+    /* The input's time prefix, when it has one, keeps a flow's ids ordered by when it began. */
+    of_uuid_prefix(in_id, strlen(in_id), h);
     h[6] = (uint8_t)((h[6] & 0x0f) | 0x80); /* version 8: custom */
-    h[8] = (uint8_t)((h[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    static const char hex[] = "0123456789abcdef";
-    size_t pos = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[pos++] = '-';
-        out[pos++] = hex[h[i] >> 4];
-        out[pos++] = hex[h[i] & 0x0f];
-    }
-    out[pos] = '\0';
+    h[8] = (uint8_t)((h[8] & 0x3f) | 0x80); /* RFC 9562 variant */
+    of_uuid_format(h, out);
 }
 
 int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st,
@@ -309,11 +285,11 @@ int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage
             return -1;
     }
     if (!own_id) {
-        char id[37];
+        char id[OF_UUID_LEN + 1];
         if (input)
             derived_id(input, st, output, index, id);
         else
-            of_uuid4(id); /* an HTTP request is not redelivered: a random id is right */
+            of_uuid7(id); /* an HTTP request is not redelivered: a new id is right */
         if (of_event_add_header(ev, "ce_id", id, strlen(id)) != 0)
             return -1;
     }

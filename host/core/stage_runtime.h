@@ -117,14 +117,14 @@ void of_call_reset(of_call *call);
 const char *of_call_reason(const of_call *call);
 
 /* Helpers shared with the runner. */
-void of_uuid4(char out[37]);                 /* random UUIDv4, lowercase, NUL-terminated */
 void of_rfc3339_now(char *buf, size_t size); /* "2024-05-01T12:00:00.123Z" */
 /* Adds to an emitted event, each unless the stage set a header of that name: the input's
  * tracestate and ce_* extension headers; a traceparent continuing the input's trace with a new
  * span (a new trace when the input has none or a malformed one); ce_type
  * "<pipeline>.<stage>.<output>"; a ce_id derived from the input's id, this stage and the
- * emit's index (the same on every redelivery, so the next stage's inbox sees the repeat; random
- * without an input); this stage's ce_source; ce_time now;
+ * emit's index (the same on every redelivery, so the next stage's inbox sees the repeat), with
+ * the input's time prefix when its id is a UUID; a new version 7 UUID without an input (uuid.h);
+ * this stage's ce_source; ce_time now;
  * ce_specversion 1.0; content-type application/json. */
 int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st,
                              const char *output, size_t index);

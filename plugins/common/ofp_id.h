@@ -5,14 +5,20 @@
 #define OFP_ID_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
-#define OFP_UUID_LEN 36 /* "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" */
+#define OFP_UUID_LEN 36 /* "xxxxxxxx-xxxx-7xxx-yxxx-xxxxxxxxxxxx" */
 
 /* n bytes from the kernel's random source (getrandom); 0, or -1. */
 int ofp_random_bytes(void *buf, size_t n);
-/* A new UUID v4 in its canonical lower-case form into out (OFP_UUID_LEN + 1 bytes); 0, or -1. */
+/* A new UUID version 7 (RFC 9562: the Unix time in milliseconds, then 74 random bits) in its
+ * canonical lower-case form into out (OFP_UUID_LEN + 1 bytes); 0, or -1. Time-ordered so that
+ * the rows keyed by it (orders and everything keyed by an order) go in near one end of their
+ * index: random keys dirty a page anywhere in a B-tree that outgrows the buffer pool. */
 int ofp_uuid(char out[OFP_UUID_LEN + 1]);
+/* The same for a given time (tests). */
+int ofp_uuid_at(uint64_t unix_ms, char out[OFP_UUID_LEN + 1]);
 /* Whether s is a UUID in canonical lower-case form (any version): 36 characters, hex digits and
  * dashes at 8, 13, 18 and 23; anything else (upper case, paths, NULL) is refused. */
 int ofp_valid_uuid(const char *s);

@@ -18,7 +18,7 @@
 
 #include "ofp_id.h"
 
-#define NTF_ID_LEN           OFP_UUID_LEN /* notification_webhooks.id CHAR(36): a UUID v4 */
+#define NTF_ID_LEN           OFP_UUID_LEN /* notification_webhooks.id CHAR(36): a UUID v7 */
 #define NTF_CUSTOMER_MAX     64           /* customer_id VARCHAR(64), as in orders */
 #define NTF_ORDER_ID_MAX     64           /* order ids accepted in events */
 #define NTF_DESCRIPTION_MAX  255          /* characters */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ORD_ID_LEN        36   /* orders.id CHAR(36): a UUID v4 */
+#define ORD_ID_LEN        36   /* orders.id CHAR(36): a UUID v7 */
 #define ORD_EVENT_ID_MAX  64   /* order ids accepted in events (looked up, never stored) */
 #define ORD_CUSTOMER_MAX  64   /* orders.customer_id VARCHAR(64) */
 #define ORD_SKU_MAX       64   /* order_items.sku VARCHAR(64) */
@@ -48,7 +48,7 @@ typedef enum ord_tr {
 
 /* ---- orders.c ---- */
 
-/* A new UUID v4 from /dev/urandom into out (ORD_ID_LEN + 1 bytes); 0, or -1. */
+/* A new order id, a time-ordered UUID (ofp_uuid), into out (ORD_ID_LEN + 1 bytes); 0, or -1. */
 int ord_uuid(char out[ORD_ID_LEN + 1]);
 /* 1 when s has the shape of an id this plugin generates (lower-case UUID). */
 int ord_valid_id(const char *s);

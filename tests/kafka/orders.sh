@@ -73,7 +73,10 @@ req POST /api/v1/products "$(product TEA Tea 300 GBP 5)" "$admin"; expect 201 "c
 req POST /api/v1/orders "$(order_body WIDGET:2 GADGET:1)" "$alice"; expect 202 "place"
 o1=$(json 'd["order_id"]')
 [ "$(json 'd["status"]')" = PENDING ] || fail "place answered $body"
-grep -Eq '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' <<<"$o1" || fail "order id $o1 is not a UUID v4"
+grep -Eq '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' <<<"$o1" || fail "order id $o1 is not a UUID v7"
+# Its first 48 bits are the time it was placed (ms): within a minute of now.
+o1_ms=$((16#${o1:0:8}${o1:9:4})); now_ms=$(($(date +%s%N) / 1000000))
+((o1_ms <= now_ms && now_ms - o1_ms < 60000)) || fail "order id $o1 does not carry the time ($o1_ms vs $now_ms)"
 grep -qi "^location: /api/v1/orders/$o1"$'\r'"\?$" <<<"$headers" || fail "no Location for $o1: $headers"
 req GET "/api/v1/orders/$o1" "" "$alice"; expect 200 "get o1"
 [ "$(json 'd["customer_id"], d["total_cents"], d["currency"], [(i["sku"], i["quantity"], i["unit_price_cents"]) for i in d["items"]]')" = \

@@ -289,6 +289,15 @@ static void test_channels_and_message(void **state)
     char id[NTF_ID_LEN + 1];
     assert_int_equal(ofp_uuid(id), 0);
     assert_true(ofp_valid_uuid(id));
+    assert_int_equal(id[14], '7'); /* time-ordered: RFC 9562 version 7 */
+    assert_non_null(strchr("89ab", id[19]));
+    char at[NTF_ID_LEN + 1], at2[NTF_ID_LEN + 1];
+    assert_int_equal(ofp_uuid_at(0x0123456789abull, at), 0);
+    assert_true(ofp_valid_uuid(at));
+    assert_memory_equal(at, "01234567-89ab-7", 15);
+    assert_int_equal(ofp_uuid_at(0x0123456789acull, at2), 0);
+    assert_true(strcmp(at, at2) < 0); /* a later millisecond sorts after */
+    assert_true(strcmp(at2, id) < 0); /* and now after both */
     assert_false(ofp_valid_uuid("6B0C1B7E-1F8A-4C52-9D43-0B3F8B0E9A11"));
     assert_false(ofp_valid_uuid("../../etc/passwd"));
     assert_int_equal(ntf_utf8_chars("h\xc3\xa9llo", 6), 5);
