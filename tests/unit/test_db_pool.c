@@ -76,6 +76,49 @@ static void test_lazy_and_reuse(void **state)
     of_db_pool_free(p);
 }
 
+static void *release_on_thread(void *c)
+{
+    of_db_release(c);
+    return NULL;
+}
+
+static void *acquire_on_thread(void *p)
+{
+    char err[256];
+    return of_db_acquire(p, err, sizeof(err));
+}
+
+/* A thread gets back the connection it released last even when another thread released one
+ * after it (its statements are prepared there); a thread with none gets the one released last. */
+static void test_thread_gets_its_connection_back(void **state)
+{
+    (void)state;
+    of_db_pool *p = dbt_pool_for(dbt_name, 4);
+    assert_non_null(p);
+    char err[256];
+    of_db_conn *a = of_db_acquire(p, err, sizeof(err));
+    of_db_conn *b = of_db_acquire(p, err, sizeof(err));
+    assert_non_null(a);
+    assert_non_null(b);
+    of_db_release(a);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, release_on_thread, b), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    of_db_conn *again = of_db_acquire(p, err, sizeof(err));
+    assert_ptr_equal(again, a); /* not b, released after it */
+    void *other = NULL;
+    assert_int_equal(pthread_create(&t, NULL, acquire_on_thread, p), 0);
+    assert_int_equal(pthread_join(t, &other), 0);
+    assert_ptr_equal(other, b);
+    of_db_release(other);
+    of_db_release(again);
+    of_db_pool_stats st;
+    of_db_pool_stats_get(p, &st);
+    assert_int_equal(st.open, 2);
+    assert_int_equal(st.idle, 2);
+    of_db_pool_free(p);
+}
+
 typedef struct worker_arg {
     of_db_pool *p;
     _Atomic int *in_use;
@@ -624,6 +667,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lazy_and_reuse),
+        cmocka_unit_test(test_thread_gets_its_connection_back),
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_acquire_timeout),
         cmocka_unit_test(test_unavailable),
