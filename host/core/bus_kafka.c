@@ -27,6 +27,10 @@
 
 #define HEALTH_INTERVAL_MS 1000
 #define ADMIN_TIMEOUT_MS   15000
+/* The librdkafka release that fixed confluentinc/librdkafka#4312 (see await_first_assignment),
+ * and how long a consumer stopped before its first assignment waits for it. */
+#define OF_KAFKA_FIXED_4312      0x020300ff
+#define FIRST_ASSIGNMENT_WAIT_MS 10000
 
 typedef struct kbus {
     of_bus base;
@@ -49,7 +53,8 @@ typedef struct kconsumer {
     pthread_mutex_t mu; /* guards paused against the rebalance callback */
     int paused;
     _Atomic int woken;
-    unsigned errors; /* consume errors seen, for rate-limited logging */
+    _Atomic int assigned_once; /* the group gave it an assignment (maybe empty) at least once */
+    unsigned errors;           /* consume errors seen, for rate-limited logging */
 } kconsumer;
 
 typedef struct delivery_ctx {
@@ -328,6 +333,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        atomic_store(&c->assigned_once, 1);
         if (cooperative)
             error = rd_kafka_incremental_assign(rk, parts);
         else
@@ -535,15 +541,44 @@ static void kb_wakeup(of_consumer *consumer)
     rd_kafka_yield(c->rk);
 }
 
+/* librdkafka before 2.3.0 aborts the process (an assertion in the cooperative-sticky assignor)
+ * when a consumer that has joined its group is destroyed before its first assignment
+ * (confluentinc/librdkafka#4312): a host stopped while its groups rebalance did. Such a consumer
+ * first waits, polling, for that assignment; what it polls meanwhile is dropped uncommitted (the
+ * partition's owner reads it again). 1 when it may be destroyed. */
+static int await_first_assignment(kconsumer *c)
+{
+    if (rd_kafka_version() >= OF_KAFKA_FIXED_4312 || atomic_load(&c->assigned_once))
+        return 1;
+    if (!atomic_load(&c->bus->ready))
+        return 1; /* no broker answers: it cannot have joined since the bus lost it */
+    int64_t deadline = of_mono_ms() + FIRST_ASSIGNMENT_WAIT_MS;
+    while (!atomic_load(&c->assigned_once) && of_mono_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    return atomic_load(&c->assigned_once);
+}
+
 static void kb_consumer_close(of_consumer *consumer)
 {
     kconsumer *c = (kconsumer *)consumer;
     if (!c)
         return;
+    int destroyable = await_first_assignment(c);
     /* Leaves the group: revocation (and the final commit of stored offsets) happens here. */
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
     if (err)
         of_log(OF_LVL_WARN, NULL, NULL, "kafka: closing a consumer: %s", rd_kafka_err2str(err));
+    if (!destroyable) {
+        /* Destroying it would abort the daemon; the closed handle (and c, its opaque) is left. */
+        of_log(OF_LVL_WARN, NULL, NULL,
+               "kafka: group %s: no assignment within %d ms of the stop; the closed consumer is "
+               "left undestroyed (librdkafka %s aborts destroying it: upgrade to 2.3.0 or later)",
+               c->group, FIRST_ASSIGNMENT_WAIT_MS, rd_kafka_version_str());
+        return;
+    }
     rd_kafka_destroy(c->rk);
     pthread_mutex_destroy(&c->mu);
     free(c);

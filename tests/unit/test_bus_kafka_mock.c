@@ -20,6 +20,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 /* Kafka protocol API keys (rdkafka_protocol.h is not installed). */
 #define API_PRODUCE       0
 #define API_OFFSET_COMMIT 8
+#define API_SYNC_GROUP    14
 
 #define KEYS 8
 
@@ -329,6 +331,53 @@ static void test_commit_errors_do_not_lose_events(void **state)
     kenv_stop(&e);
 }
 
+static void count_assigned(void *opaque, const char *topic, int32_t partition)
+{
+    (void)topic;
+    (void)partition;
+    atomic_fetch_add((_Atomic int *)opaque, 1);
+}
+
+/* A consumer closed after joining its group but before its first assignment: a host stopped
+ * while its groups rebalance. librdkafka before 2.3.0 aborts the process when such a consumer
+ * is destroyed (confluentinc/librdkafka#4312); the bus waits for the assignment first. The
+ * mock coordinator answers the first JoinGroup after 3 s; the SyncGroup's answer is held back 4 s
+ * more, and the consumer is closed in between. */
+static void test_close_before_first_assignment(void **state)
+{
+    (void)state;
+    char err[512];
+    rd_kafka_mock_topic_create(g_mock, "early.in", 2, 1);
+    of_bus *bus = of_kafkabus_new(&g_kc, err, sizeof(err));
+    if (!bus)
+        fail_msg("kafka bus: %s", err);
+    assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(g_mock, 1, API_SYNC_GROUP, 1,
+                                                                  RD_KAFKA_RESP_ERR_NO_ERROR, 4000),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    _Atomic int assigned = 0;
+    of_consumer_hooks hooks = {.assigned = count_assigned, .opaque = (void *)&assigned};
+    const char *topics[] = {"early.in"};
+    of_consumer *c = bus->ops->subscribe(bus, "early", topics, 1, &hooks, err, sizeof(err));
+    if (!c)
+        fail_msg("subscribe: %s", err);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        of_event *ev = NULL;
+        bus->ops->poll(c, &ev, 100);
+        of_event_free(ev);
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= 4500)
+            break;
+    }
+    assert_int_equal(atomic_load(&assigned), 0); /* joined, its SyncGroup still unanswered */
+    bus->ops->consumer_close(c);                 /* aborted here without the wait */
+    if (rd_kafka_version() < 0x020300ff)
+        assert_int_equal(atomic_load(&assigned), 2); /* it waited for its assignment */
+    bus->ops->destroy(bus);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_broker_down_and_back),
         cmocka_unit_test(test_produce_errors_are_retried),
         cmocka_unit_test(test_commit_errors_do_not_lose_events),
+        cmocka_unit_test(test_close_before_first_assignment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
