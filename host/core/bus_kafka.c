@@ -551,7 +551,9 @@ static int await_first_assignment(kconsumer *c)
     if (rd_kafka_version() >= OF_KAFKA_FIXED_4312 || atomic_load(&c->assigned_once))
         return 1;
     if (!atomic_load(&c->bus->ready))
-        return 1; /* no broker answers: it cannot have joined since the bus lost it */
+        /* No broker answers, so waiting cannot bring the assignment; the abort needs a JoinGroup
+         * answer without the SyncGroup's, which an outage at the stop rarely leaves. */
+        return 1;
     int64_t deadline = of_mono_ms() + FIRST_ASSIGNMENT_WAIT_MS;
     while (!atomic_load(&c->assigned_once) && of_mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
