@@ -96,6 +96,17 @@ of_db_conn *of_db_connect_dedicated(of_db_pool *pool, int64_t read_timeout_ms, c
  * transaction is rolled back, and a connection that failed with a connection error is closed
  * (a new one replaces it on a later acquire). NULL is fine. */
 void of_db_release(of_db_conn *conn);
+
+/* Which idle connection a thread's next acquire prefers: the one it released last, so that its
+ * statements are still prepared there. A thread that runs work on behalf of others (the leader
+ * of an HTTP group, http_group.c) swaps in the affinity of that work and swaps its own back
+ * after, so the work's statement shapes stay on a few connections instead of churning every
+ * connection's cache. Returns the calling thread's affinity before the swap. */
+typedef struct of_db_affinity {
+    const of_db_pool *pool;
+    const of_db_conn *conn; /* only compared with the idle list: a stale pointer is harmless */
+} of_db_affinity;
+of_db_affinity of_db_affinity_swap(of_db_affinity a);
 /* 0 when a connection can be had and answers a ping, else -1 with the reason (for /readyz). */
 int of_db_ping(of_db_pool *pool, char *errstr, size_t errstr_size);
 

@@ -497,6 +497,14 @@ static _Thread_local struct {
     const of_db_conn *conn;
 } tl_last;
 
+of_db_affinity of_db_affinity_swap(of_db_affinity a)
+{
+    of_db_affinity old = {tl_last.pool, tl_last.conn};
+    tl_last.pool = a.pool;
+    tl_last.conn = a.conn;
+    return old;
+}
+
 /* Takes the idle connection this thread used last, else the one released last (LIFO: warm and
  * least likely to have timed out). Called with p->mu held and p->idle not NULL. */
 static of_db_conn *take_idle_locked(of_db_pool *p)

@@ -27,6 +27,7 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "plugin.h"
 #include "ratelimit.h"
 #include "runner.h"
 #include "stage_runtime.h"
@@ -1266,7 +1267,7 @@ static void account(of_gateway *gw, const of_http_request *req, int status, doub
 
 /* The request's trace in the log context: the incoming traceparent's trace id, or a new one;
  * what the handler emits continues it (of_add_inherited_headers). */
-static void set_request_trace(const of_http_request *req)
+static void set_request_trace(of_http_request *req)
 {
     const char *tp = of_api_http_header(req, "traceparent");
     char trace[33];
@@ -1280,6 +1281,7 @@ static void set_request_trace(const of_http_request *req)
         trace[32] = '\0';
     }
     of_log_context_set(trace, NULL, 0);
+    memcpy(req->trace_id, trace, sizeof(trace));
 }
 
 static int on_begin_request(struct mg_connection *conn)
@@ -1517,6 +1519,15 @@ static int resolve_routes(of_gateway *gw, errbuf *eb)
                        "api->http_handler in init; it registered: %s)",
                        set->file, r->line, r->column, mname, r->path, r->stage, r->handler_name,
                        names);
+                continue;
+            }
+            if (r->batch > 1 && !of_descriptor_uses_db(st->desc)) {
+                /* Sharing a transaction is all `batch:` does: without one it would mean nothing,
+                 * and a pipeline that says it must not pass for one that does it. */
+                eb_add(eb,
+                       "%s:%d:%d: route %s %s: batch needs a stage with a database, and '%s' "
+                       "has none (OF_STAGE_DATABASE)",
+                       set->file, r->line, r->column, mname, r->path, r->stage);
                 continue;
             }
             char sh[OF_ROUTE_MAX_PATH + 8], other[OF_ROUTE_MAX_PATH + 8];

@@ -107,7 +107,8 @@ int of_http_method_parse(const char *s);
 
 #define OF_ROUTE_MAX_PATH     1024
 #define OF_ROUTE_MAX_SEGMENTS 32
-#define OF_HTTP_NAME_MAX      64 /* handler, parameter and role names */
+#define OF_HTTP_NAME_MAX      64  /* handler, parameter and role names */
+#define OF_ROUTE_BATCH_MAX    256 /* requests in one transaction (`batch:`) */
 
 typedef struct of_route_segment {
     char *text;   /* the literal, or the parameter's name without braces */
@@ -122,7 +123,8 @@ typedef struct of_route_segment {
  *     roles: [admin]                            # any of them; needs auth: required
  *     summary: Cancel an order                  # for the OpenAPI document
  *     request_schema: {type: object, ...}       # optional JSON Schema of the body (OpenAPI)
- *     websocket: true                           # a GET upgraded to a WebSocket (ABI 1.2) */
+ *     websocket: true                           # a GET upgraded to a WebSocket (ABI 1.2)
+ *     batch: 64                                 # concurrent requests share a transaction */
 typedef struct of_route {
     of_http_method method;
     char *path; /* as written */
@@ -137,6 +139,7 @@ typedef struct of_route {
     char *summary;        /* NULL when absent */
     char *request_schema; /* compact JSON text, NULL when absent */
     int websocket;        /* `websocket: true`: a GET the client upgrades (ABI 1.2) */
+    int batch;            /* at most this many requests in one transaction (http_group.h); 1 */
     int line, column;     /* the route's mapping */
 } of_route;
 
@@ -154,6 +157,7 @@ void of_routes_free(of_route *routes, size_t n);
 typedef struct of_http_handler_reg {
     char *name;
     of_http_handler fn;
+    of_http_batch_handler batch; /* ABI 1.6; NULL when the stage registered none */
 } of_http_handler_reg;
 
 /* struct of_stage's `http` field (stage_runtime.h): NULL until the stage registers something. */
@@ -167,6 +171,8 @@ typedef struct of_stage_http {
 void of_stage_http_free(of_stage *st);
 /* The handler a stage registered under name, or NULL. */
 of_http_handler of_stage_http_find(const of_stage *st, const char *name);
+/* Its batch form (http_batch_handler, ABI 1.6), or NULL. */
+of_http_batch_handler of_stage_http_find_batch(const of_stage *st, const char *name);
 
 /* ---- a request, as the handler sees it through the host table ------------------------------ */
 
@@ -192,6 +198,7 @@ struct of_http_request {
     int has_principal;
     of_principal principal;  /* subject and roles owned (copied from the authenticator) */
     struct of_ws_client *ws; /* a WebSocket route's client being opened (ws_hub.h), or NULL */
+    char trace_id[33];       /* the request's trace (32 hex digits), "" when the gateway set none */
     /* The answer. */
     int answered;
     int status;
@@ -206,6 +213,7 @@ struct of_http_request {
  * bad arguments (logs and fails) instead of crashing the host. */
 int of_api_http_handler(of_stage *stage, const char *name, of_http_handler fn);
 int of_api_http_authenticator(of_stage *stage, of_authenticator fn);
+int of_api_http_batch_handler(of_stage *stage, const char *name, of_http_batch_handler fn);
 const char *of_api_http_method(const of_http_request *req);
 const char *of_api_http_path(const of_http_request *req);
 const char *of_api_http_param(const of_http_request *req, const char *name);

@@ -201,7 +201,7 @@ static void random_hex(char *out, size_t n)
 /* A W3C traceparent for an event a stage emits: the input's trace with a new span (this stage's
  * hop), or a new trace when the input has none or a malformed one, so that every event can be
  * followed by its trace id. */
-static void child_traceparent(const of_event *input, char out[56])
+static void child_traceparent(const of_event *input, const char *trace_id, char out[56])
 {
     const of_event_header *h = input ? of_event_header_get(input, "traceparent") : NULL;
     const char *v = h ? h->value : NULL;
@@ -209,9 +209,9 @@ static void child_traceparent(const of_event *input, char out[56])
     int valid = v && h->value_len == 55 && memcmp(v, "00-", 3) == 0 && v[35] == '-' &&
                 v[52] == '-' && is_hex(v + 3, 32) && is_hex(v + 36, 16) && is_hex(v + 53, 2) &&
                 memcmp(v + 3, "00000000000000000000000000000000", 32) != 0;
-    /* Without an input (an HTTP handler's emit), the request's trace (the gateway set it in the
-     * log context) goes on. */
-    const char *ctx_trace = !input ? of_log_context_trace_id() : NULL;
+    /* Without an input (an HTTP handler's emit), the request's trace goes on: the call's, else
+     * the one the gateway set in the log context. */
+    const char *ctx_trace = input ? NULL : trace_id ? trace_id : of_log_context_trace_id();
     memcpy(out, "00-", 3);
     if (valid)
         memcpy(out + 3, v + 3, 32);
@@ -248,8 +248,8 @@ static void derived_id(const of_event *input, const of_stage *st, const char *ou
     of_uuid_format(h, out);
 }
 
-int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st,
-                             const char *output, size_t index)
+int of_add_inherited_headers(of_event *ev, const of_event *input, const char *trace_id,
+                             const of_stage *st, const char *output, size_t index)
 {
     /* Decided before anything is inherited: which of the generated ones the stage set. */
     int own_id = has_header(ev, "ce_id"), own_source = has_header(ev, "ce_source"),
@@ -273,7 +273,7 @@ int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage
     }
     if (!own_trace) {
         char tp[56];
-        child_traceparent(input, tp);
+        child_traceparent(input, trace_id, tp);
         if (of_event_add_header(ev, "traceparent", tp, 55) != 0)
             return -1;
     }
@@ -660,7 +660,8 @@ static int api_emit(of_call *call, const char *output, const void *key, size_t k
                                 headers[i].value ? headers[i].value_len : 0) != 0)
             goto nomem;
     }
-    if (of_add_inherited_headers(ev, call->input, st, out_name, call->n_emitted) != 0)
+    if (of_add_inherited_headers(ev, call->input, call->trace_id, st, out_name, call->n_emitted) !=
+        0)
         goto nomem;
     if (call->n_emitted == call->cap_emitted) {
         size_t ncap = call->cap_emitted ? call->cap_emitted * 2 : 4;
@@ -837,6 +838,8 @@ static const of_host_api host_api = {
     .ws_publish = of_api_ws_publish,
     /* ABI 1.4 */
     .cache_set_after_commit = of_api_cache_set_after_commit,
+    /* ABI 1.6 */
+    .http_batch_handler = of_api_http_batch_handler,
 };
 
 const of_host_api *of_host_api_get(void)

@@ -105,11 +105,52 @@ int of_api_http_handler(of_stage *stage, const char *name, of_http_handler fn)
         goto nomem;
     h->handlers[h->n_handlers].name = copy;
     h->handlers[h->n_handlers].fn = fn;
+    h->handlers[h->n_handlers].batch = NULL;
     h->n_handlers++;
     return 0;
 nomem:
     of_log(OF_LVL_ERROR, pname(stage), sname(stage), "http_handler('%s'): out of memory", name);
     return -1;
+}
+
+static of_http_handler_reg *find_reg(const of_stage *st, const char *name)
+{
+    if (!st || !st->http || !name)
+        return NULL;
+    for (size_t i = 0; i < st->http->n_handlers; i++)
+        if (strcmp(st->http->handlers[i].name, name) == 0)
+            return &st->http->handlers[i];
+    return NULL;
+}
+
+of_http_batch_handler of_stage_http_find_batch(const of_stage *st, const char *name)
+{
+    const of_http_handler_reg *r = find_reg(st, name);
+    return r ? r->batch : NULL;
+}
+
+int of_api_http_batch_handler(of_stage *stage, const char *name, of_http_batch_handler fn)
+{
+    if (!stage) {
+        of_log(OF_LVL_ERROR, NULL, NULL, "http_batch_handler: called without a stage");
+        return -1;
+    }
+    const char *shown = name ? name : "(null)";
+    if (stage->initialized) {
+        of_log(OF_LVL_ERROR, pname(stage), sname(stage),
+               "http_batch_handler('%s'): handlers are registered in init, not later", shown);
+        return -1;
+    }
+    of_http_handler_reg *r = find_reg(stage, name);
+    if (!r || !fn || r->batch) {
+        of_log(OF_LVL_ERROR, pname(stage), sname(stage), "http_batch_handler('%s'): %s", shown,
+               !r    ? "no handler of that name (register it with http_handler first)"
+               : !fn ? "no function"
+                     : "a batch handler of that name is already registered");
+        return -1;
+    }
+    r->batch = fn;
+    return 0;
 }
 
 int of_api_http_authenticator(of_stage *stage, of_authenticator fn)

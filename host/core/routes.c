@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const route_keys[] = {"method",  "path",           "handler",   "auth", "roles",
-                                         "summary", "request_schema", "websocket", NULL};
+static const char *const route_keys[] = {"method",  "path",           "handler",   "auth",  "roles",
+                                         "summary", "request_schema", "websocket", "batch", NULL};
 static const char *const method_names[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
 /* Paths the gateway serves itself. */
 static const char *const reserved_paths[] = {"/healthz", "/readyz", "/api/openapi.json", NULL};
@@ -404,6 +404,24 @@ static int parse_route(rctx *c, of_route *r, const of_ynode *n, size_t idx, cons
                  "%s: a WebSocket route's path must begin with a fixed segment, such as "
                  "/api/...",
                  where);
+        }
+    }
+
+    r->batch = 1;
+    const of_ynode *b = of_ymap_get(n, "batch");
+    if (b) {
+        int64_t v = 0;
+        char why[128];
+        if (!of_yis_string(b) || of_parse_int(b->str, &v, why, sizeof(why)) < 0 || v < 1 ||
+            v > OF_ROUTE_BATCH_MAX) {
+            of_ynode_describe(b, got, sizeof(got));
+            rerr(c, b, "%s batch must be an integer from 1 to %d; got %s", where,
+                 OF_ROUTE_BATCH_MAX, got);
+        } else if (v > 1 && r->websocket) {
+            rerr(c, b, "%s: a WebSocket route cannot be batched (each upgrade is answered alone)",
+                 where);
+        } else {
+            r->batch = (int)v;
         }
     }
 

@@ -92,6 +92,10 @@ struct of_call {
      * commit, dropped by of_call_reset. */
     struct of_cache_write *cache_writes;
     size_t n_cache_writes, cap_cache_writes;
+    /* An HTTP handler's call: its request's trace id (borrowed from the request), which what it
+     * emits continues; NULL for an event's call. Not the thread's log context: in a group commit
+     * one thread runs the handlers of several requests (http_group.h). */
+    const char *trace_id;
 };
 
 /* 1 when the stage asks for the database (of_descriptor_uses_db, plugin.h). */
@@ -125,8 +129,9 @@ void of_rfc3339_now(char *buf, size_t size); /* "2024-05-01T12:00:00.123Z" */
  * emit's index (the same on every redelivery, so the next stage's inbox sees the repeat), with
  * the input's time prefix when its id is a UUID; a new version 7 UUID without an input (uuid.h);
  * this stage's ce_source; ce_time now;
- * ce_specversion 1.0; content-type application/json. */
-int of_add_inherited_headers(of_event *ev, const of_event *input, const of_stage *st,
-                             const char *output, size_t index);
+ * ce_specversion 1.0; content-type application/json. Without an input (an HTTP handler's emit)
+ * the traceparent continues trace_id (the request's, 32 hex digits), else the log context's. */
+int of_add_inherited_headers(of_event *ev, const of_event *input, const char *trace_id,
+                             const of_stage *st, const char *output, size_t index);
 
 #endif

@@ -71,40 +71,7 @@ void of_outbox_relay_stop(of_outbox_relay *relay);
 /* One round now (tests): returns the rows published, or -1. */
 int64_t of_outbox_relay_run_once(of_db_pool *pool, struct of_bus *bus, int64_t grace_ms);
 
-/* The gateway's invoke hook (gateway.h): runs a route handler in an of_call; for a stage with
- * OF_STAGE_DATABASE in a transaction (no inbox: a request is not redelivered) whose outbox gets
- * what the handler emits, committed when it returns OF_OK (a failed commit turns the answer into
- * a 503), then published.
- *
- * With a marker, a committed request is answered without waiting for the broker: its events are
- * in the outbox, so what the broker does not acknowledge the relay publishes later, and the
- * acknowledged rows reach the marker from the delivery callbacks. Without one (or without a
- * database) the request's thread waits for the acknowledgements, as it must when nothing else
- * would ever publish the events. */
-typedef struct of_http_invoker {
-    of_db_pool *db;     /* may be NULL */
-    struct of_bus *bus; /* may be NULL (nothing is published) */
-    /* may be NULL (the rows are marked published in the request's thread) */
-    struct of_outbox_marker *marker;
-    /* Set by of_http_invoker_init: answered requests whose acknowledgements are still due, and
-     * whether the marker has been let go (of_http_invoker_quiesce). */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    size_t due;
-    int detached;
-} of_http_invoker;
-/* Sets up an invoker (the pointers are borrowed and must outlive it). */
-void of_http_invoker_init(of_http_invoker *inv, of_db_pool *db, struct of_bus *bus,
-                          struct of_outbox_marker *marker);
-/* Waits up to timeout_ms for the acknowledgements of answered requests, then lets the marker go:
- * an acknowledgement after that leaves its row to the relay. Call once the gateway has stopped
- * and before the marker stops; returns how many were still due. */
-size_t of_http_invoker_quiesce(of_http_invoker *inv, int64_t timeout_ms);
-/* Frees what init set up; after quiesce, and after the bus is gone (a late delivery callback
- * still locks the invoker). */
-void of_http_invoker_destroy(of_http_invoker *inv);
-struct of_http_request;
-of_status of_http_invoke(void *opaque, of_stage *stage, of_http_handler fn,
-                         struct of_http_request *req);
+/* Publishes a call's emitted events and waits for every acknowledgement; 0 when all arrived. */
+int of_stage_tx_publish_call(struct of_bus *bus, const of_call *call);
 
 #endif

@@ -6,7 +6,7 @@
 #include "dashboard.h"
 #include "db.h"
 #include "gateway.h"
-#include "stage_tx.h"
+#include "http_invoke.h"
 #include "hostconfig.h"
 #include "log.h"
 #include "memtrim.h"

@@ -625,6 +625,18 @@ static void test_start_checks(void **state)
                                 "'missing'"));
     assert_non_null(strstr(err, "it registered: echo, json"));
 
+    /* Group commit shares a transaction: the test stages have no database. */
+    assert_int_equal(
+        start_error("routes:\n  - {method: POST, path: /a, handler: shop.echo, batch: 8}\n", NULL,
+                    err, sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "shop.yaml:2:5: route POST /a: batch needs a stage with a "
+                                "database, and 'shop' has none"));
+    assert_int_equal(
+        start_error("routes:\n  - {method: POST, path: /a, handler: shop.echo, batch: 1}\n", NULL,
+                    err, sizeof(err)),
+        0);
+
     assert_int_equal(start_error("routes:\n  - {method: GET, path: /a, handler: shop.echo}\n",
                                  drop_authenticator, err, sizeof(err)),
                      -1);

@@ -261,10 +261,29 @@ static void test_auth_and_roles_errors(void **state)
     expect_only_error(
         "routes:\n  - {method: GET, path: \"/{id}/events\", handler: orders.a, websocket: true}\n",
         2, 71, "must begin with a fixed segment");
+    expect_only_error("routes:\n  - {method: POST, path: /a, handler: orders.a, batch: 0}\n", 2, 56,
+                      "batch must be an integer from 1 to 256; got '0'");
+    expect_only_error("routes:\n  - {method: POST, path: /a, handler: orders.a, batch: 257}\n", 2,
+                      56, "batch must be an integer from 1 to 256; got '257'");
+    expect_only_error("routes:\n  - {method: POST, path: /a, handler: orders.a, batch: many}\n", 2,
+                      56, "batch must be an integer from 1 to 256; got 'many'");
+    expect_only_error("routes:\n  - {method: POST, path: /a, handler: orders.a, batch: [8]}\n", 2,
+                      56, "batch must be an integer from 1 to 256; got a sequence");
+    expect_only_error("routes:\n  - {method: POST, path: /a, handler: orders.a, batch: "
+                      "99999999999999999999999}\n",
+                      2, 56, "batch must be an integer from 1 to 256");
+    expect_only_error(
+        "routes:\n  - {method: GET, path: /a/b, handler: orders.a, websocket: true, batch: 2}\n", 2,
+        74, "a WebSocket route cannot be batched");
     parsed x;
     parse(&x, "routes:\n  - {method: GET, path: /a, handler: orders.a, websocket: true}\n");
     assert_int_equal(x.rc, 0);
     assert_int_equal(x.routes[0].websocket, 1);
+    assert_int_equal(x.routes[0].batch, 1); /* not given: each request alone */
+    parsed_free(&x);
+    parse(&x, "routes:\n  - {method: POST, path: /a, handler: orders.a, batch: 256}\n");
+    assert_int_equal(x.rc, 0);
+    assert_int_equal(x.routes[0].batch, 256);
     parsed_free(&x);
     parse(&x, "routes:\n  - {method: GET, path: /a, hander: orders.a}\n");
     assert_int_equal(x.rc, -1);

@@ -1,4 +1,4 @@
-/* The gateway's invoke hook (host/core/stage_tx.c, of_http_invoke) against the project's MariaDB:
+/* The gateway's invoke hook (host/core/http_invoke.c, of_http_invoke) against the project's MariaDB:
  * a committed request is answered before the broker acknowledges its events, the acknowledged
  * outbox rows reach the marker, the others stay for the relay, and quiesce lets the marker go.
  * The bus is a fake that holds every delivery until the test releases it. A handler's kept cache
@@ -17,7 +17,7 @@
 #include "event.h"
 #include "gateway.h"
 #include "outbox_marker.h"
-#include "stage_tx.h"
+#include "http_invoke.h"
 
 #include <pthread.h>
 #include <time.h>

@@ -1053,7 +1053,7 @@ static void test_desc_reserved(void **state)
     of_stage_descriptor d = base_desc();
     d.reserved[2] = &marker;
     desc_refused(&d, "reserved slot 2 is set (found 0x");
-    desc_refused(&d, "expected NULL in ABI 1.5)");
+    desc_refused(&d, "expected NULL in ABI 1.6)");
     d.reserved[2] = NULL;
     d.reserved[3] = &marker;
     desc_refused(&d, "reserved slot 3 is set");

@@ -106,6 +106,32 @@ typedef struct of_http_request of_http_request;
  * OF_OK, OF_RETRY (answered 503 with Retry-After unless the handler answered) or OF_REJECT. */
 typedef of_status (*of_http_handler)(void *instance, of_call *call, of_http_request *request);
 
+/* A batch handler (ABI 1.6, optional): requests to a route with `batch:` in the pipeline, which
+ * share one transaction, handed over at once so the stage can do its database work for all of
+ * them in a few set-based statements, as process_batch does for events (stage.h). Requests that
+ * arrive while the route's transactions are busy wait and then go together, up to `batch` of
+ * them: a lone request waits for nothing and goes through the handler, so both must do the same.
+ *   calls, requests - n of each, requests[i] answered in calls[i]: each call has its own emits,
+ *                     reason and cache writes; the database functions work with any of them, as
+ *                     they share one transaction. Host-owned, valid during this call.
+ *   n      - at least 2.
+ *   status - out: what the handler would have returned for requests[i]; the host sets them all
+ *            to OF_RETRY before the call, so an entry left alone is a retry. A request answered
+ *            with no database work done for it (a 400 for a malformed body, say) may be left
+ *            OF_OK: it adds nothing to the transaction, and it does not hold the others back.
+ * When every status is OF_OK the transaction commits, then each request's events are published
+ * and its answer sent (a failed commit answers them all 503). Otherwise it rolls back and: the
+ * OF_OK requests run again together without the others (their answers are dropped first); a
+ * request that was answered keeps its answer; one that was not runs again alone through the
+ * handler, in a transaction of its own. When the transaction's last statement failed as the
+ * handler returned (a duplicate key in one row fails a whole multi-row INSERT), no status but
+ * OF_OK is taken as the request's own: each of those runs alone, where a culprit answers for
+ * itself. Runs on one of the gateway's threads, not necessarily the one that received a
+ * request: what belongs to a request is reached through its call and request only. */
+typedef void (*of_http_batch_handler)(void *instance, of_call *const *calls,
+                                      of_http_request *const *requests, size_t n,
+                                      of_status *status);
+
 /* The identity a verified token carries. Strings are copied by the host. */
 typedef struct of_principal {
     const char *subject;      /* e.g. the user id */
@@ -298,6 +324,13 @@ typedef struct of_host_api {
      * writes, no memory, or a host without a `redis:` section. */
     int (*cache_set_after_commit)(of_call *call, const char *key, const void *value, size_t len,
                                   int64_t ttl_ms);
+
+    /* ---- ABI 1.6: group commit for HTTP routes ---- */
+    /* In init: the batch form of the handler registered (with http_handler, before this) under
+     * `name`, for routes with `batch:` (see of_http_batch_handler). A route with `batch:` whose
+     * handler has no batch form runs its requests one after the other in their shared
+     * transaction. 0, or -1 for an unknown name, a second registration or a NULL fn. */
+    int (*http_batch_handler)(of_stage *stage, const char *name, of_http_batch_handler fn);
 
     /* Later minor versions append functions here. */
 } of_host_api;

@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define OF_ABI_MAJOR 1
-#define OF_ABI_MINOR 5
+#define OF_ABI_MINOR 6
 
 /* Name of the one symbol the loader looks up. */
 #define OF_STAGE_ENTRY_SYMBOL "orderflow_stage_entry"
