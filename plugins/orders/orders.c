@@ -102,6 +102,11 @@ int64_t ord_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int ord_text_eq(const of_db_value *v, const char *s)
+{
+    return v->type == OF_DB_TEXT && v->len == strlen(s) && memcmp(v->p, s, v->len) == 0;
+}
+
 int ord_terminal(const char *status)
 {
     return strcmp(status, "CONFIRMED") == 0 || strcmp(status, "REJECTED") == 0 ||

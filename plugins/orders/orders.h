@@ -1,6 +1,7 @@
 /*
  * orders: shared declarations of the stage (orders.c: descriptor, schema, transitions and
- * helpers), its saga consumer (orders_saga.c: process()) and its HTTP routes (orders_http.c).
+ * helpers), its saga consumer (orders_saga.c: process()), its order intake (orders_place.c) and its
+ * other HTTP routes (orders_http.c).
  */
 #ifndef ORDERFLOW_ORDERS_H
 #define ORDERFLOW_ORDERS_H
@@ -56,6 +57,8 @@ int ord_valid_id(const char *s);
 int ord_valid_sku(const char *s, size_t len);
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
 int64_t ord_now_ms(void);
+/* 1 when v is the text s. */
+int ord_text_eq(const of_db_value *v, const char *s);
 /* 1 for CONFIRMED, REJECTED, CANCELLED. */
 int ord_terminal(const char *status);
 
@@ -96,6 +99,13 @@ void ord_cache_status(orders *o, of_call *call, const char *order_id, int64_t se
 of_status ord_process(void *instance, of_call *call);
 /* A set of saga events (ABI 1.5 process_batch; ord_process is a set of one). */
 void ord_process_batch(void *instance, of_call *const *calls, size_t n, of_status *status);
+
+/* ---- orders_place.c ---- */
+
+/* POST /api/v1/orders: one request, and (ABI 1.6) the requests of a group commit. */
+of_status ord_place(void *instance, of_call *call, of_http_request *req);
+void ord_place_batch(void *instance, of_call *const *calls, of_http_request *const *reqs, size_t n,
+                     of_status *status);
 
 /* ---- orders_http.c ---- */
 

@@ -1,8 +1,9 @@
-/* The gateway's invoke hook (host/core/http_invoke.c, of_http_invoke) against the project's MariaDB:
- * a committed request is answered before the broker acknowledges its events, the acknowledged
- * outbox rows reach the marker, the others stay for the relay, and quiesce lets the marker go.
- * The bus is a fake that holds every delivery until the test releases it. A handler's kept cache
- * writes (cache_set_after_commit) are made after its commit, and not when it does not commit. */
+/* The gateway's invoke hook (host/core/http_invoke.c, of_http_invoke) against the project's
+ * MariaDB: a committed request is answered before the broker acknowledges its events, the
+ * acknowledged outbox rows reach the marker, the others stay for the relay, and quiesce lets the
+ * marker go. The bus is a fake that holds every delivery until the test releases it. A handler's
+ * kept cache writes (cache_set_after_commit) are made after its commit, and not when it does not
+ * commit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
