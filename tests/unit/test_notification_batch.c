@@ -14,6 +14,8 @@
 
 #include "test_db_util.h"
 
+#include "plugin_fixture.h"
+
 #include "bus.h"
 #include "metrics.h"
 #include "options.h"
@@ -58,21 +60,10 @@ static int group_setup(void **state)
     pool = dbt_host_schema_pool(4, NULL);
     if (!pool)
         return -1;
+    plugin = pf_load(pool, "notification", 1);
+    if (!plugin)
+        return -1;
     char err[1024] = "";
-    plugin = of_plugin_load(OF_BUILD_PLUGIN_DIR "/notification.so", err, sizeof(err));
-    if (!plugin) {
-        fprintf(stderr, "loading the notification plugin: %s\n", err);
-        return -1;
-    }
-    if (!of_descriptor_process_batch(plugin->desc)) {
-        fprintf(stderr, "the notification plugin has no process_batch\n");
-        return -1;
-    }
-    if (of_db_migrate(pool, "notification", plugin->desc->migrations, NULL, NULL, err,
-                      sizeof(err)) != 0) {
-        fprintf(stderr, "notification migrations: %s\n", err);
-        return -1;
-    }
     of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
     if (!c)
         return -1;
@@ -94,9 +85,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    of_plugin_unload(plugin);
-    of_db_pool_free(pool);
-    return dbt_drop_database();
+    return pf_teardown(plugin, pool);
 }
 
 static void produce(of_bus *bus, const char *key, const char *payload, const char *ce_id)

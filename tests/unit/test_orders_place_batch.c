@@ -16,6 +16,8 @@
 
 #include "test_db_util.h"
 
+#include "plugin_fixture.h"
+
 #include "gateway.h"
 #include "http_group.h"
 #include "http_invoke.h"
@@ -54,28 +56,14 @@ static of_db_rows *count_query(of_call *call, const char *sql, const of_db_value
     return of_host_api_get()->db_query(call, sql, p, n);
 }
 
-static int migrate(of_plugin **out, const char *file, const char *name)
-{
-    char err[1024] = "";
-    *out = of_plugin_load(file, err, sizeof(err));
-    if (!*out) {
-        fprintf(stderr, "loading %s: %s\n", file, err);
-        return -1;
-    }
-    if (of_db_migrate(pool, name, (*out)->desc->migrations, NULL, NULL, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s migrations: %s\n", name, err);
-        return -1;
-    }
-    return 0;
-}
-
 static int group_setup(void **state)
 {
     (void)state;
     if (!(pool = dbt_host_schema_pool(4, NULL)))
         return -1;
-    if (migrate(&inventory_plugin, OF_BUILD_PLUGIN_DIR "/inventory.so", "inventory") != 0 ||
-        migrate(&orders_plugin, OF_BUILD_PLUGIN_DIR "/orders.so", "orders") != 0)
+    /* The catalog the intake prices from is inventory's. */
+    if (!(inventory_plugin = pf_load(pool, "inventory", 0)) ||
+        !(orders_plugin = pf_load(pool, "orders", 0)))
         return -1;
     static const char *const outs[] = {"placed", "status", "inventory", "payment"};
     for (size_t i = 0; i < 4; i++)
@@ -115,10 +103,8 @@ static int group_teardown(void **state)
     if (orders_plugin && st.instance)
         orders_plugin->desc->shutdown(st.instance);
     of_stage_cleanup(&st);
-    of_plugin_unload(orders_plugin);
     of_plugin_unload(inventory_plugin);
-    of_db_pool_free(pool);
-    return dbt_drop_database();
+    return pf_teardown(orders_plugin, pool);
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */

@@ -15,6 +15,8 @@
 
 #include "test_db_util.h"
 
+#include "plugin_fixture.h"
+
 #include "bus.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -40,30 +42,16 @@ static int group_setup(void **state)
     pool = dbt_host_schema_pool(6, NULL); /* 2 held by a test */
     if (!pool)
         return -1;
-    char err[1024] = "";
-    plugin = of_plugin_load(OF_BUILD_PLUGIN_DIR "/orders.so", err, sizeof(err));
-    if (!plugin) {
-        fprintf(stderr, "loading the orders plugin: %s\n", err);
+    plugin = pf_load(pool, "orders", 1);
+    if (!plugin)
         return -1;
-    }
-    if (!of_descriptor_process_batch(plugin->desc)) {
-        fprintf(stderr, "the orders plugin has no process_batch\n");
-        return -1;
-    }
-    if (of_db_migrate(pool, "orders", plugin->desc->migrations, NULL, NULL, err, sizeof(err)) !=
-        0) {
-        fprintf(stderr, "orders migrations: %s\n", err);
-        return -1;
-    }
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    of_plugin_unload(plugin);
-    of_db_pool_free(pool);
-    return dbt_drop_database();
+    return pf_teardown(plugin, pool);
 }
 
 /* Orders A, B, D, E placed (PENDING, history seq 1) and C cancelled (seq 2). */
