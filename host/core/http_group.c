@@ -388,7 +388,11 @@ of_status of_http_group_invoke(of_http_invoker *inv, of_stage *stage, of_http_ha
             pthread_cond_signal(&g->head->cv);
         pthread_mutex_unlock(&gs->mu);
         if (n == 1) {
+            if (batch[0] != &me)
+                log_as(batch[0]->req);
             batch[0]->status = of_http_invoke_alone(inv, stage, fn, batch[0]->req);
+            if (batch[0] != &me)
+                log_as(NULL);
             if (batch[0]->status == OF_OK)
                 observe_size(stage, batch[0]->req->route, 1);
         } else

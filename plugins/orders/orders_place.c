@@ -6,9 +6,9 @@
  * One request (ord_place) or, on a route with `batch:`, the requests that share a transaction
  * (ord_place_batch, ABI 1.6): their prices in one SELECT, their orders, items and history rows in
  * a few multi-row INSERTs, so that a group costs about what one order did. Both paths validate,
- * price and answer alike; the batch hands back to the host (to run alone) what only the lone
- * path knows how to answer: a repeated Idempotency-Key (the unique key fails the group's INSERT)
- * and a keyed request whose items cannot be priced (its first order's answer may stand).
+ * price and answer alike. A repeated Idempotency-Key is not looked up first (the unique key
+ * finds it): when the group's INSERT fails on it, the batch hands the group back to the host,
+ * which runs each request alone, where the lone path answers with the first order.
  */
 #include "ofp_http.h"
 #include "ofp_sql.h"
@@ -590,11 +590,17 @@ void ord_place_batch(void *instance, of_call *const *calls, of_http_request *con
         size_t at = (size_t)(p - ps);
         char problem[256];
         if (check_priced(p, problem, sizeof(problem)) != 0) {
-            /* A keyed request may repeat one whose answer stands: the lone path looks. */
-            if (!p->key) {
+            /* As alone: a keyed request may repeat one whose answer stands (a product removed
+             * since). Both answers only read, so the request does not hold the group back. */
+            char id[ORD_ID_LEN + 1], st[17];
+            int r = p->key ? find_by_key(o, p->call, p->customer, p->key, 0, id, st) : 0;
+            if (r == 1)
+                answer_repeat(o, p->call, p->req, id, st, p->lines, p->n);
+            if (r < 0 || api->db_last_error(p->call, NULL) != OF_DB_OK)
+                goto out; /* a read failed: left OF_RETRY, each request runs alone */
+            if (r == 0)
                 ofp_problem(api, p->req, 422, "Unprocessable Content", "%s", problem);
-                status[at] = OF_OK;
-            }
+            status[at] = OF_OK;
             continue;
         }
         if (ord_uuid(p->id) != 0) {

@@ -6,7 +6,8 @@
  * that every request gets what it would get alone: 202 with its order, items, first history row
  * and two events; 400 and 422 for what cannot be an order; 200 with the first order for a
  * repeated Idempotency-Key, also when the first is in the same group. Hostile sizes: groups of
- * orders with 100 lines each, every SKU unknown. */
+ * orders with 100 lines each, every SKU unknown. A request that cannot be priced is answered within
+ * the group. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -289,6 +290,54 @@ static void test_repeated_keys(void **state)
     release_all(p, 5);
 }
 
+/* A request that cannot be priced is answered by the batch itself, without holding the group
+ * back: 422, or the first order when its key was used before (the product removed since). The
+ * group then costs its reads and one round of INSERTs: no second round, nothing alone. */
+static void test_unpriced_in_group(void **state)
+{
+    (void)state;
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "INSERT INTO products (sku, name, price_cents, currency) VALUES "
+                                 "('D', 'd', 700, 'EUR')"));
+    of_db_release(c);
+    preq first;
+    preq_init(&first, "cust-9", "u1", "{\"items\": [{\"sku\": \"D\", \"quantity\": 1}]}");
+    of_status s1;
+    run(&first, 1, &s1);
+    char id1[37];
+    answered(&first, 202, id1);
+    release_all(&first, 1);
+    c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM products WHERE sku = 'D'"));
+    of_db_release(c);
+
+    preq p[4];
+    preq_init(&p[0], "cust-9", NULL, "{\"items\": [{\"sku\": \"A\", \"quantity\": 1}]}");
+    preq_init(&p[1], "cust-9", "u1", "{\"items\": [{\"sku\": \"D\", \"quantity\": 1}]}");
+    preq_init(&p[2], "cust-9", "u2", "{\"items\": [{\"sku\": \"NOPE\", \"quantity\": 1}]}");
+    preq_init(&p[3], "cust-9", NULL, "{\"items\": [{\"sku\": \"B\", \"quantity\": 2}]}");
+    of_status s[4];
+    atomic_store(&db_calls, 0);
+    run(p, 4, s);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(s[i], OF_OK);
+    /* Prices 1, u1's key and items 2, u2's key 1, orders 1, items 1, history 1. */
+    assert_int_equal(atomic_load(&db_calls), 7);
+    char id[37], a[37], b[37];
+    answered(&p[0], 202, a);
+    answered(&p[1], 200, id);
+    assert_string_equal(id, id1);
+    answered(&p[2], 422, NULL);
+    assert_non_null(strstr(p[2].req.resp_body, "unknown sku NOPE"));
+    answered(&p[3], 202, b);
+    stored_order(a, "cust-9", 1000, 1, 0);
+    stored_order(b, "cust-9", 500, 1, 0);
+    release_all(p, 4);
+}
+
 /* Sixteen orders of 100 lines each, every SKU unknown and different: the lookups go in chunks of
  * 128, and each request gets its 422. */
 static void test_large_group(void **state)
@@ -352,6 +401,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_places_in_few_statements),
         cmocka_unit_test(test_repeated_keys),
+        cmocka_unit_test(test_unpriced_in_group),
         cmocka_unit_test(test_large_group),
         cmocka_unit_test(test_rows_in_chunks),
     };
