@@ -196,7 +196,7 @@ of_status of_http_invoke_alone(of_http_invoker *inv, of_stage *stage, of_http_ha
 {
     of_call call;
     of_call_init(&call, stage, NULL, 1);
-    call.trace_id = req->trace_id[0] ? req->trace_id : NULL;
+    call.trace_id = req && req->trace_id[0] ? req->trace_id : NULL;
     char why[512] = "";
     int use_db = inv->db && of_stage_uses_db(stage);
     if (use_db && of_stage_tx_open(inv->db, &call, NULL, why, sizeof(why)) != OF_TXR_OK) {
