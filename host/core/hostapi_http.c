@@ -55,14 +55,20 @@ void of_stage_http_free(of_stage *st)
     st->http = NULL;
 }
 
-of_http_handler of_stage_http_find(const of_stage *st, const char *name)
+static of_http_handler_reg *find_reg(const of_stage *st, const char *name)
 {
     if (!st || !st->http || !name)
         return NULL;
     for (size_t i = 0; i < st->http->n_handlers; i++)
         if (strcmp(st->http->handlers[i].name, name) == 0)
-            return st->http->handlers[i].fn;
+            return &st->http->handlers[i];
     return NULL;
+}
+
+of_http_handler of_stage_http_find(const of_stage *st, const char *name)
+{
+    const of_http_handler_reg *r = find_reg(st, name);
+    return r ? r->fn : NULL;
 }
 
 int of_api_http_handler(of_stage *stage, const char *name, of_http_handler fn)
@@ -111,16 +117,6 @@ int of_api_http_handler(of_stage *stage, const char *name, of_http_handler fn)
 nomem:
     of_log(OF_LVL_ERROR, pname(stage), sname(stage), "http_handler('%s'): out of memory", name);
     return -1;
-}
-
-static of_http_handler_reg *find_reg(const of_stage *st, const char *name)
-{
-    if (!st || !st->http || !name)
-        return NULL;
-    for (size_t i = 0; i < st->http->n_handlers; i++)
-        if (strcmp(st->http->handlers[i].name, name) == 0)
-            return &st->http->handlers[i];
-    return NULL;
 }
 
 of_http_batch_handler of_stage_http_find_batch(const of_stage *st, const char *name)

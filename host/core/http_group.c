@@ -29,12 +29,10 @@ typedef struct group {
     const of_stage *stage;
     of_http_handler fn;
     waiter *head, *tail;
-    size_t queued;
-    int leaders; /* transactions open */
-    /* Each open transaction's slot and the connection it used last: a slot's groups go back to
-     * it, so the route's statements stay prepared on a few connections. */
+    /* The open transactions, one bit each, and the connection each slot used last: a slot's
+     * groups go back to it, so the route's statements stay prepared on a few connections. */
     unsigned slots_busy;
-    of_db_affinity slot[OF_HTTP_GROUP_SLOTS];
+    of_db_affinity slot[OF_HTTP_GROUP_TRANSACTIONS];
     struct group *next;
 } group;
 
@@ -82,6 +80,13 @@ static group *group_of(of_http_groups *gs, const of_stage *stage, of_http_handle
     return g;
 }
 
+_Static_assert(OF_HTTP_GROUP_TRANSACTIONS <= 8 * sizeof(unsigned), "one bit per transaction");
+
+static int open_transactions(const group *g)
+{
+    return __builtin_popcount(g->slots_busy);
+}
+
 /* Takes up to max waiters from the front of g's queue into out; under gs->mu. */
 static size_t take(group *g, waiter **out, size_t max)
 {
@@ -90,7 +95,6 @@ static size_t take(group *g, waiter **out, size_t max)
         out[n++] = g->head;
         g->head = g->head->next;
     }
-    g->queued -= n;
     if (!g->head)
         g->tail = NULL;
     return n;
@@ -186,30 +190,36 @@ static int commit_round(of_http_invoker *inv, of_db_tx *tx, waiter **cur, size_t
     return 0;
 }
 
-/* The log context of the thread for a request whose handler it runs (the gateway set the
- * thread's own request's); NULL: back to the thread's own. A batch handler's lines carry the
- * leading request's trace: it works for several at once. */
-static _Thread_local char own_trace[33];
-static _Thread_local int own_saved;
-
-static void log_as(const of_http_request *req)
+/* The leading thread logs a handler's lines under the trace of the request it runs (the gateway
+ * set the thread's log context to its own request's, own); a batch handler's lines carry the
+ * leading request's trace, as it works for several at once. */
+static const char *own_trace(char out[33])
 {
-    if (!own_saved) {
-        const char *t = of_log_context_trace_id();
-        snprintf(own_trace, sizeof(own_trace), "%s", t ? t : "");
-        own_saved = 1;
+    const char *t = of_log_context_trace_id();
+    snprintf(out, 33, "%s", t ? t : "");
+    return out[0] ? out : NULL;
+}
+
+static void log_as(const of_http_request *req, const char *own)
+{
+    of_log_context_set(req->trace_id[0] ? req->trace_id : own, NULL, 0);
+}
+
+/* Moves cur[0..*m) to the end of alone, their answers dropped: each runs alone. */
+static void all_alone(waiter **cur, size_t *m, waiter **alone, size_t *n_alone)
+{
+    for (size_t i = 0; i < *m; i++) {
+        of_http_request_clear_response(cur[i]->req);
+        alone[(*n_alone)++] = cur[i];
     }
-    const char *t = req && req->trace_id[0] ? req->trace_id : own_trace[0] ? own_trace : NULL;
-    of_log_context_set(t, NULL, 0);
-    if (!req)
-        own_saved = 0;
+    *m = 0;
 }
 
 /* Runs the waiters w[0..n) (n >= 2) in shared transactions until each has its answer. Each
  * round runs the requests still together; when one does not go through, the round rolls back
  * and the next runs without it (see of_http_batch_handler). Those that must go alone run last,
  * each in its own transaction. */
-static void run_group(of_http_invoker *inv, waiter **w, size_t n)
+static void run_group(of_http_invoker *inv, waiter **w, size_t n, const char *own)
 {
     of_stage *stage = w[0]->stage;
     of_http_handler fn = w[0]->fn;
@@ -230,9 +240,7 @@ static void run_group(of_http_invoker *inv, waiter **w, size_t n)
         of_db_tx *tx = of_db_tx_begin(inv->db, why, sizeof(why));
         if (!tx) {
             /* The database is away: each answers for itself (a 503 when it still is). */
-            memcpy(alone + n_alone, cur, m * sizeof(*cur));
-            n_alone += m;
-            m = 0;
+            all_alone(cur, &m, alone, &n_alone);
             break;
         }
         for (size_t i = 0; i < m; i++) {
@@ -252,12 +260,12 @@ static void run_group(of_http_invoker *inv, waiter **w, size_t n)
              * so the rest wait for the next. */
             for (size_t i = 0; i < m; i++) {
                 b.ran[i] = 1;
-                log_as(b.reqs[i]);
+                log_as(b.reqs[i], own);
                 b.status[i] = fn(stage->instance, &b.calls[i], b.reqs[i]);
                 if (b.status[i] != OF_OK)
                     break;
             }
-            log_as(NULL);
+            of_log_context_set(own, NULL, 0);
         }
         int doomed = of_db_tx_doomed(tx);
         /* Every set-based statement is the whole group's: when the last one failed, no request
@@ -280,15 +288,10 @@ static void run_group(of_http_invoker *inv, waiter **w, size_t n)
                 free(b.ids[i]);
                 b.ids[i] = NULL;
             }
-            if (rc == 0) {
+            if (rc == 0)
                 m = 0;
-                break;
-            }
-            for (size_t i = 0; i < m; i++)
-                of_http_request_clear_response(cur[i]->req);
-            memcpy(alone + n_alone, cur, m * sizeof(*cur));
-            n_alone += m;
-            m = 0;
+            else
+                all_alone(cur, &m, alone, &n_alone);
             break;
         }
         of_db_tx_end(tx); /* rolls back */
@@ -312,10 +315,10 @@ static void run_group(of_http_invoker *inv, waiter **w, size_t n)
     if (m == 1)
         alone[n_alone++] = cur[0];
     for (size_t i = 0; i < n_alone; i++) {
-        log_as(alone[i]->req);
+        log_as(alone[i]->req, own);
         alone[i]->status = of_http_invoke_alone(inv, stage, fn, alone[i]->req);
     }
-    log_as(NULL);
+    of_log_context_set(own, NULL, 0);
     bufs_free(&b);
 }
 
@@ -323,6 +326,8 @@ void of_http_group_run(of_http_invoker *inv, of_stage *stage, of_http_handler fn
                        of_http_request *const *reqs, size_t n, of_status *status)
 {
     waiter ws[OF_ROUTE_BATCH_MAX], *w[OF_ROUTE_BATCH_MAX];
+    char buf[33];
+    const char *own = own_trace(buf);
     for (size_t done = 0; done < n;) {
         size_t k = n - done < OF_ROUTE_BATCH_MAX ? n - done : OF_ROUTE_BATCH_MAX;
         for (size_t i = 0; i < k; i++) {
@@ -332,7 +337,7 @@ void of_http_group_run(of_http_invoker *inv, of_stage *stage, of_http_handler fn
         if (k == 1)
             ws[0].status = of_http_invoke_alone(inv, stage, fn, ws[0].req);
         else
-            run_group(inv, w, k);
+            run_group(inv, w, k, own);
         for (size_t i = 0; i < k; i++)
             status[done + i] = ws[i].status;
         done += k;
@@ -344,7 +349,8 @@ size_t of_http_groups_queued(of_http_groups *gs)
     size_t n = 0;
     pthread_mutex_lock(&gs->mu);
     for (const group *g = gs->list; g; g = g->next)
-        n += g->queued;
+        for (const waiter *w = g->head; w; w = w->next)
+            n++;
     pthread_mutex_unlock(&gs->mu);
     return n;
 }
@@ -369,38 +375,36 @@ of_status of_http_group_invoke(of_http_invoker *inv, of_stage *stage, of_http_ha
     else
         g->head = &me;
     g->tail = &me;
-    g->queued++;
     while (!me.done) {
-        if (g->leaders >= OF_HTTP_GROUP_TRANSACTIONS || !g->head) {
+        if (open_transactions(g) >= OF_HTTP_GROUP_TRANSACTIONS || !g->head) {
             pthread_cond_wait(&me.cv, &gs->mu);
             continue;
         }
         waiter *batch[OF_ROUTE_BATCH_MAX];
         size_t n = take(g, batch, max);
-        g->leaders++;
         int s = 0;
-        while (s < OF_HTTP_GROUP_SLOTS - 1 && (g->slots_busy & (1u << s)))
+        while (g->slots_busy & (1u << s))
             s++;
         g->slots_busy |= 1u << s;
-        of_db_affinity own = of_db_affinity_swap(g->slot[s]);
+        of_db_affinity own_conn = of_db_affinity_swap(g->slot[s]);
         /* More are queued than this group takes and a transaction is free: one of them leads. */
-        if (g->head && g->leaders < OF_HTTP_GROUP_TRANSACTIONS)
+        if (g->head && open_transactions(g) < OF_HTTP_GROUP_TRANSACTIONS)
             pthread_cond_signal(&g->head->cv);
         pthread_mutex_unlock(&gs->mu);
+        char buf[33];
+        const char *own = own_trace(buf);
         if (n == 1) {
-            if (batch[0] != &me)
-                log_as(batch[0]->req);
+            log_as(batch[0]->req, own);
             batch[0]->status = of_http_invoke_alone(inv, stage, fn, batch[0]->req);
-            if (batch[0] != &me)
-                log_as(NULL);
+            of_log_context_set(own, NULL, 0);
             if (batch[0]->status == OF_OK)
                 observe_size(stage, batch[0]->req->route, 1);
-        } else
-            run_group(inv, batch, n);
+        } else {
+            run_group(inv, batch, n, own);
+        }
         pthread_mutex_lock(&gs->mu);
-        g->slot[s] = of_db_affinity_swap(own);
+        g->slot[s] = of_db_affinity_swap(own_conn);
         g->slots_busy &= ~(1u << s);
-        g->leaders--;
         for (size_t i = 0; i < n; i++) {
             batch[i]->done = 1;
             if (batch[i] != &me)

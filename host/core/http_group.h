@@ -23,8 +23,7 @@
 
 #include <stddef.h>
 
-#define OF_HTTP_GROUP_TRANSACTIONS 4
-#define OF_HTTP_GROUP_SLOTS        8 /* >= the transactions a route may have open */
+#define OF_HTTP_GROUP_TRANSACTIONS 4 /* at most the bits of an unsigned (http_group.c) */
 
 struct of_http_request;
 typedef struct of_http_groups of_http_groups;

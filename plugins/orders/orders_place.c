@@ -493,6 +493,20 @@ static of_status announce(orders *o, placement *p, int64_t now)
         api, p->req, 202, json_pack("{s:s, s:s}", "order_id", p->id, "status", "PENDING"), headers);
 }
 
+/* An order that cannot be priced (why in problem): 422, unless its key was used before, whose
+ * answer stands (lines priced for the first request and no longer: a product removed since).
+ * Only reads. */
+static of_status answer_unpriced(orders *o, placement *p, const char *problem)
+{
+    char id[ORD_ID_LEN + 1], status[17];
+    int r = p->key ? find_by_key(o, p->call, p->customer, p->key, 0, id, status) : 0;
+    if (r < 0)
+        return ofp_http_db_failed(o->api, o->stage, p->call, p->req, "place: idempotency key");
+    if (r == 1)
+        return answer_repeat(o, p->call, p->req, id, status, p->lines, p->n);
+    return ofp_problem(o->api, p->req, 422, "Unprocessable Content", "%s", problem);
+}
+
 static of_status place_one(orders *o, placement *p)
 {
     const of_host_api *api = o->api;
@@ -507,18 +521,8 @@ static of_status place_one(orders *o, placement *p)
         return ofp_internal_error(api, req);
     if (pr < 0)
         return ofp_http_db_failed(api, o->stage, call, req, "place: prices");
-    pr = check_priced(p, problem, sizeof(problem));
-    if (pr > 0 && p->key) {
-        /* Lines that were priced for the first request and no longer are (a product removed
-         * since): its answer still stands. */
-        int r = find_by_key(o, call, p->customer, p->key, 0, id, status);
-        if (r < 0)
-            return ofp_http_db_failed(api, o->stage, call, req, "place: idempotency key");
-        if (r == 1)
-            return answer_repeat(o, call, req, id, status, p->lines, p->n);
-    }
-    if (pr > 0)
-        return ofp_problem(api, req, 422, "Unprocessable Content", "%s", problem);
+    if (check_priced(p, problem, sizeof(problem)) != 0)
+        return answer_unpriced(o, p, problem);
     if (ord_uuid(p->id) != 0) {
         api->log(o->stage, OF_LOG_ERROR, "place: no random bytes for an order id");
         return ofp_internal_error(api, req);
@@ -590,16 +594,10 @@ void ord_place_batch(void *instance, of_call *const *calls, of_http_request *con
         size_t at = (size_t)(p - ps);
         char problem[256];
         if (check_priced(p, problem, sizeof(problem)) != 0) {
-            /* As alone: a keyed request may repeat one whose answer stands (a product removed
-             * since). Both answers only read, so the request does not hold the group back. */
-            char id[ORD_ID_LEN + 1], st[17];
-            int r = p->key ? find_by_key(o, p->call, p->customer, p->key, 0, id, st) : 0;
-            if (r == 1)
-                answer_repeat(o, p->call, p->req, id, st, p->lines, p->n);
-            if (r < 0 || api->db_last_error(p->call, NULL) != OF_DB_OK)
+            /* Its answer only reads, so the request does not hold the group back. */
+            answer_unpriced(o, p, problem);
+            if (api->db_last_error(p->call, NULL) != OF_DB_OK)
                 goto out; /* a read failed: left OF_RETRY, each request runs alone */
-            if (r == 0)
-                ofp_problem(api, p->req, 422, "Unprocessable Content", "%s", problem);
             status[at] = OF_OK;
             continue;
         }

@@ -57,6 +57,16 @@ static of_db_rows *count_query(of_call *call, const char *sql, const of_db_value
     return of_host_api_get()->db_query(call, sql, p, n);
 }
 
+/* One statement on the test's database; 0 or -1. */
+static int exec_sql(const char *sql)
+{
+    char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    int rc = c ? of_db_exec_text(c, sql) : -1;
+    of_db_release(c);
+    return rc;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -88,14 +98,8 @@ static int group_setup(void **state)
         fprintf(stderr, "the orders plugin registered no batch form of place\n");
         return -1;
     }
-    char e2[256];
-    of_db_conn *c = of_db_acquire(pool, e2, sizeof(e2));
-    if (!c || of_db_exec_text(c, "INSERT INTO products (sku, name, price_cents, currency) VALUES "
-                                 "('A', 'a', 1000, 'EUR'), ('B', 'b', 250, 'EUR'), "
-                                 "('C', 'c', 500, 'USD')") != 0)
-        return -1;
-    of_db_release(c);
-    return 0;
+    return exec_sql("INSERT INTO products (sku, name, price_cents, currency) VALUES "
+                    "('A', 'a', 1000, 'EUR'), ('B', 'b', 250, 'EUR'), ('C', 'c', 500, 'USD')");
 }
 
 static int group_teardown(void **state)
@@ -203,6 +207,17 @@ static void stored_order(const char *id, const char *customer, int64_t total, in
     assert_int_equal(Q_INT("SELECT COUNT(*) FROM of_outbox WHERE msg_key = '%s'", id), 2);
 }
 
+/* Places one order alone, which must be answered 202; its id into id. */
+static void place_first(const char *customer, const char *key, const char *body, char id[37])
+{
+    preq first;
+    preq_init(&first, customer, key, body);
+    of_status s;
+    run(&first, 1, &s);
+    answered(&first, 202, id);
+    release_all(&first, 1);
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 /* Four orders, a malformed body, an unknown SKU and two currencies in one group: one set of
@@ -249,20 +264,15 @@ static void test_group_places_in_few_statements(void **state)
     release_all(p, 7);
 }
 
-/* What only the lone path can answer goes back to the host: a key used before (200 with the first
- * order), the same key twice in one group (one order; the other answered with it), a keyed order
- * that cannot be priced (422 after the lone path looked for its key). The same key of another
- * customer is another order. */
+/* A repeated key makes the group's INSERT fail, and the lone path answers: a key used before (200
+ * with the first order), the same key twice in one group (one order; the other answered with
+ * it). A keyed order that cannot be priced gets its 422 after its key was looked up. The same key
+ * of another customer is another order. */
 static void test_repeated_keys(void **state)
 {
     (void)state;
-    preq first;
-    preq_init(&first, "cust-5", "r1", "{\"items\": [{\"sku\": \"A\", \"quantity\": 1}]}");
-    of_status s1;
-    run(&first, 1, &s1);
     char id1[37];
-    answered(&first, 202, id1);
-    release_all(&first, 1);
+    place_first("cust-5", "r1", "{\"items\": [{\"sku\": \"A\", \"quantity\": 1}]}", id1);
 
     preq p[5];
     preq_init(&p[0], "cust-5", "r1", "{\"items\": [{\"sku\": \"A\", \"quantity\": 1}]}");
@@ -296,23 +306,12 @@ static void test_repeated_keys(void **state)
 static void test_unpriced_in_group(void **state)
 {
     (void)state;
-    char err[256];
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    DBT_OK(c, of_db_exec_text(c, "INSERT INTO products (sku, name, price_cents, currency) VALUES "
-                                 "('D', 'd', 700, 'EUR')"));
-    of_db_release(c);
-    preq first;
-    preq_init(&first, "cust-9", "u1", "{\"items\": [{\"sku\": \"D\", \"quantity\": 1}]}");
-    of_status s1;
-    run(&first, 1, &s1);
+    assert_int_equal(exec_sql("INSERT INTO products (sku, name, price_cents, currency) VALUES "
+                              "('D', 'd', 700, 'EUR')"),
+                     0);
     char id1[37];
-    answered(&first, 202, id1);
-    release_all(&first, 1);
-    c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    DBT_OK(c, of_db_exec_text(c, "DELETE FROM products WHERE sku = 'D'"));
-    of_db_release(c);
+    place_first("cust-9", "u1", "{\"items\": [{\"sku\": \"D\", \"quantity\": 1}]}", id1);
+    assert_int_equal(exec_sql("DELETE FROM products WHERE sku = 'D'"), 0);
 
     preq p[4];
     preq_init(&p[0], "cust-9", NULL, "{\"items\": [{\"sku\": \"A\", \"quantity\": 1}]}");
