@@ -17,8 +17,8 @@
  * (`... WHERE sku = ? AND available >= ?`), in SKU order so that two orders never lock the same
  * rows in opposite orders; when a line cannot be reserved, the lines this try already reserved
  * are given back in the same transaction before the rejection is emitted, so the commit that
- * follows OF_OK leaves stock as it was. A batch's consecutive order.placed are reserved together
- * (process_batch, "order.placed in sets" below) with the same result.
+ * follows OF_OK leaves stock as it was. A batch's consecutive order.placed, and its consecutive
+ * commands, are handled together (process_batch, inventory_batch.c) with the same result.
  *
  * The admin routes (create_product, set_stock, list_products, get_product) are in
  * inventory_http.c.
@@ -88,8 +88,8 @@ static const of_migration migrations[] = {
 /* ---- emitting ------------------------------------------------------------------------------- */
 
 /* Emits doc (consumed) with ce_type `type`, keyed by the order id. */
-static of_status emit_event(inventory *inv, of_call *call, const char *type, const char *order_id,
-                            json_t *doc)
+of_status inv_emit_event(inventory *inv, of_call *call, const char *type, const char *order_id,
+                         json_t *doc)
 {
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
@@ -107,13 +107,13 @@ static of_status emit_event(inventory *inv, of_call *call, const char *type, con
     return OF_OK;
 }
 
-static of_status emit_rejected(inventory *inv, of_call *call, const char *order_id,
-                               const char *reason, const char *sku)
+of_status inv_emit_rejected(inventory *inv, of_call *call, const char *order_id, const char *reason,
+                            const char *sku)
 {
     json_t *doc = json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason);
     if (doc && sku)
         json_object_set_new(doc, "sku", json_string(sku));
-    of_status st = emit_event(inv, call, "inventory.rejected", order_id, doc);
+    of_status st = inv_emit_event(inv, call, "inventory.rejected", order_id, doc);
     if (st == OF_OK)
         inv->api->counter_add(inv->rejected, 1);
     return st;
@@ -121,28 +121,14 @@ static of_status emit_rejected(inventory *inv, of_call *call, const char *order_
 
 /* ---- order.placed --------------------------------------------------------------------------- */
 
-typedef struct order_line {
-    const char *sku; /* in the parsed document */
-    int64_t quantity;
-} order_line;
-
 static int line_cmp(const void *a, const void *b)
 {
     return strcmp(((const order_line *)a)->sku, ((const order_line *)b)->sku);
 }
 
-typedef struct order {
-    char id[INV_ORDER_ID_MAX + 1];
-    json_t *customer_id; /* borrowed from the document */
-    int64_t total_cents;
-    const char *currency;
-    order_line *lines; /* sorted by sku */
-    size_t n_lines;
-} order;
-
 /* Validates an order.placed document; 0, or -1 with the reason in why (the order id is filled
  * whenever the document has a usable one). */
-static int parse_order(inventory *inv, json_t *doc, order *o, char *why, size_t why_size)
+int inv_parse_order(inventory *inv, json_t *doc, order *o, char *why, size_t why_size)
 {
     char shown[80];
     if (!json_is_object(doc)) {
@@ -234,8 +220,8 @@ static int parse_order(inventory *inv, json_t *doc, order *o, char *why, size_t 
 }
 
 /* Why line `l` could not be reserved: an unknown SKU or not enough stock. */
-static of_status unreservable_reason(inventory *inv, of_call *call, const order_line *l,
-                                     const char **reason)
+of_status inv_unreservable_reason(inventory *inv, of_call *call, const order_line *l,
+                                  const char **reason)
 {
     of_db_value p = OF_DB_S(l->sku);
     of_db_rows *rows = inv->api->db_query(call, "SELECT 1 FROM products WHERE sku = ?", &p, 1);
@@ -265,7 +251,7 @@ static int order_known(inventory *inv, of_call *call, const char *order_id)
 
 /* 1 (answered: the order.placed is ignored) when this order already has reservation rows, 0
  * when not, -1 on a database error (answered too). */
-static int ignore_known(inventory *inv, of_call *call, const order *o, of_status *st)
+int inv_ignore_known(inventory *inv, of_call *call, const order *o, of_status *st)
 {
     int known = order_known(inv, call, o->id);
     if (known < 0) {
@@ -286,7 +272,7 @@ static int ignore_known(inventory *inv, of_call *call, const order *o, of_status
  * rows (the placeholders are built from the line count, never from input). 0, -1 (db_last_error
  * says why) or -2 (out of memory, the reason set). */
 #define INV_ROWS_PER_INSERT 500
-static int record_reservations(inventory *inv, of_call *call, const order *const *os, size_t n)
+int inv_record_reservations(inventory *inv, of_call *call, const order *const *os, size_t n)
 {
     of_db_value *p = calloc(3 * INV_ROWS_PER_INSERT, sizeof(*p));
     if (!p) {
@@ -322,7 +308,7 @@ static int record_reservations(inventory *inv, of_call *call, const order *const
 }
 
 /* inventory.reserved for o, whose lines are reserved and recorded. */
-static of_status emit_reserved(inventory *inv, of_call *call, const order *o)
+of_status inv_emit_reserved(inventory *inv, of_call *call, const order *o)
 {
     json_t *items = json_array();
     for (size_t i = 0; items && i < o->n_lines; i++)
@@ -332,7 +318,7 @@ static of_status emit_reserved(inventory *inv, of_call *call, const order *o)
                                     o->customer_id, "total_cents", (json_int_t)o->total_cents,
                                     "currency", o->currency, "items", items)
                         : NULL;
-    of_status st = emit_event(inv, call, "inventory.reserved", o->id, doc);
+    of_status st = inv_emit_event(inv, call, "inventory.reserved", o->id, doc);
     if (st == OF_OK)
         inv->api->counter_add(inv->reserved, 1);
     return st;
@@ -347,7 +333,7 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
      * would have caught) is rare: the first try does not look for it, its reservation INSERT
      * finds it (the primary key) and the retry looks first. */
     int first = api->event_attempt(call) <= 1;
-    if (!first && ignore_known(inv, call, o, &st) != 0)
+    if (!first && inv_ignore_known(inv, call, o, &st) != 0)
         return st;
     size_t done = 0;
     for (; done < o->n_lines; done++) {
@@ -382,15 +368,15 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
             }
         }
         /* Not for an order reserved before (its stock may be gone since). */
-        if (first && ignore_known(inv, call, o, &st) != 0)
+        if (first && inv_ignore_known(inv, call, o, &st) != 0)
             return st;
         const char *reason = NULL;
-        st = unreservable_reason(inv, call, &o->lines[done], &reason);
+        st = inv_unreservable_reason(inv, call, &o->lines[done], &reason);
         if (st != OF_OK)
             return st;
-        return emit_rejected(inv, call, o->id, reason, o->lines[done].sku);
+        return inv_emit_rejected(inv, call, o->id, reason, o->lines[done].sku);
     }
-    int rec = record_reservations(inv, call, &o, 1);
+    int rec = inv_record_reservations(inv, call, &o, 1);
     if (rec == -2)
         return OF_RETRY;
     if (rec != 0) {
@@ -402,7 +388,7 @@ static of_status reserve(inventory *inv, of_call *call, const order *o)
         }
         return ofp_event_db_failed(inv->api, inv->stage, call, "recording a reservation");
     }
-    return emit_reserved(inv, call, o);
+    return inv_emit_reserved(inv, call, o);
 }
 
 /* The order id to answer an invalid order with: the payload's when usable, else the key. */
@@ -435,14 +421,14 @@ static of_status invalid_order(inventory *inv, of_call *call, json_t *doc, const
     char reason[512];
     snprintf(reason, sizeof(reason), "invalid order: %s", why);
     inv->api->counter_add(inv->invalid, 1);
-    return emit_rejected(inv, call, id, reason, NULL);
+    return inv_emit_rejected(inv, call, id, reason, NULL);
 }
 
 static of_status on_order_placed(inventory *inv, of_call *call, json_t *doc)
 {
     order o = {0};
     char why[256] = "";
-    int rc = parse_order(inv, doc, &o, why, sizeof(why));
+    int rc = inv_parse_order(inv, doc, &o, why, sizeof(why));
     of_status st;
     if (rc == -2) {
         inv->api->set_reason(call, "%s", why);
@@ -457,6 +443,20 @@ static of_status on_order_placed(inventory *inv, of_call *call, json_t *doc)
 }
 
 /* ---- inventory.release / inventory.commit --------------------------------------------------- */
+
+of_status inv_settled(inventory *inv, of_call *call, const char *order_id, int commit, int any)
+{
+    if (!any) {
+        inv->api->log(inv->stage, OF_LOG_INFO, "%s of order %s: nothing reserved, nothing to do",
+                      commit ? "commit" : "release", order_id);
+        return OF_OK;
+    }
+    of_status st = inv_emit_event(inv, call, commit ? "inventory.committed" : "inventory.released",
+                                  order_id, json_pack("{s:s}", "order_id", order_id));
+    if (st == OF_OK)
+        inv->api->counter_add(commit ? inv->committed : inv->released, 1);
+    return st;
+}
 
 /* Ends the order's RESERVED rows: released (back to available) or committed (out of on-hand). One
  * statement moves the stock of every line and the reservations' state together; STRAIGHT_JOIN
@@ -479,19 +479,10 @@ static of_status settle(inventory *inv, of_call *call, const char *order_id, int
     if (changed < 0)
         return ofp_event_db_failed(inv->api, inv->stage, call,
                                    commit ? "committing stock" : "releasing stock");
-    if (changed == 0) {
-        api->log(inv->stage, OF_LOG_INFO, "%s of order %s: nothing reserved, nothing to do",
-                 commit ? "commit" : "release", order_id);
-        return OF_OK;
-    }
-    of_status st = emit_event(inv, call, commit ? "inventory.committed" : "inventory.released",
-                              order_id, json_pack("{s:s}", "order_id", order_id));
-    if (st == OF_OK)
-        api->counter_add(commit ? inv->committed : inv->released, 1);
-    return st;
+    return inv_settled(inv, call, order_id, commit, changed > 0);
 }
 
-static of_status on_command(inventory *inv, of_call *call, json_t *doc, int commit)
+const char *inv_command_order_id(inventory *inv, of_call *call, json_t *doc, int commit)
 {
     json_t *id = json_is_object(doc) ? json_object_get(doc, "order_id") : NULL;
     if (!json_is_string(id) || json_string_length(id) == 0 ||
@@ -499,312 +490,26 @@ static of_status on_command(inventory *inv, of_call *call, json_t *doc, int comm
         strlen(json_string_value(id)) != json_string_length(id)) {
         inv->api->set_reason(call, "%s: order_id must be a string of 1 to %d characters",
                              commit ? "inventory.commit" : "inventory.release", INV_ORDER_ID_MAX);
-        return OF_REJECT;
+        return NULL;
     }
     json_t *reason = json_object_get(doc, "reason");
     if (reason && !json_is_string(reason) && !json_is_null(reason)) {
         inv->api->set_reason(call, "%s: reason must be a string",
                              commit ? "inventory.commit" : "inventory.release");
-        return OF_REJECT;
+        return NULL;
     }
-    return settle(inv, call, json_string_value(id), commit);
+    return json_string_value(id);
 }
 
-/* ---- order.placed in sets (process_batch) ------------------------------------------------------
- *
- * A run of valid order.placed events of one transaction is reserved with three statements however
- * many orders it has: one SELECT ... FOR UPDATE reads and locks the stock of every SKU the run
- * names (in SKU order, the order the lone path locks them in), each order is then reserved all or
- * nothing in memory, in the run's order (two orders of one run for a scarce SKU: the first gets
- * it, as one after the other), one UPDATE takes what the run reserved from every SKU, and one
- * INSERT records the reservation rows. The other events of a set (commands, invalid orders) go
- * through process() between the runs, in their place. */
-
-#define INV_RUN_LINES 2000 /* most order lines in one run (one order may have more) */
-
-/* A valid order.placed of a set, parsed; doc owns the strings. */
-typedef struct placed {
-    json_t *doc;
-    order o;
-    int reserved; /* 1 reserved, 0 not (fail_line says which line) */
-    size_t fail_line;
-    int no_stock_row; /* the failed line's SKU has no stock row (unknown, most likely) */
-} placed;
-
-/* One SKU of a run: its stock as read (locked) and what the run takes from it. */
-typedef struct run_sku {
-    const char *sku;
-    int found;
-    int64_t available, taken;
-} run_sku;
-
-static int run_sku_cmp(const void *a, const void *b)
+static of_status on_command(inventory *inv, of_call *call, json_t *doc, int commit)
 {
-    return strcmp(((const run_sku *)a)->sku, ((const run_sku *)b)->sku);
-}
-
-static run_sku *run_sku_find(run_sku *skus, size_t n, const char *sku)
-{
-    run_sku key = {.sku = sku};
-    return bsearch(&key, skus, n, sizeof(*skus), run_sku_cmp);
-}
-
-/* The call's event as a valid order.placed on its first try: 1 (filled, doc owned by pl), 0 (any
- * other event, which process() handles) or -1 (out of memory). */
-static int placed_parse(inventory *inv, of_call *call, placed *pl)
-{
-    const of_host_api *api = inv->api;
-    size_t tlen = 0, plen = 0;
-    const char *type = api->event_header(call, "ce_type", &tlen);
-    if (!type || tlen != strlen("order.placed") || memcmp(type, "order.placed", tlen) != 0 ||
-        api->event_attempt(call) > 1)
-        return 0;
-    const char *payload = api->event_payload(call, &plen);
-    json_t *doc = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, NULL);
-    char why[256];
-    memset(pl, 0, sizeof(*pl));
-    int rc = doc ? parse_order(inv, doc, &pl->o, why, sizeof(why)) : -1;
-    if (rc != 0) {
-        free(pl->o.lines);
-        json_decref(doc);
-        memset(pl, 0, sizeof(*pl));
-        return rc == -2 ? -1 : 0;
-    }
-    pl->doc = doc;
-    return 1;
-}
-
-/* Reads and locks the run's SKUs (skus sorted, distinct). 0, or -1 (db_last_error says why) or
- * -2 (out of memory). */
-static int run_read_stock(inventory *inv, of_call *call, run_sku *skus, size_t n)
-{
-    size_t len = ofp_sql_list_len(n);
-    of_db_value *p = calloc(len, sizeof(*p));
-    char *sql = p ? ofp_sql_rows_new("SELECT sku, available FROM stock WHERE sku IN (", "?", len,
-                                     ") ORDER BY sku FOR UPDATE")
-                  : NULL;
-    if (!sql) {
-        free(p);
-        return -2;
-    }
-    for (size_t i = 0; i < len; i++)
-        p[i] = (of_db_value)OF_DB_S(skus[i < n ? i : n - 1].sku);
-    of_db_rows *rows = inv->api->db_query(call, sql, p, len);
-    free(sql);
-    free(p);
-    if (!rows)
-        return -1;
-    int r;
-    while ((r = inv->api->db_rows_next(rows)) == 1) {
-        of_db_value v[2];
-        if (ofp_db_row(inv->api, rows, v, 2) != 0 || v[0].type != OF_DB_TEXT ||
-            v[0].len > INV_SKU_MAX || v[1].type != OF_DB_INT) {
-            inv->api->log(inv->stage, OF_LOG_ERROR, "inventory: unexpected stock row shape");
-            r = -1;
-            break;
-        }
-        char sku[INV_SKU_MAX + 1];
-        memcpy(sku, v[0].p, v[0].len);
-        sku[v[0].len] = '\0';
-        run_sku *k = run_sku_find(skus, n, sku);
-        if (k) {
-            k->found = 1;
-            k->available = v[1].i;
-        }
-    }
-    inv->api->db_rows_free(rows);
-    return r < 0 ? -1 : 0;
-}
-
-/* Takes what the run reserved from every SKU it touched, in one UPDATE. 0, -1 or -2. */
-static int run_take_stock(inventory *inv, of_call *call, const run_sku *skus, size_t n)
-{
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        m += skus[i].taken > 0;
-    if (m == 0)
-        return 0;
-    /* The SKUs taken from, the last repeated up to the list's length (ofp_sql_list_len). */
-    size_t places = ofp_sql_list_len(m);
-    of_db_value *p = calloc(5 * places, sizeof(*p));
-    const run_sku **tk = p ? calloc(places, sizeof(*tk)) : NULL;
-    size_t size = 160 + 40 * places;
-    char *sql = tk ? malloc(size) : NULL;
-    if (!sql) {
-        free(tk);
-        free(p);
-        return -2;
-    }
-    for (size_t i = 0, t = 0; i < n; i++)
-        if (skus[i].taken > 0)
-            tk[t++] = &skus[i];
-    for (size_t t = m; t < places; t++)
-        tk[t] = tk[m - 1];
-    /* available = available - CASE sku ... END, reserved = reserved + CASE sku ... END */
-    size_t len = 0, k = 0;
-    for (int col = 0; col < 2; col++) {
-        len += (size_t)snprintf(sql + len, size - len, "%s",
-                                col == 0 ? "UPDATE stock SET available = available - CASE sku"
-                                         : " END, reserved = reserved + CASE sku");
-        for (size_t t = 0; t < places; t++) {
-            len += (size_t)snprintf(sql + len, size - len, " WHEN ? THEN ?");
-            p[k++] = (of_db_value)OF_DB_S(tk[t]->sku);
-            p[k++] = (of_db_value)OF_DB_I(tk[t]->taken);
-        }
-    }
-    len += (size_t)snprintf(sql + len, size - len, " END WHERE sku IN (");
-    for (size_t t = 0; t < places; t++) {
-        len += (size_t)snprintf(sql + len, size - len, t ? ", ?" : "?");
-        p[k++] = (of_db_value)OF_DB_S(tk[t]->sku);
-    }
-    free(tk);
-    snprintf(sql + len, size - len, ")");
-    int64_t changed = inv->api->db_exec(call, sql, p, k);
-    free(sql);
-    free(p);
-    return changed < 0 ? -1 : 0;
-}
-
-/* Reserves the run of placed orders pl[0..n) (n >= 2, each on its first try) and answers each in
- * status. Returns how many went through from the front. */
-static size_t reserve_run(inventory *inv, of_call *const *calls, placed *pl, size_t n,
-                          of_status *status)
-{
-    const of_host_api *api = inv->api;
-    size_t n_lines = 0;
-    for (size_t i = 0; i < n; i++)
-        n_lines += pl[i].o.n_lines;
-    run_sku *skus = calloc(n_lines, sizeof(*skus));
-    const order **done = calloc(n, sizeof(*done));
-    int rc = skus && done ? 0 : -2;
-    size_t n_skus = 0, n_done = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        for (size_t l = 0; l < pl[i].o.n_lines; l++)
-            skus[n_skus++].sku = pl[i].o.lines[l].sku;
-    if (rc == 0) {
-        qsort(skus, n_skus, sizeof(*skus), run_sku_cmp);
-        size_t u = 0;
-        for (size_t i = 0; i < n_skus; i++)
-            if (u == 0 || strcmp(skus[u - 1].sku, skus[i].sku) != 0)
-                skus[u++] = skus[i];
-        n_skus = u;
-        rc = run_read_stock(inv, calls[0], skus, n_skus);
-    }
-    /* All or nothing per order, in the run's order, against what is left. */
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const order *o = &pl[i].o;
-        size_t l = 0;
-        for (; l < o->n_lines; l++) {
-            const run_sku *k = run_sku_find(skus, n_skus, o->lines[l].sku);
-            if (!k->found || k->available - k->taken < o->lines[l].quantity)
-                break;
-        }
-        pl[i].reserved = l == o->n_lines;
-        pl[i].fail_line = l;
-        pl[i].no_stock_row = !pl[i].reserved && !run_sku_find(skus, n_skus, o->lines[l].sku)->found;
-        if (!pl[i].reserved)
-            continue;
-        for (l = 0; l < o->n_lines; l++)
-            run_sku_find(skus, n_skus, o->lines[l].sku)->taken += o->lines[l].quantity;
-        done[n_done++] = o;
-    }
-    if (rc == 0)
-        rc = run_take_stock(inv, calls[0], skus, n_skus);
-    if (rc == 0 && n_done > 0)
-        rc = record_reservations(inv, calls[0], done, n_done);
-    free(skus);
-    free(done);
-    if (rc != 0) {
-        /* None of it goes through (the calls share the transaction, and so its error: the host
-         * then tries each event alone, where a second order.placed of a reserved order is
-         * found). */
-        if (rc == -1) {
-            ofp_events_db_failed(api, inv->stage, calls, n, status, "reserving stock");
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                api->set_reason(calls[i], "out of memory");
-                status[i] = OF_RETRY;
-            }
-        }
-        return 0;
-    }
-    size_t i = 0;
-    for (; i < n; i++) {
-        placed *p = &pl[i];
-        if (p->reserved) {
-            status[i] = emit_reserved(inv, calls[i], &p->o);
-        } else if (ignore_known(inv, calls[i], &p->o, &status[i]) == 0) {
-            /* Not for an order reserved before (its stock may be gone since). */
-            const order_line *l = &p->o.lines[p->fail_line];
-            const char *reason = "insufficient stock";
-            status[i] = p->no_stock_row ? unreservable_reason(inv, calls[i], l, &reason) : OF_OK;
-            if (status[i] == OF_OK)
-                status[i] = emit_rejected(inv, calls[i], p->o.id, reason, l->sku);
-        }
-        if (status[i] != OF_OK)
-            break;
-    }
-    return i;
-}
-
-static of_status inventory_process(void *instance, of_call *call);
-
-/* A set of events in one transaction (ABI 1.5): runs of order.placed reserved together
- * (reserve_run), the other events through process() in their place. Stops at the first event
- * that does not go through: the host commits only the ones before it. */
-static void inventory_process_batch(void *instance, of_call *const *calls, size_t n,
-                                    of_status *status)
-{
-    inventory *inv = instance;
-    placed *pl = calloc(n, sizeof(*pl));
-    int *is_placed = calloc(n, sizeof(*is_placed));
-    size_t i = 0;
-    if (!pl || !is_placed) {
-        for (size_t j = 0; j < n; j++) {
-            inv->api->set_reason(calls[j], "out of memory");
-            status[j] = OF_RETRY;
-        }
-        n = 0;
-    }
-    for (size_t j = 0; j < n; j++) {
-        int r = placed_parse(inv, calls[j], &pl[j]);
-        if (r < 0) {
-            inv->api->set_reason(calls[j], "out of memory");
-            status[j] = OF_RETRY;
-            n = j; /* the host stops at j */
-            break;
-        }
-        is_placed[j] = r;
-    }
-    while (i < n) {
-        /* A run's statements take a few placeholders per line: INV_RUN_LINES bounds them far
-         * below the server's 65,535 whatever the batch and max_lines. */
-        size_t j = i, lines = 0;
-        while (j < n && is_placed[j] && (j == i || lines + pl[j].o.n_lines <= INV_RUN_LINES))
-            lines += pl[j++].o.n_lines;
-        size_t ok;
-        if (j - i >= 2) {
-            ok = i + reserve_run(inv, calls + i, pl + i, j - i, status + i);
-        } else {
-            j = i + 1; /* a lone order.placed or another event: as process() */
-            status[i] = inventory_process(inv, calls[i]);
-            ok = status[i] == OF_OK ? j : i;
-        }
-        if (ok < j)
-            break;
-        i = j;
-    }
-    for (size_t j = 0; pl && j < n; j++) {
-        free(pl[j].o.lines);
-        json_decref(pl[j].doc);
-    }
-    free(pl);
-    free(is_placed);
+    const char *id = inv_command_order_id(inv, call, doc, commit);
+    return id ? settle(inv, call, id, commit) : OF_REJECT;
 }
 
 /* ---- the stage ------------------------------------------------------------------------------ */
 
-static of_status inventory_process(void *instance, of_call *call)
+of_status inv_process(void *instance, of_call *call)
 {
     inventory *inv = instance;
     const of_host_api *api = inv->api;
@@ -894,9 +599,9 @@ static const of_stage_descriptor descriptor = {
     .options = options,
     .outputs = outputs,
     .init = inventory_init,
-    .process = inventory_process,
+    .process = inv_process,
     .shutdown = inventory_shutdown,
-    .process_batch = inventory_process_batch,
+    .process_batch = inv_process_batch,
     .flags = OF_STAGE_DATABASE,
     .migrations = migrations,
 };
