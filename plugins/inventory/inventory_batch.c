@@ -408,7 +408,7 @@ static int read_held(inventory *inv, of_call *call, const char *const *ids, size
 }
 
 /* Ends the held rows of the orders whose settler is of kind `commit`: one UPDATE for their ids.
- * 0, -1 or -2; -1 also when it did not find every row it read locked (the reason set). */
+ * 0, -1, -2, or -4 when it did not end every row it read locked (the reason set). */
 static int end_held(inventory *inv, of_call *call, const char *const *ids, const int *kind,
                     const size_t *rows_of, size_t m, int commit)
 {
