@@ -40,6 +40,8 @@ static const char *plugin_name_of(const of_stage *st)
     return st && st->desc && st->desc->name ? st->desc->name : "";
 }
 
+const char *const of_round_phase_names[5] = {"record", "process", "outbox", "commit", "publish"};
+
 const double of_stage_latency_bounds[OF_STAGE_LATENCY_N_BOUNDS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -95,11 +97,20 @@ int of_stage_setup(of_stage *st, const char *pipeline_name, const of_stage_def *
                                    "Time one process() call took (every try), in seconds", pname,
                                    sname, lbl, of_stage_latency_bounds, OF_STAGE_LATENCY_N_BOUNDS);
         static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000};
-        if (of_descriptor_uses_db(desc))
+        if (of_descriptor_uses_db(desc)) {
             st->m_tx_events = of_metrics_histogram_l(
                 metrics, "stage_transaction_events",
                 "Events committed per database transaction (a stage's batch: setting)", pname,
                 sname, lbl, batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
+            for (int i = 0; i < 5; i++) {
+                const char *const pl[] = {"plugin", plugin, "phase", of_round_phase_names[i], NULL};
+                st->m_round[i] = of_metrics_histogram_l(
+                    metrics, "stage_round_seconds",
+                    "Time of one phase of a database stage's committed round of two or more "
+                    "events, in seconds",
+                    pname, sname, pl, of_stage_latency_bounds, OF_STAGE_LATENCY_N_BOUNDS);
+            }
+        }
     }
     return 0;
 }

@@ -995,9 +995,12 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         }
         limit = n;
     }
+    int64_t at[6] = {0}; /* the last round's phase boundaries (OF_ROUND_*) */
     while (limit > 0) {
+        at[0] = mono_us();
         of_db_tx *tx = of_db_tx_begin(rt->db, why, sizeof(why));
         int recorded = tx ? batch_record(rt, &tx, eids, limit) : -1;
+        at[1] = mono_us();
         if (recorded < 0) {
             of_db_tx_end(tx);
             *next = NEXT_ALONE;
@@ -1007,6 +1010,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         k = pb && limit > 1
                 ? run_set(w, tx, items, limit, recorded, &sets, next, reason, reason_size)
                 : run_each(w, tx, items, calls, limit, recorded, next, reason, reason_size);
+        at[2] = mono_us();
         int doomed = of_db_tx_doomed(tx);
         if (!doomed && k > 0 && k < limit) {
             /* Event k did not go through, and its writes cannot be undone alone: none of this
@@ -1029,6 +1033,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
                    "a batch of %zu events: %s; each is tried alone", k, why);
             doomed = 1;
         }
+        at[3] = mono_us();
         if (doomed) {
             /* A deadlock or a lost connection took the whole batch: each event goes alone. */
             *next = NEXT_ALONE;
@@ -1044,6 +1049,7 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
             }
         }
         of_db_tx_end(tx);
+        at[4] = mono_us();
         for (size_t i = 0; i < k; i++)
             calls[i].tx = NULL;
         break;
@@ -1054,6 +1060,10 @@ static size_t batch_try(worker *w, qitem **items, size_t n, batch_next *next, ch
         of_histogram_observe_(st->m_tx_events, (double)k);
         of_call_cache_apply(calls, k);
         batch_settle(w, items, calls, ids, k);
+        at[5] = mono_us();
+        /* A round that stopped at a failing event and ran again counts its last run. */
+        for (int i = 0; i < 5; i++)
+            of_histogram_observe_(st->m_round[i], (double)(at[i + 1] - at[i]) / 1e6);
     } else {
         k = 0;
         if (*next == NEXT_RETRIED)

@@ -17,6 +17,10 @@
 /* The buckets (seconds) of stage_processing_seconds. */
 #define OF_STAGE_LATENCY_N_BOUNDS 14
 extern const double of_stage_latency_bounds[OF_STAGE_LATENCY_N_BOUNDS];
+/* The phases of a database stage's batched round, in order (the label values of
+ * stage_round_seconds: of_round_phase_names). */
+enum { OF_ROUND_RECORD, OF_ROUND_PROCESS, OF_ROUND_OUTBOX, OF_ROUND_COMMIT, OF_ROUND_PUBLISH };
+extern const char *const of_round_phase_names[5];
 
 /* set_reason keeps at most this many bytes (NUL included). */
 #define OF_REASON_MAX 1024
@@ -57,6 +61,9 @@ struct of_stage {
     /* stage_transaction_events: events per committed transaction (a database stage's batches);
      * NULL for a stage without the database. */
     struct of_histogram *m_tx_events;
+    /* stage_round_seconds{phase}: where a committed round of two or more events spends its time
+     * (OF_ROUND_*); NULLs for a stage without the database. */
+    struct of_histogram *m_round[5];
     /* The host's Redis pool for the cache_* functions (cache.h); borrowed, NULL when the host
      * has no `redis:` section (every cache call then fails with -1). */
     struct of_cache_pool *cache;

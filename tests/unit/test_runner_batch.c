@@ -512,6 +512,31 @@ static const struct of_histogram *tx_events(env *e, const char *pipeline)
     return h;
 }
 
+/* The count and sum of stage_round_seconds{phase} of stage bt in the metrics' text; -1 when the
+ * series is absent. */
+static long round_phase(env *e, const char *pipeline, const char *phase, double *sum)
+{
+    size_t len = 0;
+    char *text = of_metrics_render(e->metrics, &len);
+    assert_non_null(text);
+    long count = -1;
+    *sum = -1;
+    char want[160];
+    snprintf(want, sizeof(want), "pipeline=\"%s\",stage=\"bt\"", pipeline);
+    char ph[64];
+    snprintf(ph, sizeof(ph), "phase=\"%s\"}", phase);
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (!strstr(l, want) || !strstr(l, ph))
+            continue;
+        if (strncmp(l, "orderflow_stage_round_seconds_count{", 36) == 0)
+            count = strtol(strrchr(l, ' ') + 1, NULL, 10);
+        else if (strncmp(l, "orderflow_stage_round_seconds_sum{", 34) == 0)
+            *sum = strtod(strrchr(l, ' ') + 1, NULL);
+    }
+    free(text);
+    return count;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Tests
  * ------------------------------------------------------------------------------------------- */
@@ -554,6 +579,15 @@ static void test_many_events_per_transaction(void **state)
     assert_true(h->count >= 101 / 16 + 1);
     assert_true(h->count <= 20);
     assert_int_equal(h->buckets[h->n_bounds], 0); /* none over the last bound */
+    /* Each batched round (the gate went alone) timed in its five phases. */
+    static const char *const phases[] = {"record", "process", "outbox", "commit", "publish"};
+    for (size_t i = 0; i < 5; i++) {
+        double sum;
+        long rounds = round_phase(&e, pl, phases[i], &sum);
+        if (rounds < (long)(100 / 16 + 1) || rounds > (long)h->count - 1 || !(sum > 0))
+            fail_msg("phase %s: %ld rounds (of %llu transactions), %g s", phases[i], rounds,
+                     (unsigned long long)h->count, sum);
+    }
     check_sets();
     env_free(&e);
 }
