@@ -424,9 +424,10 @@ static void test_commands_in_sets(void **state)
         "o3 P-A 1 RELEASED,o4 P-A 3 COMMITTED,o5 P-A 1 COMMITTED,o6  P-B 1 RESERVED");
     assert_string_equal(set.reservations.buf, one.reservations.buf);
     /* One statement a command alone; a run takes at most four (its rows' read, the stock, the
-     * two kinds of rows ended). */
+     * two kinds of rows ended), so fewer than one a command unless nearly every round held one
+     * or two commands (the events are all queued before the stage starts). */
     assert_int_equal(one.statements, 7 + N_BULK);
-    if (set.statements > 4 * set.transactions || set.statements >= (7 + N_BULK) / 2)
+    if (set.statements > 4 * set.transactions || set.statements >= 7 + N_BULK)
         fail_msg("%zu statements in %llu transactions for %d commands: not in sets", set.statements,
                  (unsigned long long)set.transactions, 7 + N_BULK);
 }
