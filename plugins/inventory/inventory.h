@@ -47,9 +47,6 @@ typedef struct order {
  * reason in why (the order id is filled whenever the document has a usable one) or -2 (out of
  * memory). */
 int inv_parse_order(inventory *inv, json_t *doc, order *o, char *why, size_t why_size);
-/* Emits doc (consumed) with ce_type `type`, keyed by the order id. */
-of_status inv_emit_event(inventory *inv, of_call *call, const char *type, const char *order_id,
-                         json_t *doc);
 /* inventory.reserved for o, whose lines are reserved and recorded. */
 of_status inv_emit_reserved(inventory *inv, of_call *call, const order *o);
 /* inventory.rejected for order_id; sku may be NULL. */
@@ -64,9 +61,6 @@ of_status inv_unreservable_reason(inventory *inv, of_call *call, const order_lin
 /* The reservation rows of the orders os[0..n); 0, -1 (db_last_error says why) or -2 (out of
  * memory, the reason set). */
 int inv_record_reservations(inventory *inv, of_call *call, const order *const *os, size_t n);
-/* The order id of an inventory.commit (commit 1) or inventory.release document; NULL, with the
- * call's reason set, when the command is malformed. Borrowed from doc. */
-const char *inv_command_order_id(inventory *inv, of_call *call, json_t *doc, int commit);
 /* What a command that settled the order's reservations (any: it had RESERVED rows) answers:
  * inventory.committed or inventory.released, or nothing (logged) when there were none. */
 of_status inv_settled(inventory *inv, of_call *call, const char *order_id, int commit, int any);
