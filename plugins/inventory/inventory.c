@@ -482,9 +482,7 @@ static of_status settle(inventory *inv, of_call *call, const char *order_id, int
     return inv_settled(inv, call, order_id, commit, changed > 0);
 }
 
-/* The order id of an inventory.commit (commit 1) or inventory.release document; NULL, with the
- * call's reason set, when the command is malformed. Borrowed from doc. */
-static const char *inv_command_order_id(inventory *inv, of_call *call, json_t *doc, int commit)
+const char *inv_command_order_id(inventory *inv, of_call *call, json_t *doc, int commit)
 {
     json_t *id = json_is_object(doc) ? json_object_get(doc, "order_id") : NULL;
     if (!json_is_string(id) || json_string_length(id) == 0 ||

@@ -61,6 +61,9 @@ of_status inv_unreservable_reason(inventory *inv, of_call *call, const order_lin
 /* The reservation rows of the orders os[0..n); 0, -1 (db_last_error says why) or -2 (out of
  * memory, the reason set). */
 int inv_record_reservations(inventory *inv, of_call *call, const order *const *os, size_t n);
+/* The order id of an inventory.commit (commit 1) or inventory.release document; NULL, with the
+ * call's reason set, when the command is malformed. Borrowed from doc. */
+const char *inv_command_order_id(inventory *inv, of_call *call, json_t *doc, int commit);
 /* What a command that settled the order's reservations (any: it had RESERVED rows) answers:
  * inventory.committed or inventory.released, or nothing (logged) when there were none. */
 of_status inv_settled(inventory *inv, of_call *call, const char *order_id, int commit, int any);

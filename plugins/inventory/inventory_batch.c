@@ -302,17 +302,14 @@ static int command_parse(inventory *inv, of_call *call, command *c)
     json_t *doc = json_loadb(payload, plen, JSON_REJECT_DUPLICATES, &err);
     if (!doc)
         return json_error_code(&err) == json_error_out_of_memory ? -1 : 0;
-    /* A malformed command is rejected by process(), which says why. */
-    json_t *id = json_is_object(doc) ? json_object_get(doc, "order_id") : NULL;
-    json_t *reason = id ? json_object_get(doc, "reason") : NULL;
-    if (!json_is_string(id) || json_string_length(id) > INV_ORDER_ID_MAX ||
-        !ofp_valid_key(json_string_value(id), json_string_length(id)) ||
-        (reason && !json_is_string(reason) && !json_is_null(reason))) {
+    /* A malformed command goes to process(), which rejects it for the reason set here. */
+    const char *id = inv_command_order_id(inv, call, doc, c->commit);
+    if (!id || !ofp_valid_key(id, strlen(id))) {
         json_decref(doc);
         return 0;
     }
     c->doc = doc;
-    c->order_id = json_string_value(id);
+    c->order_id = id;
     return 1;
 }
 
@@ -333,6 +330,34 @@ static int held_sku_cmp(const void *a, const void *b)
     return strcmp(((const held *)a)->sku, ((const held *)b)->sku);
 }
 
+/* head, an IN list of v[0..n) (n >= 1; the last repeated up to ofp_sql_list_len, which an IN list
+ * ignores), then tail: a query whose rows go to *rows, or with rows NULL a statement, whose count
+ * it returns. -1 (db_last_error says why) or -2 (out of memory). */
+static int64_t run_in_list(inventory *inv, of_call *call, const char *head, const char *tail,
+                           const char *const *v, size_t n, of_db_rows **rows)
+{
+    size_t len = ofp_sql_list_len(n);
+    of_db_value *p = calloc(len, sizeof(*p));
+    char *sql = p ? ofp_sql_rows_new(head, "?", len, tail) : NULL;
+    if (!sql) {
+        free(p);
+        return -2;
+    }
+    for (size_t i = 0; i < len; i++)
+        p[i] = (of_db_value)OF_DB_S(v[i < n ? i : n - 1]);
+    int64_t r;
+    if (rows) {
+        *rows = inv->api->db_query(call, sql, p, len);
+        r = *rows ? 0 : -1;
+    } else {
+        r = inv->api->db_exec(call, sql, p, len);
+        r = r < 0 ? -1 : r;
+    }
+    free(sql);
+    free(p);
+    return r;
+}
+
 /* Reads and locks the RESERVED rows of the orders ids[0..m) (sorted, distinct) into *out (*n_out
  * rows). 0, -1 (db_last_error says why), -2 (out of memory) or -3 (a row of another order: one
  * whose id differs from a run's only by trailing spaces, which SQL's PAD SPACE comparison matches
@@ -340,28 +365,16 @@ static int held_sku_cmp(const void *a, const void *b)
 static int read_held(inventory *inv, of_call *call, const char *const *ids, size_t m, held **out,
                      size_t *n_out)
 {
-    size_t len = ofp_sql_list_len(m);
-    of_db_value *p = calloc(len, sizeof(*p));
-    char *sql =
-        p ? ofp_sql_rows_new("SELECT order_id, sku, quantity FROM reservations WHERE "
-                             "order_id IN (",
-                             "?", len, ") AND state = 'RESERVED' ORDER BY order_id, sku FOR UPDATE")
-          : NULL;
-    if (!sql) {
-        free(p);
-        return -2;
-    }
-    for (size_t i = 0; i < len; i++)
-        p[i] = (of_db_value)OF_DB_S(ids[i < m ? i : m - 1]);
-    of_db_rows *rows = inv->api->db_query(call, sql, p, len);
-    free(sql);
-    free(p);
-    if (!rows)
-        return -1;
+    of_db_rows *rows = NULL;
+    int rc = (int)run_in_list(
+        inv, call, "SELECT order_id, sku, quantity FROM reservations WHERE order_id IN (",
+        ") AND state = 'RESERVED' ORDER BY order_id, sku FOR UPDATE", ids, m, &rows);
+    if (rc != 0)
+        return rc;
     held *h = NULL;
     size_t n = 0, cap = 0;
-    int r = 0, rc = 0;
-    while (rc == 0 && (r = inv->api->db_rows_next(rows)) == 1) {
+    int r;
+    while ((r = inv->api->db_rows_next(rows)) == 1) {
         of_db_value v[3];
         if (ofp_db_row(inv->api, rows, v, 3) != 0 || v[0].type != OF_DB_TEXT ||
             v[0].len > INV_ORDER_ID_MAX || v[1].type != OF_DB_TEXT || v[1].len > INV_SKU_MAX ||
@@ -420,31 +433,20 @@ static int end_held(inventory *inv, of_call *call, const char *const *ids, const
         }
     if (k == 0)
         return 0;
-    size_t len = ofp_sql_list_len(k);
-    const char **list = calloc(len, sizeof(*list));
-    of_db_value *p = list ? calloc(len, sizeof(*p)) : NULL;
-    char *sql = p ? ofp_sql_rows_new(commit ? "UPDATE reservations SET state = 'COMMITTED' WHERE "
-                                              "order_id IN ("
-                                            : "UPDATE reservations SET state = 'RELEASED' WHERE "
-                                              "order_id IN (",
-                                     "?", len, ") AND state = 'RESERVED'")
-                  : NULL;
-    if (!sql) {
-        free(p);
-        free(list);
+    const char **list = calloc(k, sizeof(*list));
+    if (!list)
         return -2;
-    }
     for (size_t i = 0, t = 0; i < m; i++)
         if (kind[i] == commit && rows_of[i] > 0)
             list[t++] = ids[i];
-    for (size_t t = 0; t < len; t++)
-        p[t] = (of_db_value)OF_DB_S(list[t < k ? t : k - 1]);
-    int64_t changed = inv->api->db_exec(call, sql, p, len);
-    free(sql);
-    free(p);
+    int64_t changed =
+        run_in_list(inv, call,
+                    commit ? "UPDATE reservations SET state = 'COMMITTED' WHERE order_id IN ("
+                           : "UPDATE reservations SET state = 'RELEASED' WHERE order_id IN (",
+                    ") AND state = 'RESERVED'", list, k, NULL);
     free(list);
     if (changed < 0)
-        return -1;
+        return (int)changed;
     if ((size_t)changed != want) {
         /* The rows were read locked: this cannot happen unless the schema changed underneath. */
         inv->api->set_reason(call, "%zu reservation rows ended where %zu were read",
@@ -492,12 +494,13 @@ static size_t settle_run(inventory *inv, of_call *const *calls, const command *c
 {
     const of_host_api *api = inv->api;
     const char **ids = calloc(n, sizeof(*ids));
-    size_t *settler = calloc(n, sizeof(*settler)); /* per id: its first command */
+    size_t *settler = calloc(n, sizeof(*settler));   /* per id: its first command */
+    size_t *order_of = calloc(n, sizeof(*order_of)); /* per command: its id's index */
     size_t *rows_of = calloc(n, sizeof(*rows_of));
     int *kind = calloc(n, sizeof(*kind));
     held *h = NULL;
     size_t m = 0, n_held = 0;
-    int rc = ids && settler && rows_of && kind ? 0 : -2;
+    int rc = ids && settler && order_of && rows_of && kind ? 0 : -2;
     if (rc == 0) {
         for (size_t i = 0; i < n; i++)
             ids[i] = c[i].order_id;
@@ -505,12 +508,11 @@ static size_t settle_run(inventory *inv, of_call *const *calls, const command *c
         for (size_t i = 0; i < n; i++)
             if (m == 0 || strcmp(ids[m - 1], ids[i]) != 0)
                 ids[m++] = ids[i];
-        for (size_t i = 0; i < m; i++)
-            settler[i] = n;
-        for (size_t i = n; i-- > 0;) {
+        for (size_t i = n; i-- > 0;) { /* backwards: an id's first command is the last set */
             const char *const *at = bsearch(&c[i].order_id, ids, m, sizeof(*ids), str_cmp);
-            settler[at - ids] = i;
-            kind[at - ids] = c[i].commit;
+            order_of[i] = (size_t)(at - ids);
+            settler[order_of[i]] = i;
+            kind[order_of[i]] = c[i].commit;
         }
         rc = read_held(inv, calls[0], ids, m, &h, &n_held);
     }
@@ -521,9 +523,7 @@ static size_t settle_run(inventory *inv, of_call *const *calls, const command *c
     size_t i = 0;
     if (rc == 0) {
         for (; i < n; i++) {
-            size_t o = (size_t)((const char *const *)bsearch(&c[i].order_id, ids, m, sizeof(*ids),
-                                                             str_cmp) -
-                                ids);
+            size_t o = order_of[i];
             status[i] = inv_settled(inv, calls[i], c[i].order_id, c[i].commit,
                                     settler[o] == i && rows_of[o] > 0);
             if (status[i] != OF_OK)
@@ -549,6 +549,7 @@ static size_t settle_run(inventory *inv, of_call *const *calls, const command *c
     free(h);
     free(kind);
     free(rows_of);
+    free(order_of);
     free(settler);
     free(ids);
     return i;
