@@ -309,10 +309,11 @@ static void test_commit_errors_do_not_lose_events(void **state)
         RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE);
     produce_seq(e.bus, "cerr.in", 0, 20);
     assert_true(wait_total(20 * KEYS, 60000) >= 20 * KEYS);
-    /* The background commits (every 200 ms, from both groups) use up the six failures well
-     * within this pause; a commit that still failed at close would rightly mean redelivery,
-     * which is not what this test is about. */
-    struct timespec pause = {3, 0};
+    /* The background commits (every 200 ms, from both groups) use up the six failures within
+     * this pause; a commit that still failed at close would rightly mean redelivery, which is
+     * not what this test is about. 3 s was once too short under ctest -j2 (a coordinator
+     * lookup's backoff after COORDINATOR_NOT_AVAILABLE: "Waiting for coordinator" at close). */
+    struct timespec pause = {8, 0};
     nanosleep(&pause, NULL);
     kenv_stop(&e);
 
