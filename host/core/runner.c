@@ -46,6 +46,9 @@
 /* How far (in max_in_flight units) a partition's last dispatched event may run ahead of its
  * commit point before consumption pauses. */
 #define WINDOW_FACTOR 10
+/* How long the consumer waits at max_in_flight for an event to finish before it pauses the bus
+ * (see wait_for_room). */
+#define BP_PAUSE_AFTER_MS 1000
 /* Tries to publish a dead letter whole before it goes without its payload. */
 #define DLQ_WHOLE_TRIES 3
 
@@ -87,7 +90,7 @@ struct of_stage_rt {
     size_t n_parts;
     uint64_t in_flight; /* under mu */
     /* Two reasons to pause the consumer, kept apart so one's end does not undo the other. */
-    int paused_bp;       /* under mu: max_in_flight reached (backpressure) */
+    int paused_bp;       /* under mu: nothing finished for BP_PAUSE_AFTER_MS at max_in_flight */
     int wide_parts;      /* under mu: partitions whose uncommitted window is over the limit */
     int paused_brk;      /* under mu: the circuit breaker is open */
     int consumer_paused; /* under mu: what the bus was last told */
@@ -1249,10 +1252,6 @@ static void dispatch(struct of_stage_rt *rt, of_event *ev)
             it->gen = p->gen;
             rt->in_flight++;
             atomic_fetch_add(&st->stats.in_flight, 1);
-            if (!rt->paused_bp && rt->in_flight >= (uint64_t)rt->max_in_flight) {
-                rt->paused_bp = 1;
-                apply_pause_locked(rt);
-            }
             update_window_locked(rt, p);
             pthread_mutex_unlock(&rt->mu);
             break;
@@ -1294,6 +1293,33 @@ static void dispatch(struct of_stage_rt *rt, of_event *ev)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Backpressure. At max_in_flight the consumer thread stops taking events and waits for one to
+ * finish; the bus's bounded prefetch fills meanwhile and its fetching stops, and the next event
+ * is at hand the moment there is room. Pausing the bus instead would cost a fetch for every
+ * round at the limit: librdkafka's pause drops what it prefetched. It pauses only when nothing
+ * finished for BP_PAUSE_AFTER_MS, because a consumer that is not polled does not serve its
+ * group's rebalances either, and a stuck stage must still hand its partitions over; the pause
+ * ends below the limit (in_flight_dec_locked). */
+static void wait_for_room(struct of_stage_rt *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    int64_t deadline = of_mono_ms() + BP_PAUSE_AFTER_MS;
+    while (!rt->paused_bp && rt->in_flight >= (uint64_t)rt->max_in_flight &&
+           !atomic_load(&rt->stopping)) {
+        int64_t now = of_mono_ms();
+        if (now >= deadline) {
+            rt->paused_bp = 1;
+            apply_pause_locked(rt);
+            break;
+        }
+        /* A slice at a time, so a stop is seen as soon as by a poll. */
+        int64_t until = deadline < now + POLL_TIMEOUT_MS ? deadline : now + POLL_TIMEOUT_MS;
+        struct timespec ts = of_mono_after_ms(until - now);
+        pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts);
+    }
+    pthread_mutex_unlock(&rt->mu);
+}
+
 static void *consumer_main(void *arg)
 {
     struct of_stage_rt *rt = arg;
@@ -1304,6 +1330,7 @@ static void *consumer_main(void *arg)
         /* An open breaker with idle workers turns half-open only when someone asks; the paused
          * consumer asks on every round, so consumption resumes for the trial events. */
         of_breaker_get_state(&rt->breaker, of_mono_ms());
+        wait_for_room(rt);
         of_event *ev = NULL;
         int rc = ops->poll(rt->consumer, &ev, POLL_TIMEOUT_MS);
         if (rc < 0) {

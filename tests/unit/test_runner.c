@@ -685,7 +685,96 @@ static void release_blocked(void)
     pthread_mutex_unlock(&g_mu);
 }
 
-static void test_max_in_flight_pauses(void **state)
+/* The bus's pause and resume, counted: at max_in_flight the consumer should stop taking events,
+ * and pause the bus (which in librdkafka drops what it prefetched) only when nothing finishes.
+ * The runner gets a bus that forwards to the embedded one (which knows itself by its ops) and
+ * counts; the test produces and waits on the embedded bus itself. */
+typedef struct counting_bus {
+    of_bus base;
+    of_bus *inner;
+} counting_bus;
+
+static counting_bus g_cbus;
+static of_bus_ops g_counting_ops;
+static atomic_int g_pauses, g_resumes;
+
+static int cb_ensure_topic(of_bus *b, const char *topic, int partitions, int replication,
+                           char *errstr, size_t errstr_size)
+{
+    of_bus *in = ((counting_bus *)b)->inner;
+    return in->ops->ensure_topic(in, topic, partitions, replication, errstr, errstr_size);
+}
+
+static int cb_produce(of_bus *b, const char *topic, const of_event *ev, of_delivery_cb cb,
+                      void *opaque, char *errstr, size_t errstr_size)
+{
+    of_bus *in = ((counting_bus *)b)->inner;
+    return in->ops->produce(in, topic, ev, cb, opaque, errstr, errstr_size);
+}
+
+static of_consumer *cb_subscribe(of_bus *b, const char *group, const char *const *topics,
+                                 size_t n_topics, const of_consumer_hooks *hooks, char *errstr,
+                                 size_t errstr_size)
+{
+    of_bus *in = ((counting_bus *)b)->inner;
+    return in->ops->subscribe(in, group, topics, n_topics, hooks, errstr, errstr_size);
+}
+
+static int cb_ready(of_bus *b, char *errstr, size_t errstr_size)
+{
+    of_bus *in = ((counting_bus *)b)->inner;
+    return in->ops->ready(in, errstr, errstr_size);
+}
+
+static int cb_flush(of_bus *b, int timeout_ms)
+{
+    of_bus *in = ((counting_bus *)b)->inner;
+    return in->ops->flush(in, timeout_ms);
+}
+
+static void cb_destroy(of_bus *b)
+{
+    (void)b; /* env_free destroys the embedded bus */
+}
+
+static void counting_pause(of_consumer *c)
+{
+    atomic_fetch_add(&g_pauses, 1);
+    g_cbus.inner->ops->pause(c);
+}
+
+static void counting_resume(of_consumer *c)
+{
+    atomic_fetch_add(&g_resumes, 1);
+    g_cbus.inner->ops->resume(c);
+}
+
+/* env_new, with the runner on the counting bus. */
+static void env_new_counting_pauses(env *e)
+{
+    e->bus = of_membus_new();
+    e->metrics = of_metrics_new();
+    assert_non_null(e->bus);
+    assert_non_null(e->metrics);
+    g_counting_ops = *e->bus->ops;
+    g_counting_ops.ensure_topic = cb_ensure_topic;
+    g_counting_ops.produce = cb_produce;
+    g_counting_ops.subscribe = cb_subscribe;
+    g_counting_ops.ready = cb_ready;
+    g_counting_ops.flush = cb_flush;
+    g_counting_ops.destroy = cb_destroy;
+    g_counting_ops.pause = counting_pause;
+    g_counting_ops.resume = counting_resume;
+    g_cbus.base.ops = &g_counting_ops;
+    g_cbus.inner = e->bus;
+    atomic_store(&g_pauses, 0);
+    atomic_store(&g_resumes, 0);
+    e->runner = of_runner_new(&g_cbus.base, e->metrics);
+    assert_non_null(e->runner);
+    g_runner = e->runner;
+}
+
+static void test_max_in_flight_waits_then_pauses(void **state)
 {
     (void)state;
     memset(&g_block, 0, sizeof(g_block));
@@ -699,7 +788,7 @@ static void test_max_in_flight_pauses(void **state)
     d->concurrency = 8;
     d->max_in_flight = 3;
     env e;
-    env_new(&e);
+    env_new_counting_pauses(&e);
     char err[256];
     assert_int_equal(of_runner_add_pipeline(e.runner, &t.p, err, sizeof(err)), 0);
     for (int i = 0; i < 20; i++) {
@@ -717,6 +806,14 @@ static void test_max_in_flight_pauses(void **state)
     pthread_mutex_lock(&g_mu);
     assert_int_equal(g_block.entered, 3);
     pthread_mutex_unlock(&g_mu);
+    /* The consumer waits for room without pausing the bus... */
+    assert_int_equal(atomic_load(&g_pauses), 0);
+    /* ...until nothing has finished for a second: then the bus is paused, so the consumer can
+     * go on polling (a Kafka consumer serves its group's rebalances only in a poll). */
+    sleep_ms(1500);
+    assert_int_equal(atomic_load(&g_pauses), 1);
+    stats_of(&e, "bp", "slow", &s);
+    assert_int_equal(s.received, 3);
     release_blocked();
     wait_idle(&e);
     stats_of(&e, "bp", "slow", &s);
@@ -724,8 +821,62 @@ static void test_max_in_flight_pauses(void **state)
     assert_true(g_block.max_active <= 3);
     assert_true(g_block.max_in_flight_seen <= 3);
     assert_true(g_block.max_in_flight_seen >= 1);
+    assert_true(atomic_load(&g_resumes) >= 1); /* the pause ended below the limit */
     env_free(&e);
     assert_int_equal(g_block.shutdowns, 1);
+}
+
+/* A stage at its limit whose events keep finishing never pauses the bus. */
+static of_status paced_process(void *instance, of_call *call)
+{
+    (void)instance;
+    (void)call;
+    of_stage_stats s;
+    if (g_runner && of_runner_stage_stats(g_runner, g_block.pipeline, g_block.stage, &s) == 0) {
+        pthread_mutex_lock(&g_mu);
+        if (s.in_flight > g_block.max_in_flight_seen)
+            g_block.max_in_flight_seen = s.in_flight;
+        pthread_mutex_unlock(&g_mu);
+    }
+    sleep_ms(5);
+    return OF_OK;
+}
+
+static const of_stage_descriptor paced_desc = {
+    OF_DESCRIPTOR_HEADER, .name = "paced",          .version = "1",
+    .init = save_api,     .process = paced_process,
+};
+
+static void test_max_in_flight_without_pausing(void **state)
+{
+    (void)state;
+    memset(&g_block, 0, sizeof(g_block));
+    g_block.pipeline = "pace";
+    g_block.stage = "slow";
+    static tpipe t;
+    tp_init(&t, "pace");
+    tp_topic(&t, "in", 3);
+    tp_topic(&t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(&t, "slow", &paced_desc, "in", "in.dlq");
+    d->concurrency = 2;
+    d->max_in_flight = 3;
+    env e;
+    env_new_counting_pauses(&e);
+    char err[256];
+    assert_int_equal(of_runner_add_pipeline(e.runner, &t.p, err, sizeof(err)), 0);
+    for (int i = 0; i < 60; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "key-%d", i);
+        produce(e.bus, "in", key, "x", NULL, 0);
+    }
+    assert_int_equal(of_runner_start(e.runner, err, sizeof(err)), 0);
+    wait_idle(&e);
+    of_stage_stats s;
+    stats_of(&e, "pace", "slow", &s);
+    assert_int_equal(s.processed_ok, 60);
+    assert_int_equal(g_block.max_in_flight_seen, 3); /* the limit was reached, and held */
+    assert_int_equal(atomic_load(&g_pauses), 0);
+    env_free(&e);
 }
 
 typedef struct drain_arg {
@@ -1389,7 +1540,8 @@ int main(void)
         cmocka_unit_test(test_retry_exhausted_dead_letter),
         cmocka_unit_test(test_reject_dead_letters_and_partition_flows),
         cmocka_unit_test(test_failed_delivery_retries),
-        cmocka_unit_test(test_max_in_flight_pauses),
+        cmocka_unit_test(test_max_in_flight_waits_then_pauses),
+        cmocka_unit_test(test_max_in_flight_without_pausing),
         cmocka_unit_test(test_drain_finishes_in_flight_and_commits),
         cmocka_unit_test(test_drain_timeout_abandons_uncommitted),
         cmocka_unit_test(test_init_failure_rolls_back),
