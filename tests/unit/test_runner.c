@@ -40,15 +40,21 @@ typedef struct env {
     of_runner *runner;
 } env;
 
-static void env_new(env *e)
+/* An embedded bus, and a runner on it or, when wrap is given, on the bus wrap returns for it. */
+static void env_new_wrapped(env *e, of_bus *(*wrap)(of_bus *inner))
 {
     e->bus = of_membus_new();
     e->metrics = of_metrics_new();
     assert_non_null(e->bus);
     assert_non_null(e->metrics);
-    e->runner = of_runner_new(e->bus, e->metrics);
+    e->runner = of_runner_new(wrap ? wrap(e->bus) : e->bus, e->metrics);
     assert_non_null(e->runner);
     g_runner = e->runner;
+}
+
+static void env_new(env *e)
+{
+    env_new_wrapped(e, NULL);
 }
 
 static void env_free(env *e)
@@ -641,10 +647,9 @@ static struct {
     const char *pipeline, *stage;
 } g_block;
 
-static of_status block_process(void *instance, of_call *call)
+/* Keeps the most events the blocked stage has had in flight. */
+static void note_in_flight(void)
 {
-    (void)instance;
-    (void)call;
     of_stage_stats s;
     if (g_runner && of_runner_stage_stats(g_runner, g_block.pipeline, g_block.stage, &s) == 0) {
         pthread_mutex_lock(&g_mu);
@@ -652,6 +657,13 @@ static of_status block_process(void *instance, of_call *call)
             g_block.max_in_flight_seen = s.in_flight;
         pthread_mutex_unlock(&g_mu);
     }
+}
+
+static of_status block_process(void *instance, of_call *call)
+{
+    (void)instance;
+    (void)call;
+    note_in_flight();
     pthread_mutex_lock(&g_mu);
     g_block.entered++;
     if (++g_block.active > g_block.max_active)
@@ -749,14 +761,9 @@ static void counting_resume(of_consumer *c)
     g_cbus.inner->ops->resume(c);
 }
 
-/* env_new, with the runner on the counting bus. */
-static void env_new_counting_pauses(env *e)
+static of_bus *counting_bus_over(of_bus *inner)
 {
-    e->bus = of_membus_new();
-    e->metrics = of_metrics_new();
-    assert_non_null(e->bus);
-    assert_non_null(e->metrics);
-    g_counting_ops = *e->bus->ops;
+    g_counting_ops = *inner->ops;
     g_counting_ops.ensure_topic = cb_ensure_topic;
     g_counting_ops.produce = cb_produce;
     g_counting_ops.subscribe = cb_subscribe;
@@ -766,37 +773,43 @@ static void env_new_counting_pauses(env *e)
     g_counting_ops.pause = counting_pause;
     g_counting_ops.resume = counting_resume;
     g_cbus.base.ops = &g_counting_ops;
-    g_cbus.inner = e->bus;
+    g_cbus.inner = inner;
     atomic_store(&g_pauses, 0);
     atomic_store(&g_resumes, 0);
-    e->runner = of_runner_new(&g_cbus.base, e->metrics);
-    assert_non_null(e->runner);
-    g_runner = e->runner;
+    return &g_cbus.base;
+}
+
+/* Starts stage `slow` of pipeline `name` (on the counting bus) with max_in_flight 3 over n events
+ * of distinct keys queued before it starts. */
+static void start_limited(env *e, tpipe *t, const char *name, const of_stage_descriptor *desc,
+                          int concurrency, int n)
+{
+    memset(&g_block, 0, sizeof(g_block));
+    g_block.pipeline = name;
+    g_block.stage = "slow";
+    tp_init(t, name);
+    tp_topic(t, "in", 3);
+    tp_topic(t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(t, "slow", desc, "in", "in.dlq");
+    d->concurrency = concurrency;
+    d->max_in_flight = 3;
+    env_new_wrapped(e, counting_bus_over);
+    char err[256];
+    assert_int_equal(of_runner_add_pipeline(e->runner, &t->p, err, sizeof(err)), 0);
+    for (int i = 0; i < n; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "key-%d", i);
+        produce(e->bus, "in", key, "x", NULL, 0);
+    }
+    assert_int_equal(of_runner_start(e->runner, err, sizeof(err)), 0);
 }
 
 static void test_max_in_flight_waits_then_pauses(void **state)
 {
     (void)state;
-    memset(&g_block, 0, sizeof(g_block));
-    g_block.pipeline = "bp";
-    g_block.stage = "slow";
     static tpipe t;
-    tp_init(&t, "bp");
-    tp_topic(&t, "in", 3);
-    tp_topic(&t, "in.dlq", 1);
-    of_stage_def *d = tp_stage(&t, "slow", &block_desc, "in", "in.dlq");
-    d->concurrency = 8;
-    d->max_in_flight = 3;
     env e;
-    env_new_counting_pauses(&e);
-    char err[256];
-    assert_int_equal(of_runner_add_pipeline(e.runner, &t.p, err, sizeof(err)), 0);
-    for (int i = 0; i < 20; i++) {
-        char key[16];
-        snprintf(key, sizeof(key), "key-%d", i);
-        produce(e.bus, "in", key, "x", NULL, 0);
-    }
-    assert_int_equal(of_runner_start(e.runner, err, sizeof(err)), 0);
+    start_limited(&e, &t, "bp", &block_desc, 8, 20);
     wait_at_least(&g_block.entered, 3);
     sleep_ms(50); /* a consumer that ignored the limit would dispatch more meanwhile */
     of_stage_stats s;
@@ -833,13 +846,7 @@ static of_status paced_process(void *instance, of_call *call)
 {
     (void)instance;
     (void)call;
-    of_stage_stats s;
-    if (g_runner && of_runner_stage_stats(g_runner, g_block.pipeline, g_block.stage, &s) == 0) {
-        pthread_mutex_lock(&g_mu);
-        if (s.in_flight > g_block.max_in_flight_seen)
-            g_block.max_in_flight_seen = s.in_flight;
-        pthread_mutex_unlock(&g_mu);
-    }
+    note_in_flight();
     sleep_ms(5);
     return OF_OK;
 }
@@ -852,26 +859,9 @@ static const of_stage_descriptor paced_desc = {
 static void test_max_in_flight_without_pausing(void **state)
 {
     (void)state;
-    memset(&g_block, 0, sizeof(g_block));
-    g_block.pipeline = "pace";
-    g_block.stage = "slow";
     static tpipe t;
-    tp_init(&t, "pace");
-    tp_topic(&t, "in", 3);
-    tp_topic(&t, "in.dlq", 1);
-    of_stage_def *d = tp_stage(&t, "slow", &paced_desc, "in", "in.dlq");
-    d->concurrency = 2;
-    d->max_in_flight = 3;
     env e;
-    env_new_counting_pauses(&e);
-    char err[256];
-    assert_int_equal(of_runner_add_pipeline(e.runner, &t.p, err, sizeof(err)), 0);
-    for (int i = 0; i < 60; i++) {
-        char key[16];
-        snprintf(key, sizeof(key), "key-%d", i);
-        produce(e.bus, "in", key, "x", NULL, 0);
-    }
-    assert_int_equal(of_runner_start(e.runner, err, sizeof(err)), 0);
+    start_limited(&e, &t, "pace", &paced_desc, 2, 60);
     wait_idle(&e);
     of_stage_stats s;
     stats_of(&e, "pace", "slow", &s);
