@@ -9,10 +9,10 @@
  * The requests' threads take turns leading: the thread whose request is queued when a
  * transaction is free runs the next group for every request in it (handlers included), and the
  * others sleep until their answer is ready; a handler may therefore run on another request's
- * thread. At most OF_HTTP_GROUP_TRANSACTIONS transactions per route are open at once: groups
- * overlap (one commits while the next runs its statements), a request at moderate load seldom
- * finds them all busy (with 2, requests at 450/s waited for a commit: bench/RESULTS.md, step 27),
- * and the pool keeps its other connections for the rest.
+ * thread. At most OF_HTTP_GROUP_TRANSACTIONS transactions per route are open at once: two let
+ * one group commit while the next runs its statements, and no more, because every transaction
+ * the intake opens is a commit the whole machine pays for: with four, the groups at 560 orders/s
+ * held 1.6 requests and the pipeline behind them was slower (bench/RESULTS.md, step 31).
  *
  * What may not commit does not hold the others back: see of_http_batch_handler (host_api.h) for
  * how a group that does not go through whole is run again. */
@@ -23,7 +23,7 @@
 
 #include <stddef.h>
 
-#define OF_HTTP_GROUP_TRANSACTIONS 4 /* at most the bits of an unsigned (http_group.c) */
+#define OF_HTTP_GROUP_TRANSACTIONS 2 /* at most the bits of an unsigned (http_group.c) */
 
 struct of_http_request;
 typedef struct of_http_groups of_http_groups;
