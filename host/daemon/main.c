@@ -334,11 +334,13 @@ int main(int argc, char **argv)
         }
     }
     err[0] = '\0';
-    /* The dashboard's feed: this host's stage counters once a second (dashboard.h). */
-    /* Every 10 s: what a backlog made the daemon hold goes back once it has drained. Without
-     * the thread the daemon still runs, only holding more. */
-    if (!(trim = of_memtrim_start(10000)))
+    /* What a backlog made the daemon hold goes back once it has drained. Every 2 s, because
+     * every 10 s let the resident size swing by 5 MB between two trims at 560 orders/s
+     * (bench/RESULTS.md, step 31b). Without the thread the daemon still runs, only holding
+     * more. */
+    if (!(trim = of_memtrim_start(2000)))
         of_log(OF_LVL_WARN, NULL, NULL, "cannot start the memory trimmer");
+    /* The dashboard's feed: this host's stage counters once a second (dashboard.h). */
     if (hub && !(dash = of_dashboard_start(hub, runner, 1000))) {
         of_log(OF_LVL_ERROR, NULL, NULL, "cannot start the dashboard");
         goto out;
