@@ -173,7 +173,6 @@ static int run_read_stock(inventory *inv, of_call *call, run_sku *skus, size_t n
     return r < 0 ? -1 : 0;
 }
 
-/* Takes what the run reserved from every SKU it touched, in one UPDATE. 0, -1 or -2. */
 /* Takes what the run reserved from every SKU it touched (skus sorted), in one UPDATE. 0, -1 or
  * -2. */
 static int take_stock(inventory *inv, of_call *call, const run_sku *skus, size_t n)
