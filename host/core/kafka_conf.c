@@ -82,9 +82,12 @@ rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role
          /* A delivery gives up within a minute, so a drain and the outbox relay's grace (which
           * must be longer) stay bounded; an operator property may say otherwise. */
          set(conf, "message.timeout.ms", "60000", errstr, errstr_size) ||
-         /* Every hop's worker waits for the broker's ack: a batch waits at most 1 ms, not
-          * librdkafka's default 5; an operator property may say otherwise. */
-         set(conf, "linger.ms", "1", errstr, errstr_size)))
+         /* Every hop's worker waits for the broker's ack, so a batch should not wait long;
+          * but each produce request costs the broker (and this process) a wake-up: at 1 ms the
+          * producer sent ~1,150 requests a second at 560 orders/s. 5 ms (librdkafka's default) was
+          * measured with the consumers' fetch wait below (bench/RESULTS.md, step 34); an operator
+          * property may say otherwise. */
+         set(conf, "linger.ms", "5", errstr, errstr_size)))
         goto fail;
     if (role == OF_KAFKA_CONSUMER &&
         (set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
@@ -93,7 +96,15 @@ rd_kafka_conf_t *of_kafka_conf_new(const of_kafka_config *kc, of_kafka_role role
           * default 64 MiB: 4 MiB a stage keeps the workers fed (the runner bounds what is in
           * flight anyway) and the daemon's memory flat; an operator property may say
           * otherwise. */
-         set(conf, "queued.max.messages.kbytes", "4096", errstr, errstr_size)))
+         set(conf, "queued.max.messages.kbytes", "4096", errstr, errstr_size) ||
+         /* The broker answers a fetch at its first byte: at 560 orders/s each busy stage's
+          * consumer fetched ~430 times a second, each a response and a worker round for a few
+          * events. Held up to 10 ms or 64 KiB, the rounds are fuller and the requests fewer (at
+          * 200 orders/s the daemon's CPU -15 %, the broker's -18 %, the database's commits
+          * -17 %) for at most 10 ms a hop at light load; a busy stage fills 64 KiB sooner
+          * (bench/RESULTS.md, step 34). An operator property may say otherwise. */
+         set(conf, "fetch.wait.max.ms", "10", errstr, errstr_size) ||
+         set(conf, "fetch.min.bytes", "65536", errstr, errstr_size)))
         goto fail;
     /* Operator properties next, so the managed ones below always win. librdkafka warns about
      * a producer-only property on a consumer and the reverse; those are passed only to the
