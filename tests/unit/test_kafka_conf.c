@@ -36,7 +36,7 @@ static void test_defaults(void **state)
 {
     (void)state;
     rd_kafka_conf_t *p = build(NULL, 0, OF_KAFKA_PRODUCER);
-    /* A produce request every 5 ms at most per partition batch, not every 1 (step 34). */
+    /* A batch waits up to 5 ms for more events, not 1 (bench/RESULTS.md, step 34). */
     assert_string_equal(get(p, "linger.ms"), "5");
     assert_string_equal(get(p, "message.timeout.ms"), "60000");
     assert_string_equal(get(p, "enable.idempotence"), "true");
