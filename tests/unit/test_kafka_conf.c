@@ -80,7 +80,9 @@ static void test_managed_win(void **state)
     rd_kafka_conf_destroy(p);
 }
 
-static void test_consumer_needs_group(void **state)
+/* A consumer without a group, and an operator value librdkafka refuses: no configuration, and
+ * the reason names what was wrong. */
+static void test_refusals(void **state)
 {
     (void)state;
     of_kafka_config kc = {.bootstrap = "127.0.0.1:1"};
@@ -101,7 +103,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_operator_overrides_defaults),
         cmocka_unit_test(test_managed_win),
-        cmocka_unit_test(test_consumer_needs_group),
+        cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
