@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "kafka_conf.h"
 #include "log.h"
+#include "thread_name.h"
 #include "timeutil.h"
 
 #include <librdkafka/rdkafka.h>
@@ -673,9 +674,11 @@ of_bus *of_kafkabus_new(const of_kafka_config *cfg, char *errstr, size_t errstr_
     if (pthread_create(&b->poller, NULL, poller_main, b) != 0)
         goto fail_threads;
     b->poller_started = 1;
+    of_thread_name(b->poller, "of-kafka-acks", NULL);
     if (pthread_create(&b->health, NULL, health_main, b) != 0)
         goto fail_threads;
     b->health_started = 1;
+    of_thread_name(b->health, "of-kafka-health", NULL);
     return &b->base;
 fail_threads:
     of_seterr(errstr, errstr_size, "cannot start the kafka threads");

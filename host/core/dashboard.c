@@ -2,6 +2,7 @@
 #include "dashboard.h"
 
 #include "log.h"
+#include "thread_name.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -79,6 +80,7 @@ of_dashboard *of_dashboard_start(of_ws_hub *hub, of_runner *runner, int period_m
         free(d);
         return NULL;
     }
+    of_thread_name(d->thread, "of-dashboard", NULL);
     return d;
 }
 

@@ -1,5 +1,6 @@
 #include "memtrim.h"
 
+#include "thread_name.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -54,6 +55,7 @@ of_memtrim *of_memtrim_start(int64_t period_ms)
         free(t);
         return NULL;
     }
+    of_thread_name(t->thread, "of-memtrim", NULL);
     return t;
 }
 

@@ -1,6 +1,7 @@
 #include "outbox_marker.h"
 
 #include "log.h"
+#include "thread_name.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -115,6 +116,7 @@ of_outbox_marker *of_outbox_marker_start(of_db_pool *pool, int64_t interval_ms, 
         free(m);
         return NULL;
     }
+    of_thread_name(m->thread, "of-outbox-mark", NULL);
     return m;
 }
 

@@ -25,6 +25,7 @@
 #include "plugin.h"
 #include "stage_tx.h"
 #include "stage_runtime.h"
+#include "thread_name.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -1742,6 +1743,9 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
             return -1;
         }
         w->started = 1;
+        char idx[16];
+        snprintf(idx, sizeof(idx), ":%d", i);
+        of_thread_name(w->thread, d->name, idx);
     }
     if (rt->consumer) {
         if (pthread_create(&rt->consumer_thread, NULL, consumer_main, rt) != 0) {
@@ -1749,6 +1753,7 @@ static int stage_start(of_runner *r, of_stage *st, char *errstr, size_t errstr_s
             return -1;
         }
         rt->consumer_started = 1;
+        of_thread_name(rt->consumer_thread, d->name, ":c");
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "outbox_marker.h"
 #include "plugin.h"
+#include "thread_name.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -425,6 +426,7 @@ of_outbox_relay *of_outbox_relay_start(of_db_pool *pool, of_bus *bus, int64_t gr
         free(rl);
         return NULL;
     }
+    of_thread_name(rl->thread, "of-relay", NULL);
     return rl;
 }
 

@@ -3,6 +3,7 @@
 #include "ws_hub.h"
 
 #include "log.h"
+#include "thread_name.h"
 #include "timeutil.h"
 
 #include <hiredis/hiredis.h>
@@ -640,6 +641,7 @@ int of_ws_hub_start(of_ws_hub *hub, char *errstr, size_t errstr_size)
         of_seterr(errstr, errstr_size, "websocket hub: cannot start its thread");
         return -1;
     }
+    of_thread_name(hub->writer, "of-ws-writer", NULL);
     if (hub->use_redis) {
         if (pthread_create(&hub->subscriber, NULL, subscriber_main, hub) != 0) {
             pthread_mutex_lock(&hub->mu);
@@ -651,6 +653,7 @@ int of_ws_hub_start(of_ws_hub *hub, char *errstr, size_t errstr_size)
             return -1;
         }
         hub->has_subscriber = 1;
+        of_thread_name(hub->subscriber, "of-ws-redis", NULL);
     }
     pthread_mutex_lock(&hub->mu);
     hub->started = 1;

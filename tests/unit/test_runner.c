@@ -16,6 +16,7 @@
 #include "pipeline.h"
 #include "runner.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -263,6 +264,52 @@ static void test_per_key_order_concurrency_4(void **state)
     c = of_metrics_find_counter(e.metrics, "stage_events_processed", "p", "check");
     assert_non_null(c);
     assert_true(of_counter_value(c) == N_KEYS * N_SEQ);
+    env_free(&e);
+}
+
+/* Whether a thread of this process is named name (/proc/self/task/N/comm). */
+static int thread_named(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int found = 0;
+    for (struct dirent *de; !found && (de = readdir(d));) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* the thread ended meanwhile */
+        if (fgets(comm, sizeof(comm), f))
+            comm[strcspn(comm, "\n")] = '\0';
+        fclose(f);
+        found = strcmp(comm, name) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* A stage's threads carry its name (top -H, perf and gdb then say whose they are): each worker
+ * its index, the consumer ":c". */
+static void test_threads_named_for_their_stage(void **state)
+{
+    (void)state;
+    static tpipe t;
+    tp_init(&t, "p");
+    tp_topic(&t, "in", 3);
+    tp_topic(&t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(&t, "check", &order_desc, "in", "in.dlq");
+    d->concurrency = 3;
+    env e;
+    env_new(&e);
+    add_and_start(&e, &t);
+    const char *const want[] = {"check:0", "check:1", "check:2", "check:c"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!thread_named(want[i]))
+            fail_msg("no thread named %s", want[i]);
+    assert_false(thread_named("check:3"));
+    assert_int_equal(of_runner_drain(e.runner, 10000), 0);
     env_free(&e);
 }
 
@@ -1527,6 +1574,7 @@ int main(void)
         cmocka_unit_test(test_offset_tracker_contiguous_prefix),
         cmocka_unit_test(test_offset_tracker_many_out_of_order),
         cmocka_unit_test(test_per_key_order_concurrency_4),
+        cmocka_unit_test(test_threads_named_for_their_stage),
         cmocka_unit_test(test_outputs_routed_with_inherited_headers),
         cmocka_unit_test(test_retry_then_success),
         cmocka_unit_test(test_retry_exhausted_dead_letter),
