@@ -81,12 +81,13 @@ typedef struct of_cache_stats {
     uint64_t connect_failures; /* of those, failed (refused, timeout, AUTH or SELECT refused) */
     uint64_t unavailable;      /* calls that failed because Redis was unreachable or down */
     uint64_t errors;           /* calls Redis answered with an error reply */
+    uint64_t round_trips;      /* requests sent and waited for; a pipeline of commands is one */
     int down;                  /* 1 while the pool is down */
     int open;                  /* connections open (idle and in use) */
 } of_cache_stats;
 
 /* A pool for cfg (copied). Does not connect yet. metrics may be NULL; with it the pool counts
- * redis_connect_failures, redis_unavailable and redis_errors. NULL when out of memory.
+ * redis_connect_failures, redis_unavailable, redis_errors and redis_round_trips. NULL when out of memory.
  * Sets SIGPIPE to SIG_IGN when it has the default action: a write to a connection Redis closed
  * must fail, not end the process. */
 of_cache_pool *of_cache_pool_new(const of_redis_config *cfg, of_metrics *metrics);

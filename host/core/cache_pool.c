@@ -34,8 +34,8 @@ struct of_cache_pool {
     int down;         /* after a failure, until a connect succeeds */
     int64_t retry_at; /* monotonic ms: no connect before this while down */
     uint64_t gen;     /* bumped when the pool goes down */
-    _Atomic uint64_t connect_attempts, connect_failures, unavailable, errors;
-    struct of_counter *m_connect_failures, *m_unavailable, *m_errors;
+    _Atomic uint64_t connect_attempts, connect_failures, unavailable, errors, round_trips;
+    struct of_counter *m_connect_failures, *m_unavailable, *m_errors, *m_round_trips;
 };
 
 static void count(_Atomic uint64_t *n, struct of_counter *m)
@@ -105,6 +105,9 @@ of_cache_pool *of_cache_pool_new(const of_redis_config *cfg, of_metrics *metrics
                                "Redis calls that failed because Redis was unreachable", NULL, NULL);
         p->m_errors = of_metrics_counter(metrics, "redis_errors",
                                          "Redis calls answered with an error reply", NULL, NULL);
+        p->m_round_trips = of_metrics_counter(
+            metrics, "redis_round_trips",
+            "Requests sent to Redis and waited for (a pipeline of commands is one)", NULL, NULL);
     }
     return p;
 }
@@ -155,6 +158,7 @@ void of_cache_pool_stats(of_cache_pool *p, of_cache_stats *out)
     out->connect_failures = atomic_load(&p->connect_failures);
     out->unavailable = atomic_load(&p->unavailable);
     out->errors = atomic_load(&p->errors);
+    out->round_trips = atomic_load(&p->round_trips);
     pthread_mutex_lock(&p->mu);
     out->down = p->down;
     out->open = p->n_open;
@@ -340,6 +344,7 @@ static void release(of_cache_pool *p, pconn *k, int broken, const char *why)
 static redisReply *run_on(of_cache_pool *p, pconn *k, int argc, const char **argv,
                           const size_t *lens)
 {
+    count(&p->round_trips, p->m_round_trips);
     redisReply *r = redisCommandArgv(k->ctx, argc, argv, lens);
     if (!r) {
         char why[300];
@@ -389,6 +394,7 @@ int of_cache_pipeline(of_cache_pool *p, const of_cache_cmd *cmds, size_t n,
         count(&p->unavailable, p->m_unavailable);
         return -1;
     }
+    count(&p->round_trips, p->m_round_trips);
     int ok = 1;
     for (size_t i = 0; ok && i < n; i++)
         ok = redisAppendCommandArgv(k->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) == REDIS_OK;

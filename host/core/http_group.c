@@ -2,6 +2,7 @@
  * (http_group.h). */
 #include "http_group.h"
 
+#include "cache.h"
 #include "db.h"
 #include "gateway.h"
 #include "log.h"
@@ -182,6 +183,9 @@ static int commit_round(of_http_invoker *inv, of_db_tx *tx, waiter **cur, size_t
         return 0;
     }
     observe_size(stage, b->reqs[0]->route, m);
+    /* The group's cache writes in one pipelined round trip, not one each: the requests are
+     * answered only after all of them. */
+    of_call_cache_apply(b->calls, m);
     for (size_t i = 0; i < m; i++) {
         b->calls[i].tx = NULL;
         cur[i]->status = of_http_invoker_settle(inv, stage, &b->calls[i], b->reqs[i], b->ids[i]);

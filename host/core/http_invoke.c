@@ -157,7 +157,6 @@ static void publish_after_answer(of_http_invoker *inv, const of_call *call, int6
 of_status of_http_invoker_settle(of_http_invoker *inv, of_stage *stage, of_call *call,
                                  of_http_request *req, int64_t *ids)
 {
-    of_call_cache_apply(call, 1);
     int use_db = ids != NULL;
     /* Committed: the events are in the outbox. Publishing now keeps the latency low; if it
      * fails, the relay publishes them later, so the answer stands. */
@@ -224,6 +223,7 @@ of_status of_http_invoke_alone(of_http_invoker *inv, of_stage *stage, of_http_ha
         of_call_reset(&call);
         return OF_RETRY;
     }
+    of_call_cache_apply(&call, 1);
     s = of_http_invoker_settle(inv, stage, &call, req, ids);
     of_call_reset(&call);
     return s;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "redis_fixture.h"
 #include "test_db_util.h"
 
 #include "gateway.h"
@@ -103,6 +104,11 @@ static of_status answered_ok(of_call *call, of_http_request *req, const char *id
 {
     const of_host_api *api = of_host_api_get();
     if (api->emit(call, "out", id, strlen(id), "{}", 2, NULL, 0) != 0)
+        return OF_RETRY;
+    /* With a cache (test_group_cache_writes_in_one_round_trip): "grp:<id>" after the commit. */
+    char key[64];
+    snprintf(key, sizeof(key), "grp:%s", id);
+    if (call->stage->cache && api->cache_set_after_commit(call, key, id, strlen(id), 60000) != 0)
         return OF_RETRY;
     return of_api_http_respond(req, 202, "application/json", "{}", 2, NULL) == 0 ? OF_OK : OF_RETRY;
 }
@@ -301,6 +307,44 @@ static void test_group_commits_together(void **state)
         snprintf(trace, sizeof(trace), "%032zx", traces - 3 + i);
         assert_int_equal(events_in_trace(b[i] + 3, trace), 1);
     }
+}
+
+/* The group's cache writes, made after its commit, go to Redis in one round trip, not one per
+ * request (the requests are answered after all of them). */
+static void test_group_cache_writes_in_one_round_trip(void **state)
+{
+    (void)state;
+    assert_int_equal(rf_ensure_shared(), 0);
+    of_redis_config cfg;
+    char prefix[128];
+    rf_unique_prefix(prefix, sizeof(prefix), "grp");
+    rf_config(&cfg, rf_host(), rf_port(), prefix);
+    of_cache_pool *cache = of_cache_pool_new(&cfg, NULL);
+    assert_non_null(cache);
+    empty_tables();
+    st_batch.cache = cache;
+    const char *b[] = {"ok:c1", "ok:c2", "ok:c3", "ok:c4", "ok:c5"};
+    of_status s[5];
+    int http[5];
+    of_cache_stats before, after;
+    of_cache_pool_stats(cache, &before);
+    run_bodies(&st_batch, b, 5, s, http);
+    of_cache_pool_stats(cache, &after);
+    st_batch.cache = NULL;
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(http[i], 202);
+        char key[64], *v = NULL;
+        snprintf(key, sizeof(key), "grp:%s", b[i] + 3);
+        assert_int_equal(of_cache_get(cache, key, &v, NULL), 1);
+        assert_string_equal(v, b[i] + 3);
+        free(v);
+    }
+    assert_int_equal(n_batches, 1);
+    if (after.round_trips - before.round_trips != 1)
+        fail_msg("5 requests' cache writes took %llu round trips",
+                 (unsigned long long)(after.round_trips - before.round_trips));
+    of_cache_pool_free(cache);
+    of_redis_config_free(&cfg);
 }
 
 /* A request that wrote and failed rolls the group back; the others go again without it and
@@ -536,6 +580,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_commits_together),
+        cmocka_unit_test(test_group_cache_writes_in_one_round_trip),
         cmocka_unit_test(test_failed_request_does_not_hold_back),
         cmocka_unit_test(test_answered_without_work_commits_with_the_others),
         cmocka_unit_test(test_unanswered_runs_alone),
