@@ -87,9 +87,9 @@ typedef struct of_cache_stats {
 } of_cache_stats;
 
 /* A pool for cfg (copied). Does not connect yet. metrics may be NULL; with it the pool counts
- * redis_connect_failures, redis_unavailable, redis_errors and redis_round_trips. NULL when out of memory.
- * Sets SIGPIPE to SIG_IGN when it has the default action: a write to a connection Redis closed
- * must fail, not end the process. */
+ * redis_connect_failures, redis_unavailable, redis_errors and redis_round_trips. NULL when out
+ * of memory. Sets SIGPIPE to SIG_IGN when it has the default action: a write to a connection
+ * Redis closed must fail, not end the process. */
 of_cache_pool *of_cache_pool_new(const of_redis_config *cfg, of_metrics *metrics);
 /* Closes every connection. No call may be in progress. NULL is fine. */
 void of_cache_pool_free(of_cache_pool *pool);

@@ -57,9 +57,9 @@ of_status of_http_invoke_alone(of_http_invoker *inv, of_stage *stage, of_http_ha
                                struct of_http_request *req);
 /* After call's transaction committed and its kept cache writes were applied
  * (of_call_cache_apply: a group applies all of its requests' in one round trip): its events to
- * the broker. ids are its outbox rows (call->n_emitted of them, taken; NULL without a database). Returns
- * OF_OK, or OF_RETRY when the events could not be published and there is no outbox to publish
- * them later (the answer is then a 503). */
+ * the broker. ids are its outbox rows (call->n_emitted of them, taken; NULL without a
+ * database). Returns OF_OK, or OF_RETRY when the events could not be published and there is no
+ * outbox to publish them later (the answer is then a 503). */
 of_status of_http_invoker_settle(of_http_invoker *inv, of_stage *stage, of_call *call,
                                  struct of_http_request *req, int64_t *ids);
 
