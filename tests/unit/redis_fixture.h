@@ -119,6 +119,19 @@ static inline void rf_config(of_redis_config *c, const char *host, int port, con
     c->key_prefix = strdup(prefix);
 }
 
+/* A pool on the shared Redis (started when it does not answer) under a key prefix no other run
+ * shares (rf_unique_prefix with what). cfg is filled in; free it with of_redis_config_free after
+ * the pool. NULL when there is no Redis or no memory. */
+static inline of_cache_pool *rf_shared_pool(of_redis_config *cfg, const char *what)
+{
+    if (rf_ensure_shared() != 0)
+        return NULL;
+    char prefix[128];
+    rf_unique_prefix(prefix, sizeof(prefix), what);
+    rf_config(cfg, rf_host(), rf_port(), prefix);
+    return of_cache_pool_new(cfg, NULL);
+}
+
 /* A redis-server of the test's own. */
 typedef struct rf_private {
     pid_t pid;

@@ -314,12 +314,8 @@ static void test_group_commits_together(void **state)
 static void test_group_cache_writes_in_one_round_trip(void **state)
 {
     (void)state;
-    assert_int_equal(rf_ensure_shared(), 0);
     of_redis_config cfg;
-    char prefix[128];
-    rf_unique_prefix(prefix, sizeof(prefix), "grp");
-    rf_config(&cfg, rf_host(), rf_port(), prefix);
-    of_cache_pool *cache = of_cache_pool_new(&cfg, NULL);
+    of_cache_pool *cache = rf_shared_pool(&cfg, "grp");
     assert_non_null(cache);
     empty_tables();
     st_batch.cache = cache;

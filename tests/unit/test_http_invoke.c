@@ -411,12 +411,8 @@ static int invoke_cached(of_http_invoker *inv, of_stage *s, const char *key)
 static void test_cache_writes_after_commit(void **state)
 {
     (void)state;
-    assert_int_equal(rf_ensure_shared(), 0);
     of_redis_config cfg;
-    char prefix[128];
-    rf_unique_prefix(prefix, sizeof(prefix), "invoke");
-    rf_config(&cfg, rf_host(), rf_port(), prefix);
-    of_cache_pool *cache = of_cache_pool_new(&cfg, NULL);
+    of_cache_pool *cache = rf_shared_pool(&cfg, "invoke");
     assert_non_null(cache);
     of_stage cs;
     memset(&cs, 0, sizeof(cs));

@@ -221,6 +221,19 @@ static const of_stage_descriptor order_desc = {
     .init = save_api,     .process = order_process,
 };
 
+/* Starts pipeline "p" with one order-check stage "check" of `concurrency` workers reading "in"
+ * (3 partitions). */
+static void start_check(env *e, tpipe *t, int concurrency)
+{
+    tp_init(t, "p");
+    tp_topic(t, "in", 3);
+    tp_topic(t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(t, "check", &order_desc, "in", "in.dlq");
+    d->concurrency = concurrency;
+    env_new(e);
+    add_and_start(e, t);
+}
+
 static void test_per_key_order_concurrency_4(void **state)
 {
     (void)state;
@@ -228,14 +241,8 @@ static void test_per_key_order_concurrency_4(void **state)
     for (int k = 0; k < N_KEYS; k++)
         g_order.last[k] = -1;
     static tpipe t;
-    tp_init(&t, "p");
-    tp_topic(&t, "in", 3);
-    tp_topic(&t, "in.dlq", 1);
-    of_stage_def *d = tp_stage(&t, "check", &order_desc, "in", "in.dlq");
-    d->concurrency = 4;
     env e;
-    env_new(&e);
-    add_and_start(&e, &t);
+    start_check(&e, &t, 4);
     for (int s = 0; s < N_SEQ; s++) {
         for (int k = 0; k < N_KEYS; k++) {
             char key[16], payload[32];
@@ -296,14 +303,8 @@ static void test_threads_named_for_their_stage(void **state)
 {
     (void)state;
     static tpipe t;
-    tp_init(&t, "p");
-    tp_topic(&t, "in", 3);
-    tp_topic(&t, "in.dlq", 1);
-    of_stage_def *d = tp_stage(&t, "check", &order_desc, "in", "in.dlq");
-    d->concurrency = 3;
     env e;
-    env_new(&e);
-    add_and_start(&e, &t);
+    start_check(&e, &t, 3);
     const char *const want[] = {"check:0", "check:1", "check:2", "check:c"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (!thread_named(want[i]))

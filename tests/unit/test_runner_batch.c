@@ -853,14 +853,10 @@ static void cached(const char *payload, char *out, size_t size)
 static void test_cache_after_commit(void **state)
 {
     (void)state;
-    assert_int_equal(rf_ensure_shared(), 0);
     const char *pipelines[] = {"bt6", "bt7"};
     for (int b = 0; b < 2; b++) {
         of_redis_config cfg;
-        char prefix[128];
-        rf_unique_prefix(prefix, sizeof(prefix), pipelines[b]);
-        rf_config(&cfg, rf_host(), rf_port(), prefix);
-        g_cache = of_cache_pool_new(&cfg, NULL);
+        g_cache = rf_shared_pool(&cfg, pipelines[b]);
         assert_non_null(g_cache);
         env e;
         env_start(&e, pipelines[b], b == 0 ? 32 : 1, 3);
