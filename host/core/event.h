@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 typedef struct of_event_header {
-    char *name;  /* owned, NUL-terminated */
-    void *value; /* owned; value_len bytes plus a NUL for convenience */
+    char *name;  /* owned, NUL-terminated; one allocation with the value (event.c) */
+    void *value; /* points into name's allocation; value_len bytes plus a NUL for convenience */
     size_t value_len;
 } of_event_header;
 
@@ -18,12 +18,15 @@ typedef struct of_event {
     int32_t partition; /* -1 when not yet assigned */
     int64_t offset;    /* -1 when not yet assigned */
     int64_t timestamp_ms;
-    void *key; /* owned, NULL when keyless; key_len bytes plus a NUL */
+    /* key and payload live in the event's own allocation (event.c), so they are never
+     * replaced or freed on their own: an event is built once and read many times. */
+    void *key; /* NULL when keyless; key_len bytes plus a NUL */
     size_t key_len;
-    void *payload; /* owned, never NULL; payload_len bytes plus a NUL */
+    void *payload; /* never NULL; payload_len bytes plus a NUL */
     size_t payload_len;
     of_event_header *headers; /* owned */
     size_t n_headers;
+    size_t cap_headers; /* room in headers */
 } of_event;
 
 /* All return NULL / -1 on no memory. */
