@@ -21,6 +21,9 @@
 #define FANOUT_RETRY_MS 1000
 /* How often the subscriber thread looks at the stop flag while Redis is quiet. */
 #define SUB_POLL_MS 200
+/* The fan-out's publishing buffer is handed to hiredis whenever it holds this much, and not kept
+ * between batches beyond it. */
+#define PUB_CHUNK (1u << 20)
 
 typedef struct ws_msg {
     struct ws_msg *next;
@@ -59,6 +62,7 @@ struct of_ws_hub {
     pthread_cond_t cv;      /* the queue has messages, or stop */
     pthread_cond_t refs_cv; /* a delivery finished */
     pthread_cond_t stop_cv; /* the subscriber's naps end early on stop */
+    pthread_cond_t sub_cv;  /* a client arrived, a subscription attempt ended, or stop */
     ws_msg *head, *tail;
     size_t n_queued;
     of_ws_client *clients;
@@ -78,7 +82,12 @@ struct of_ws_hub {
     char origin[17];     /* this hub's random id, 16 hex digits */
     redisContext *pub;   /* the writer's connection */
     int64_t pub_retry_at;
-    _Atomic int fanout_up;
+    char *pub_buf; /* the writer's PUBLISH commands, formatted */
+    size_t pub_len, pub_cap;
+    _Atomic int fanout_up; /* written under mu */
+    uint64_t sub_attempts; /* under mu: subscription attempts ended, either way */
+    int sub_down;          /* under mu: the last attempt failed */
+    int64_t linger_ms;     /* under mu */
     int pub_down_logged;
 
     _Atomic uint64_t published, remote, sent, dropped, redis_down;
@@ -146,6 +155,7 @@ of_ws_hub *of_ws_hub_new(const of_redis_config *redis, of_metrics *metrics, int 
     if (!hub)
         return NULL;
     hub->max_clients = max_clients > 0 ? max_clients : OF_WS_DEFAULT_MAX_CLIENTS;
+    hub->linger_ms = OF_WS_FANOUT_LINGER_MS;
     hub->write_fn = write_fn;
     hub->close_fn = close_fn;
     unsigned char rnd[8];
@@ -171,7 +181,8 @@ of_ws_hub *of_ws_hub_new(const of_redis_config *redis, of_metrics *metrics, int 
         of_redis_ignore_sigpipe();
     }
     if (pthread_mutex_init(&hub->mu, NULL) != 0 || of_cond_init_monotonic(&hub->cv) != 0 ||
-        pthread_cond_init(&hub->refs_cv, NULL) != 0 || of_cond_init_monotonic(&hub->stop_cv) != 0) {
+        pthread_cond_init(&hub->refs_cv, NULL) != 0 || of_cond_init_monotonic(&hub->stop_cv) != 0 ||
+        of_cond_init_monotonic(&hub->sub_cv) != 0) {
         /* Failing here means the system is out of resources; the pieces are not reused. */
         if (hub->use_redis) {
             of_redis_config_free(&hub->redis);
@@ -367,27 +378,57 @@ static void deliver(of_ws_hub *hub, const ws_msg *m)
 
 /* ---- the fan-out: publishing ------------------------------------------------------------ */
 
-/* "<origin>\n<pipeline>\n<channel>\n<message>" */
-static char *envelope(const of_ws_hub *hub, const ws_msg *m, size_t *len)
+/* Room for n more bytes in the publishing buffer; 0 or -1. */
+static int pub_reserve(of_ws_hub *hub, size_t n)
 {
-    size_t pl = strlen(m->pipeline), cl = strlen(m->channel);
-    size_t n = 16 + 1 + pl + 1 + cl + 1 + m->len;
-    char *e = malloc(n);
-    if (!e)
-        return NULL;
-    char *p = e;
-    memcpy(p, hub->origin, 16);
-    p += 16;
+    if (hub->pub_cap - hub->pub_len >= n)
+        return 0;
+    size_t cap = hub->pub_cap ? hub->pub_cap : 4096;
+    while (cap - hub->pub_len < n)
+        cap *= 2;
+    char *p = realloc(hub->pub_buf, cap);
+    if (!p)
+        return -1;
+    hub->pub_buf = p;
+    hub->pub_cap = cap;
+    return 0;
+}
+
+static char *put(char *p, const void *src, size_t n)
+{
+    memcpy(p, src, n);
+    return p + n;
+}
+
+/* Appends "PUBLISH <channel> <envelope>" in Redis's protocol, the envelope being
+ * "<origin>\n<pipeline>\n<channel>\n<message>". Written here rather than by hiredis's printf-like
+ * formatting, which costs several allocations a message (a tenth of the daemon's, step 41 of
+ * bench/RESULTS.md). 0 or -1 (out of memory). */
+static int pub_format(of_ws_hub *hub, const ws_msg *m)
+{
+    size_t rl = strlen(hub->redis_channel), pl = strlen(m->pipeline), cl = strlen(m->channel);
+    size_t el = 16 + 1 + pl + 1 + cl + 1 + m->len;
+    char head[96];
+    int hn = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", rl);
+    char mid[32];
+    int mn = snprintf(mid, sizeof(mid), "\r\n$%zu\r\n", el);
+    if (pub_reserve(hub, (size_t)hn + rl + (size_t)mn + el + 2) != 0)
+        return -1;
+    char *p = hub->pub_buf + hub->pub_len;
+    p = put(p, head, (size_t)hn);
+    p = put(p, hub->redis_channel, rl);
+    p = put(p, mid, (size_t)mn);
+    p = put(p, hub->origin, 16);
     *p++ = '\n';
-    memcpy(p, m->pipeline, pl);
-    p += pl;
+    p = put(p, m->pipeline, pl);
     *p++ = '\n';
-    memcpy(p, m->channel, cl);
-    p += cl;
+    p = put(p, m->channel, cl);
     *p++ = '\n';
-    memcpy(p, m->data, m->len);
-    *len = n;
-    return e;
+    p = put(p, m->data, m->len);
+    *p++ = '\r';
+    *p++ = '\n';
+    hub->pub_len = (size_t)(p - hub->pub_buf);
+    return 0;
 }
 
 static void pub_lost(of_ws_hub *hub, const char *reason)
@@ -414,6 +455,21 @@ static const char *ctx_err(const redisContext *c, const char *otherwise)
     return c && c->errstr[0] ? c->errstr : otherwise;
 }
 
+/* Hands what is formatted to hiredis's output buffer; 0, or -1 when the connection failed (and
+ * was dropped). */
+static int pub_flush(of_ws_hub *hub)
+{
+    if (hub->pub_len == 0)
+        return 0;
+    int rc = redisAppendFormattedCommand(hub->pub, hub->pub_buf, hub->pub_len);
+    hub->pub_len = 0;
+    if (rc != REDIS_OK) {
+        pub_lost(hub, ctx_err(hub->pub, "out of memory"));
+        return -1;
+    }
+    return 0;
+}
+
 /* Publishes this host's messages of a batch in one pipelined round trip; 0, or -1 when the
  * connection failed (and was dropped). */
 static int fan_out_once(of_ws_hub *hub, ws_msg *batch, int force)
@@ -432,20 +488,20 @@ static int fan_out_once(of_ws_hub *hub, ws_msg *batch, int force)
         }
     }
     size_t appended = 0;
+    hub->pub_len = 0;
     for (ws_msg *m = batch; m; m = m->next) {
-        if (m->remote)
+        if (m->remote || pub_format(hub, m) != 0)
             continue;
-        size_t len;
-        char *e = envelope(hub, m, &len);
-        if (!e)
-            continue;
-        int rc = redisAppendCommand(hub->pub, "PUBLISH %s %b", hub->redis_channel, e, len);
-        free(e);
-        if (rc != REDIS_OK) {
-            pub_lost(hub, ctx_err(hub->pub, "out of memory"));
-            return -1;
-        }
         appended++;
+        if (hub->pub_len >= PUB_CHUNK && pub_flush(hub) != 0)
+            return -1;
+    }
+    if (pub_flush(hub) != 0)
+        return -1;
+    if (hub->pub_cap > PUB_CHUNK) { /* a burst's buffer is not kept */
+        free(hub->pub_buf);
+        hub->pub_buf = NULL;
+        hub->pub_cap = 0;
     }
     for (size_t i = 0; i < appended; i++) {
         void *reply = NULL;
@@ -556,11 +612,55 @@ static void nap(of_ws_hub *hub, int64_t ms)
     pthread_mutex_unlock(&hub->mu);
 }
 
+/* Whether the subscription is to end: the hub stops, or no connection of this host has
+ * listened for linger_ms (*idle_since: when the last one left, 0 while some listen). Marks the
+ * fan-out down in the same hold of the lock, so a client arriving after the decision waits for
+ * the next subscription rather than trusting this one. */
+static int sub_should_end(of_ws_hub *hub, int64_t *idle_since, int *idle)
+{
+    pthread_mutex_lock(&hub->mu);
+    int end = hub->stopping;
+    if (!end && hub->n_clients > 0) {
+        *idle_since = 0;
+    } else if (!end) {
+        int64_t now = of_mono_ms();
+        if (!*idle_since)
+            *idle_since = now;
+        else if (now - *idle_since >= hub->linger_ms)
+            end = *idle = 1;
+    }
+    if (end)
+        atomic_store(&hub->fanout_up, 0);
+    pthread_mutex_unlock(&hub->mu);
+    return end;
+}
+
+/* An attempt to subscribe ended; wakes the clients waiting for it. */
+static void sub_attempt_ended(of_ws_hub *hub, int up)
+{
+    pthread_mutex_lock(&hub->mu);
+    atomic_store(&hub->fanout_up, up);
+    hub->sub_down = !up;
+    hub->sub_attempts++;
+    pthread_cond_broadcast(&hub->sub_cv);
+    pthread_mutex_unlock(&hub->mu);
+}
+
+/* Subscribed only while a connection of this host listens: otherwise the host would hear every
+ * message of every host, its own included, for nobody (a few percent of the daemon's CPU under
+ * load). A client's arrival wakes it (of_ws_client_new waits for the subscription). */
 static void *subscriber_main(void *arg)
 {
     of_ws_hub *hub = arg;
     int down_logged = 0, was_up = 0;
-    while (!stopping(hub)) {
+    for (;;) {
+        pthread_mutex_lock(&hub->mu);
+        while (!hub->stopping && hub->n_clients == 0)
+            pthread_cond_wait(&hub->sub_cv, &hub->mu);
+        int stop = hub->stopping;
+        pthread_mutex_unlock(&hub->mu);
+        if (stop)
+            break;
         char why[256] = "";
         redisContext *c = of_redis_connect(&hub->redis, why, sizeof(why));
         redisReply *r = NULL;
@@ -575,6 +675,7 @@ static void *subscriber_main(void *arg)
                 freeReplyObject(r);
             if (c)
                 redisFree(c);
+            sub_attempt_ended(hub, 0);
             if (!down_logged) {
                 down_logged = 1;
                 if (was_up)
@@ -588,14 +689,16 @@ static void *subscriber_main(void *arg)
             continue;
         }
         freeReplyObject(r);
-        atomic_store(&hub->fanout_up, 1);
+        sub_attempt_ended(hub, 1);
         if (down_logged)
             of_log(OF_LVL_INFO, NULL, NULL, "websocket fan-out: subscribed on redis again");
         down_logged = 0;
         was_up = 1;
         /* Reads with poll() so the thread notices a stop: a hiredis read timeout would leave the
          * context unusable. */
-        while (!stopping(hub)) {
+        int64_t idle_since = 0;
+        int idle = 0;
+        while (!sub_should_end(hub, &idle_since, &idle)) {
             void *reply = NULL;
             if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
                 break;
@@ -616,8 +719,10 @@ static void *subscriber_main(void *arg)
             if (pr > 0 && redisBufferRead(c) != REDIS_OK)
                 break;
         }
+        pthread_mutex_lock(&hub->mu);
         atomic_store(&hub->fanout_up, 0);
-        int lost = !stopping(hub);
+        pthread_mutex_unlock(&hub->mu);
+        int lost = !idle && !stopping(hub);
         snprintf(why, sizeof(why), "%s", c->errstr[0] ? c->errstr : "connection closed");
         redisFree(c);
         if (lost) {
@@ -674,6 +779,7 @@ void of_ws_hub_stop(of_ws_hub *hub)
     hub->stopping = 1;
     pthread_cond_broadcast(&hub->cv);
     pthread_cond_broadcast(&hub->stop_cv);
+    pthread_cond_broadcast(&hub->sub_cv);
     pthread_mutex_unlock(&hub->mu);
     /* The writer finishes what is queued, so a status published just before the stop still
      * reaches the open connections; then they are told to go. */
@@ -708,6 +814,8 @@ void of_ws_hub_free(of_ws_hub *hub)
     }
     pthread_cond_destroy(&hub->refs_cv);
     pthread_cond_destroy(&hub->stop_cv);
+    pthread_cond_destroy(&hub->sub_cv);
+    free(hub->pub_buf);
     pthread_cond_destroy(&hub->cv);
     pthread_mutex_destroy(&hub->mu);
     free(hub);
@@ -732,6 +840,34 @@ void of_ws_hub_stats(of_ws_hub *hub, of_ws_stats *out)
 /* ---------------------------------------------------------------------------------------------
  * Clients
  * ------------------------------------------------------------------------------------------- */
+
+/* With hub->mu held, a client just counted: returns once the fan-out is subscribed, or its
+ * attempt failed (Redis is away: this host's messages still reach the client, as with no Redis),
+ * or the attempt takes longer than a connect and three commands may. Why wait: the caller reads
+ * its snapshot next, and what another host publishes after that must reach the client. */
+static void await_subscription(of_ws_hub *hub)
+{
+    if (!hub->use_redis)
+        return;
+    pthread_cond_broadcast(&hub->sub_cv);
+    if (atomic_load(&hub->fanout_up) || hub->sub_down)
+        return;
+    uint64_t attempt = hub->sub_attempts;
+    struct timespec until =
+        of_mono_after_ms(hub->redis.connect_timeout_ms + 3 * hub->redis.command_timeout_ms + 100);
+    while (!atomic_load(&hub->fanout_up) && hub->sub_attempts == attempt && !hub->stopping)
+        if (pthread_cond_timedwait(&hub->sub_cv, &hub->mu, &until) == ETIMEDOUT)
+            break;
+}
+
+void of_ws_hub_set_linger(of_ws_hub *hub, int64_t ms)
+{
+    if (!hub)
+        return;
+    pthread_mutex_lock(&hub->mu);
+    hub->linger_ms = ms > 0 ? ms : 0;
+    pthread_mutex_unlock(&hub->mu);
+}
 
 of_ws_client *of_ws_client_new(of_ws_hub *hub, const char *pipeline, int *full)
 {
@@ -761,6 +897,7 @@ of_ws_client *of_ws_client_new(of_ws_hub *hub, const char *pipeline, int *full)
         hub->clients->prev = c;
     hub->clients = c;
     hub->n_clients++;
+    await_subscription(hub);
     pthread_mutex_unlock(&hub->mu);
     return c;
 }

@@ -10,7 +10,10 @@
  * a host hears everything from the moment its subscriber connection is up, so a client that
  * subscribes and then reads a snapshot cannot fall into the gap a per-channel SUBSCRIBE would
  * leave; hosts drop what no local connection wants. Every message carries its origin host's
- * random id so a host does not deliver its own messages twice.
+ * random id so a host does not deliver its own messages twice. A host subscribes only while it
+ * has connections (and OF_WS_FANOUT_LINGER_MS after the last one left): a new connection waits
+ * in of_ws_client_new until the subscription is up, so it is up before the snapshot is read.
+ * Every host publishes whether or not anyone listens; Redis drops what no host hears.
  *
  * The hub knows nothing of civetweb: the gateway gives it the function that writes a text frame
  * and the one that closes a connection, and unit tests give it their own.
@@ -40,6 +43,7 @@
 #define OF_WS_QUEUE_MAX           65536          /* messages waiting for the writer */
 #define OF_WS_BACKLOG_MAX         1024           /* messages kept for a client not yet open */
 #define OF_WS_DEFAULT_MAX_CLIENTS 64
+#define OF_WS_FANOUT_LINGER_MS    10000 /* subscribed this long after the last client left */
 
 typedef struct of_ws_hub of_ws_hub;
 typedef struct of_ws_client of_ws_client;
@@ -61,6 +65,9 @@ int of_ws_hub_start(of_ws_hub *hub, char *errstr, size_t errstr_size);
 /* Sends every open client a close frame (1001, going away), then stops the threads. Publishing
  * afterwards fails. Safe to call twice. */
 void of_ws_hub_stop(of_ws_hub *hub);
+/* How long the fan-out stays subscribed after the last client left (OF_WS_FANOUT_LINGER_MS
+ * unless set; tests shorten it), so a reloading page does not unsubscribe and subscribe again. */
+void of_ws_hub_set_linger(of_ws_hub *hub, int64_t ms);
 /* Stops the hub if needed and frees it; every client must have been closed. NULL is fine. */
 void of_ws_hub_free(of_ws_hub *hub);
 
@@ -77,7 +84,9 @@ int of_ws_hub_publish(of_ws_hub *hub, const char *pipeline, const char *channel,
 #define OF_WS_ANY_PIPELINE "*"
 
 /* Clients: see the life above. of_ws_client_new returns NULL when the hub has max_clients
- * already or is stopped (*full set to 1) or when out of memory (*full 0). */
+ * already or is stopped (*full set to 1) or when out of memory (*full 0). With Redis it may wait
+ * for the fan-out's subscription: at most a connect and three commands' timeouts, and not at all
+ * while it is up or while Redis is known to be away. */
 of_ws_client *of_ws_client_new(of_ws_hub *hub, const char *pipeline, int *full);
 /* 0, or -1 (bad channel name, too many channels). A repeated channel is accepted once. */
 int of_ws_client_subscribe(of_ws_client *c, const char *channel);
@@ -101,7 +110,7 @@ typedef struct of_ws_stats {
     uint64_t dropped;    /* messages lost: queue full, backlog full, or a client too slow */
     uint64_t redis_down; /* times the fan-out lost Redis */
     int clients;         /* open and opening */
-    int fanout_up;       /* 1 while the subscriber is connected */
+    int fanout_up;       /* 1 while subscribed (only while there are clients, and a linger) */
 } of_ws_stats;
 void of_ws_hub_stats(of_ws_hub *hub, of_ws_stats *out);
 

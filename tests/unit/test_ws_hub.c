@@ -3,7 +3,9 @@
  * connection that fails a write is closed and skipped, the client limit, bad channels and
  * messages, and the fan-out between two hubs through a real Redis (a private redis-server): each
  * message once on every host, none echoed back to its origin, resubscribing after Redis
- * restarts, and local delivery while Redis is away. */
+ * restarts, and local delivery while Redis is away; a host subscribed only while it has clients,
+ * a new client returned only once the subscription is up, and messages of every size and of
+ * every byte but NUL crossing intact, in batches larger than the publisher's buffer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -273,9 +275,6 @@ static void test_fanout_between_hosts(void **state)
     of_redis_config other;
     rf_config(&other, "127.0.0.1", srv.port, "someone-else:");
     of_ws_hub *h3 = hub_new(&other, 8);
-    wait_fanout(h1, 1);
-    wait_fanout(h2, 1);
-    wait_fanout(h3, 1);
     fake_conn f1, f2, f3;
     fake_init(&f1);
     fake_init(&f2);
@@ -283,6 +282,10 @@ static void test_fanout_between_hosts(void **state)
     of_ws_client *c1 = client(h1, "shop", "order:9");
     of_ws_client *c2 = client(h2, "shop", "order:9");
     of_ws_client *c3 = client(h3, "shop", "order:9");
+    /* A client is returned once its host is subscribed: no wait here. */
+    assert_int_equal(fanout_up(h1), 1);
+    assert_int_equal(fanout_up(h2), 1);
+    assert_int_equal(fanout_up(h3), 1);
     assert_int_equal(of_ws_client_open(c1, &f1), 0);
     assert_int_equal(of_ws_client_open(c2, &f2), 0);
     assert_int_equal(of_ws_client_open(c3, &f3), 0);
@@ -342,6 +345,99 @@ static void test_fanout_between_hosts(void **state)
     rf_private_stop(&srv);
 }
 
+/* Subscribers of the fan-out's channel, as Redis counts them. */
+static long long numsub(int port, const char *channel)
+{
+    redisContext *rc = rf_connect_to("127.0.0.1", port, NULL);
+    assert_non_null(rc);
+    redisReply *r = redisCommand(rc, "PUBSUB NUMSUB %s", channel);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    long long n = r->element[1]->integer;
+    freeReplyObject(r);
+    redisFree(rc);
+    return n;
+}
+
+static void test_fanout_only_while_listened(void **state)
+{
+    (void)state;
+    rf_private srv = {0};
+    assert_int_equal(rf_private_start(&srv), 0);
+    char prefix[96], channel[128];
+    rf_unique_prefix(prefix, sizeof(prefix), "wsl");
+    snprintf(channel, sizeof(channel), "%sws", prefix);
+    of_redis_config cfg;
+    rf_config(&cfg, "127.0.0.1", srv.port, prefix);
+    of_ws_hub *h1 = hub_new(&cfg, 8), *h2 = hub_new(&cfg, 8);
+    of_ws_hub_set_linger(h2, 300);
+
+    /* Nobody listens: no host subscribes, and what h1 publishes meanwhile is for nobody. */
+    rf_sleep_ms(300);
+    assert_int_equal(fanout_up(h1), 0);
+    assert_int_equal(fanout_up(h2), 0);
+    assert_int_equal(numsub(srv.port, channel), 0);
+    pub(h1, "shop", "order:1", "before anyone listened");
+
+    /* A client on h2: subscribed when of_ws_client_new returns, so h1's very next message
+     * reaches it. */
+    fake_conn f;
+    fake_init(&f);
+    of_ws_client *c = client(h2, "shop", "order:1");
+    assert_int_equal(fanout_up(h2), 1);
+    assert_int_equal(numsub(srv.port, channel), 1);
+    assert_int_equal(of_ws_client_open(c, &f), 0);
+    pub(h1, "shop", "order:1", "first");
+
+    /* Messages of every size and byte (but NUL), several at once: larger together than the
+     * publisher's buffer of one round trip (1 MiB), so they go out in pieces. */
+    enum { BIG = 6, BIG_LEN = 250 * 1024 };
+    char *big[BIG];
+    for (int i = 0; i < BIG; i++) {
+        assert_non_null(big[i] = malloc(BIG_LEN + 1));
+        for (size_t j = 0; j < BIG_LEN; j++)
+            big[i][j] = (char)(1 + (j * 7 + (size_t)i) % 255);
+        big[i][BIG_LEN] = '\0';
+    }
+    for (int i = 0; i < BIG; i++)
+        pub(h1, "shop", "order:1", big[i]);
+    pub(h1, "shop", "order:1", "line\r\nbreaks\n$3\r\n*1\r\n");
+    pub(h1, "shop", "order:1", "");
+    wait_frames(&f, 3 + BIG);
+    assert_string_equal(f.frames[0], "first");
+    for (int i = 0; i < BIG; i++)
+        assert_memory_equal(f.frames[1 + i], big[i], BIG_LEN + 1);
+    assert_string_equal(f.frames[1 + BIG], "line\r\nbreaks\n$3\r\n*1\r\n");
+    assert_string_equal(f.frames[2 + BIG], "");
+    for (int i = 0; i < BIG; i++)
+        free(big[i]);
+
+    /* The last client gone: h2 unsubscribes after its linger (h1 never subscribed). */
+    of_ws_client_close(c);
+    wait_fanout(h2, 0);
+    assert_int_equal(numsub(srv.port, channel), 0);
+    assert_int_equal(fanout_up(h1), 0);
+
+    /* A client again: subscribed again before it is returned. */
+    fake_conn g;
+    fake_init(&g);
+    c = client(h2, "shop", "order:1");
+    assert_int_equal(fanout_up(h2), 1);
+    assert_int_equal(of_ws_client_open(c, &g), 0);
+    pub(h1, "shop", "order:1", "again");
+    wait_frames(&g, 1);
+    assert_string_equal(g.frames[0], "again");
+    of_ws_client_close(c);
+
+    of_ws_hub_free(h1);
+    of_ws_hub_free(h2);
+    fake_free(&f);
+    fake_free(&g);
+    of_redis_config_free(&cfg);
+    rf_private_stop(&srv);
+}
+
 static void test_no_redis_is_local(void **state)
 {
     (void)state;
@@ -364,9 +460,13 @@ static void test_no_redis_is_local(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matching_and_backlog), cmocka_unit_test(test_backlog_bound),
-        cmocka_unit_test(test_failed_write_closes),  cmocka_unit_test(test_limits_and_bad_input),
-        cmocka_unit_test(test_fanout_between_hosts), cmocka_unit_test(test_no_redis_is_local),
+        cmocka_unit_test(test_matching_and_backlog),
+        cmocka_unit_test(test_backlog_bound),
+        cmocka_unit_test(test_failed_write_closes),
+        cmocka_unit_test(test_limits_and_bad_input),
+        cmocka_unit_test(test_fanout_between_hosts),
+        cmocka_unit_test(test_fanout_only_while_listened),
+        cmocka_unit_test(test_no_redis_is_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
