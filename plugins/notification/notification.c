@@ -231,39 +231,39 @@ static of_status ntf_deliver(ntf *n, of_call *call, const ntf_change *c, const n
             api->set_reason(call, "unexpected webhook row");
             return OF_REJECT;
         }
-    json_t *data =
-        ntf_status_message(c->order_id, c->customer, c->seq, c->from, c->to, c->reason, c->at);
-    if (!data) {
-        api->set_reason(call, "out of memory");
-        return OF_RETRY;
-    }
-    json_object_del(data, "type");
     size_t count = 0;
     for (size_t i = 0; i < hooks->n; i++) {
         const char *wid = hooks->v[i].id;
         if (strcmp(hooks->v[i].customer, c->customer) != 0)
             continue;
         char did[NTF_DELIVERY_ID_LEN + 1];
-        json_t *d = ntf_delivery_id(ce_id, idlen, wid, did) == 0
-                        ? json_pack("{s:s, s:s, s:s, s:s, s:O}", "delivery_id", did, "webhook_id",
-                                    wid, "type", NTF_EVENT_TYPE, "timestamp", c->at, "data", data)
-                        : NULL;
-        char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
-        json_decref(d);
+        ofp_jw w;
+        ofp_jw_init(&w);
+        if (ntf_delivery_id(ce_id, idlen, wid, did) == 0) {
+            ofp_jw_object(&w, NULL);
+            ofp_jw_str(&w, "delivery_id", did);
+            ofp_jw_str(&w, "webhook_id", wid);
+            ofp_jw_str(&w, "type", NTF_EVENT_TYPE);
+            ofp_jw_str(&w, "timestamp", c->at);
+            ofp_jw_object(&w, "data");
+            ntf_status_members(&w, 0, c->order_id, c->customer, c->seq, c->from, c->to, c->reason,
+                               c->at);
+            ofp_jw_end(&w);
+            ofp_jw_end(&w);
+        }
+        size_t tlen = 0;
+        const char *text = ofp_jw_text(&w, &tlen);
         of_header h = {.name = "ce_type",
                        .value = NTF_DELIVERY_CE_TYPE,
                        .value_len = strlen(NTF_DELIVERY_CE_TYPE)};
-        int rc =
-            text ? api->emit(call, "webhooks", wid, strlen(wid), text, strlen(text), &h, 1) : -1;
-        free(text);
+        int rc = text ? api->emit(call, "webhooks", wid, strlen(wid), text, tlen, &h, 1) : -1;
+        ofp_jw_free(&w);
         if (rc != 0) {
-            json_decref(data);
             api->set_reason(call, "out of memory");
             return OF_RETRY;
         }
         count++;
     }
-    json_decref(data);
     api->counter_add(n->deliveries, (double)count);
     api->counter_add(n->changes, 1);
 
@@ -275,29 +275,34 @@ static of_status ntf_deliver(ntf *n, of_call *call, const ntf_change *c, const n
     /* The live channels: at most once per publish; the message's (order_id, seq) lets a client
      * drop a repeat after a retry. */
     if (n->has_ws) {
-        json_t *msg =
-            ntf_status_message(c->order_id, c->customer, c->seq, c->from, c->to, c->reason, c->at);
-        char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-        json_decref(msg);
+        ofp_jw w;
+        size_t tlen = 0;
+        const char *text = ntf_status_text(&w, &tlen, c->order_id, c->customer, c->seq, c->from,
+                                           c->to, c->reason, c->at);
         char ch[NTF_CHANNEL_MAX + 1];
         if (text) {
             if (ntf_channel("order", c->order_id, ch) == 0)
-                api->ws_publish(n->stage, ch, text, strlen(text));
+                api->ws_publish(n->stage, ch, text, tlen);
             if (ntf_channel("customer", c->customer, ch) == 0)
-                api->ws_publish(n->stage, ch, text, strlen(text));
+                api->ws_publish(n->stage, ch, text, tlen);
             api->counter_add(n->published, 1);
         }
-        free(text);
+        ofp_jw_free(&w);
         /* The host's dashboard lists recent items with their latest state (no customer id:
          * operators see the flow, not who ordered). */
-        json_t *item = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "type", "item", "pipeline",
-                                 api->pipeline_name(n->stage), "key", c->order_id, "state", c->to,
-                                 "seq", (json_int_t)c->seq, "at", c->at, "final", ntf_final(c->to));
-        char *itext = item ? json_dumps(item, JSON_COMPACT) : NULL;
-        json_decref(item);
-        if (itext)
-            api->ws_publish(n->stage, "dashboard", itext, strlen(itext));
-        free(itext);
+        ofp_jw_init(&w);
+        ofp_jw_object(&w, NULL);
+        ofp_jw_str(&w, "type", "item");
+        ofp_jw_str(&w, "pipeline", api->pipeline_name(n->stage));
+        ofp_jw_str(&w, "key", c->order_id);
+        ofp_jw_str(&w, "state", c->to);
+        ofp_jw_int(&w, "seq", c->seq);
+        ofp_jw_str(&w, "at", c->at);
+        ofp_jw_bool(&w, "final", ntf_final(c->to));
+        ofp_jw_end(&w);
+        if ((text = ofp_jw_text(&w, &tlen)))
+            api->ws_publish(n->stage, "dashboard", text, tlen);
+        ofp_jw_free(&w);
     }
     return OF_OK;
 }

@@ -277,13 +277,13 @@ static of_status order_events(void *instance, of_call *call, of_http_request *re
         /* Column values are NUL-terminated text. */
         char at[40];
         ofp_rfc3339_ms(h[4].i, at, sizeof(at));
-        json_t *m = ntf_status_message(id, owner, h[0].i,
-                                       h[1].type == OF_DB_TEXT ? (const char *)h[1].p : NULL,
-                                       (const char *)h[2].p, (const char *)h[3].p, at);
-        char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
-        json_decref(m);
-        int sent = text ? api->ws_send(req, text, strlen(text)) : -1;
-        free(text);
+        ofp_jw w;
+        size_t tlen = 0;
+        const char *text = ntf_status_text(&w, &tlen, id, owner, h[0].i,
+                                           h[1].type == OF_DB_TEXT ? (const char *)h[1].p : NULL,
+                                           (const char *)h[2].p, (const char *)h[3].p, at);
+        int sent = text ? api->ws_send(req, text, tlen) : -1;
+        ofp_jw_free(&w);
         if (sent != 0) {
             r = -3;
             break;

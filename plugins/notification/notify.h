@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "ofp_id.h"
+#include "ofp_json.h"
 
 #define NTF_ID_LEN           OFP_UUID_LEN /* notification_webhooks.id CHAR(36): a UUID v7 */
 #define NTF_CUSTOMER_MAX     64           /* customer_id VARCHAR(64), as in orders */
@@ -58,10 +59,17 @@ int ntf_check_webhook_url(const char *url, int allow_private, char *err, size_t 
  * 0, or -1. */
 int ntf_channel(const char *kind, const char *id, char out[NTF_CHANNEL_MAX + 1]);
 
-/* The message of one status change: {type, order_id, customer_id, seq, from, to, reason, at}.
- * seq < 1: left out. from NULL: null. NULL on no memory. */
-json_t *ntf_status_message(const char *order_id, const char *customer_id, int64_t seq,
-                           const char *from, const char *to, const char *reason, const char *at);
+/* The members of one status change's message into the object open in w: {type, order_id,
+ * customer_id, seq, from, to, reason, at}, type only when with_type (a webhook delivery's data has
+ * none: its envelope says it). seq < 1: left out. from NULL: null. */
+void ntf_status_members(ofp_jw *w, int with_type, const char *order_id, const char *customer_id,
+                        int64_t seq, const char *from, const char *to, const char *reason,
+                        const char *at);
+/* The whole message, with type, as text in w (initialised here; the caller frees it with
+ * ofp_jw_free): the text, or NULL (out of memory, or a string not UTF-8). */
+const char *ntf_status_text(ofp_jw *w, size_t *len, const char *order_id, const char *customer_id,
+                            int64_t seq, const char *from, const char *to, const char *reason,
+                            const char *at);
 
 /* Characters (not bytes) of UTF-8 text. */
 size_t ntf_utf8_chars(const char *s, size_t len);

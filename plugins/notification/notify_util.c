@@ -170,20 +170,31 @@ int ntf_channel(const char *kind, const char *id, char out[NTF_CHANNEL_MAX + 1])
     return 0;
 }
 
-json_t *ntf_status_message(const char *order_id, const char *customer_id, int64_t seq,
-                           const char *from, const char *to, const char *reason, const char *at)
+void ntf_status_members(ofp_jw *w, int with_type, const char *order_id, const char *customer_id,
+                        int64_t seq, const char *from, const char *to, const char *reason,
+                        const char *at)
 {
-    json_t *m = json_pack("{s:s, s:s, s:s}", "type", NTF_EVENT_TYPE, "order_id", order_id,
-                          "customer_id", customer_id);
-    if (!m)
-        return NULL;
+    if (with_type)
+        ofp_jw_str(w, "type", NTF_EVENT_TYPE);
+    ofp_jw_str(w, "order_id", order_id);
+    ofp_jw_str(w, "customer_id", customer_id);
     if (seq >= 1)
-        json_object_set_new(m, "seq", json_integer((json_int_t)seq));
-    json_object_set_new(m, "from", from ? json_string(from) : json_null());
-    json_object_set_new(m, "to", json_string(to ? to : ""));
-    json_object_set_new(m, "reason", json_string(reason ? reason : ""));
-    json_object_set_new(m, "at", json_string(at ? at : ""));
-    return m;
+        ofp_jw_int(w, "seq", seq);
+    ofp_jw_str(w, "from", from);
+    ofp_jw_str(w, "to", to ? to : "");
+    ofp_jw_str(w, "reason", reason ? reason : "");
+    ofp_jw_str(w, "at", at ? at : "");
+}
+
+const char *ntf_status_text(ofp_jw *w, size_t *len, const char *order_id, const char *customer_id,
+                            int64_t seq, const char *from, const char *to, const char *reason,
+                            const char *at)
+{
+    ofp_jw_init(w);
+    ofp_jw_object(w, NULL);
+    ntf_status_members(w, 1, order_id, customer_id, seq, from, to, reason, at);
+    ofp_jw_end(w);
+    return ofp_jw_text(w, len);
 }
 
 size_t ntf_utf8_chars(const char *s, size_t len)

@@ -273,18 +273,33 @@ static void test_channels_and_message(void **state)
     assert_int_equal(ntf_channel("customer", longid, ch), 0);
     assert_true(strlen(ch) <= NTF_CHANNEL_MAX && strncmp(ch, "customerh:", 10) == 0);
 
-    json_t *m = ntf_status_message("o-1", "alice", 2, "PENDING", "RESERVED", "stock reserved",
-                                   "2026-11-27T12:00:00.000Z");
-    char *text = json_dumps(m, JSON_COMPACT);
-    assert_string_equal(text, "{\"type\":\"order.status_changed\",\"order_id\":\"o-1\","
-                              "\"customer_id\":\"alice\",\"seq\":2,\"from\":\"PENDING\",\"to\":"
-                              "\"RESERVED\",\"reason\":\"stock reserved\",\"at\":"
-                              "\"2026-11-27T12:00:00.000Z\"}");
-    free(text);
-    json_decref(m);
-    m = ntf_status_message("o-1", "alice", 1, NULL, "PENDING", "placed", "t");
-    assert_true(json_is_null(json_object_get(m, "from")));
-    json_decref(m);
+    ofp_jw w;
+    assert_string_equal(ntf_status_text(&w, NULL, "o-1", "alice", 2, "PENDING", "RESERVED",
+                                        "stock reserved", "2026-11-27T12:00:00.000Z"),
+                        "{\"type\":\"order.status_changed\",\"order_id\":\"o-1\","
+                        "\"customer_id\":\"alice\",\"seq\":2,\"from\":\"PENDING\",\"to\":"
+                        "\"RESERVED\",\"reason\":\"stock reserved\",\"at\":"
+                        "\"2026-11-27T12:00:00.000Z\"}");
+    ofp_jw_free(&w);
+    /* No from: null; no seq: left out; a reason with quotes and a line break, escaped. */
+    assert_string_equal(
+        ntf_status_text(&w, NULL, "o-1", "alice", 0, NULL, "PENDING", "said \"hi\"\n", "t"),
+        "{\"type\":\"order.status_changed\",\"order_id\":\"o-1\","
+        "\"customer_id\":\"alice\",\"from\":null,\"to\":\"PENDING\","
+        "\"reason\":\"said \\\"hi\\\"\\n\",\"at\":\"t\"}");
+    ofp_jw_free(&w);
+    /* A reason that is not UTF-8 gives no message (jansson refused it too). */
+    assert_null(ntf_status_text(&w, NULL, "o-1", "alice", 3, "A", "B", "\xff", "t"));
+    ofp_jw_free(&w);
+    /* A webhook's data: the same members without type. */
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ntf_status_members(&w, 0, "o-1", "alice", 1, NULL, "PENDING", "placed", "t");
+    ofp_jw_end(&w);
+    assert_string_equal(ofp_jw_text(&w, NULL),
+                        "{\"order_id\":\"o-1\",\"customer_id\":\"alice\",\"seq\":1,\"from\":null,"
+                        "\"to\":\"PENDING\",\"reason\":\"placed\",\"at\":\"t\"}");
+    ofp_jw_free(&w);
 
     char id[NTF_ID_LEN + 1];
     assert_int_equal(ofp_uuid(id), 0);
