@@ -87,19 +87,21 @@ static const of_migration migrations[] = {
 
 /* ---- emitting ------------------------------------------------------------------------------- */
 
-/* Emits doc (consumed) with ce_type `type`, keyed by the order id. */
+/* Emits the text of w with ce_type `type`, keyed by the order id, and frees w. Written with
+ * ofp_json.h rather than as a jansson document: an event for every order. */
 static of_status inv_emit_event(inventory *inv, of_call *call, const char *type,
-                                const char *order_id, json_t *doc)
+                                const char *order_id, ofp_jw *w)
 {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
+    size_t len = 0;
+    const char *text = ofp_jw_text(w, &len);
     if (!text) {
+        ofp_jw_free(w);
         inv->api->set_reason(call, "out of memory");
         return OF_RETRY;
     }
     of_header h = {.name = "ce_type", .value = type, .value_len = strlen(type)};
-    int rc = inv->api->emit(call, "events", order_id, strlen(order_id), text, strlen(text), &h, 1);
-    free(text);
+    int rc = inv->api->emit(call, "events", order_id, strlen(order_id), text, len, &h, 1);
+    ofp_jw_free(w);
     if (rc != 0) {
         inv->api->set_reason(call, "emit %s failed", type);
         return OF_RETRY;
@@ -110,10 +112,15 @@ static of_status inv_emit_event(inventory *inv, of_call *call, const char *type,
 of_status inv_emit_rejected(inventory *inv, of_call *call, const char *order_id, const char *reason,
                             const char *sku)
 {
-    json_t *doc = json_pack("{s:s, s:s}", "order_id", order_id, "reason", reason);
-    if (doc && sku)
-        json_object_set_new(doc, "sku", json_string(sku));
-    of_status st = inv_emit_event(inv, call, "inventory.rejected", order_id, doc);
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", order_id);
+    ofp_jw_str(&w, "reason", reason);
+    if (sku)
+        ofp_jw_str(&w, "sku", sku);
+    ofp_jw_end(&w);
+    of_status st = inv_emit_event(inv, call, "inventory.rejected", order_id, &w);
     if (st == OF_OK)
         inv->api->counter_add(inv->rejected, 1);
     return st;
@@ -310,15 +317,27 @@ int inv_record_reservations(inventory *inv, of_call *call, const order *const *o
 /* inventory.reserved for o, whose lines are reserved and recorded. */
 of_status inv_emit_reserved(inventory *inv, of_call *call, const order *o)
 {
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < o->n_lines; i++)
-        json_array_append_new(items, json_pack("{s:s, s:I}", "sku", o->lines[i].sku, "quantity",
-                                               (json_int_t)o->lines[i].quantity));
-    json_t *doc = items ? json_pack("{s:s, s:O, s:I, s:s, s:o}", "order_id", o->id, "customer_id",
-                                    o->customer_id, "total_cents", (json_int_t)o->total_cents,
-                                    "currency", o->currency, "items", items)
-                        : NULL;
-    of_status st = inv_emit_event(inv, call, "inventory.reserved", o->id, doc);
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", o->id);
+    if (json_is_integer(o->customer_id)) /* as the order.placed had it (checked on parsing) */
+        ofp_jw_int(&w, "customer_id", (int64_t)json_integer_value(o->customer_id));
+    else
+        ofp_jw_strn(&w, "customer_id", json_string_value(o->customer_id),
+                    json_string_length(o->customer_id));
+    ofp_jw_int(&w, "total_cents", o->total_cents);
+    ofp_jw_str(&w, "currency", o->currency);
+    ofp_jw_array(&w, "items");
+    for (size_t i = 0; i < o->n_lines; i++) {
+        ofp_jw_object(&w, NULL);
+        ofp_jw_str(&w, "sku", o->lines[i].sku);
+        ofp_jw_int(&w, "quantity", o->lines[i].quantity);
+        ofp_jw_end(&w);
+    }
+    ofp_jw_end(&w);
+    ofp_jw_end(&w);
+    of_status st = inv_emit_event(inv, call, "inventory.reserved", o->id, &w);
     if (st == OF_OK)
         inv->api->counter_add(inv->reserved, 1);
     return st;
@@ -451,8 +470,13 @@ of_status inv_settled(inventory *inv, of_call *call, const char *order_id, int c
                       commit ? "commit" : "release", order_id);
         return OF_OK;
     }
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", order_id);
+    ofp_jw_end(&w);
     of_status st = inv_emit_event(inv, call, commit ? "inventory.committed" : "inventory.released",
-                                  order_id, json_pack("{s:s}", "order_id", order_id));
+                                  order_id, &w);
     if (st == OF_OK)
         inv->api->counter_add(commit ? inv->committed : inv->released, 1);
     return st;

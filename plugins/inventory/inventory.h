@@ -8,6 +8,7 @@
 #include <orderflow/stage.h>
 
 #include "ofp_http.h"
+#include "ofp_json.h"
 
 #include <jansson.h>
 #include <stddef.h>

@@ -114,27 +114,45 @@ int ord_terminal(const char *status)
 }
 
 int ord_emit(orders *o, of_call *call, const char *output, const char *type, const char *order_id,
-             json_t *doc)
+             ofp_jw *w)
 {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text)
-        return -1;
+    size_t len = 0;
+    const char *text = ofp_jw_text(w, &len);
     of_header h = {.name = "ce_type", .value = type, .value_len = strlen(type)};
-    int rc = o->api->emit(call, output, order_id, strlen(order_id), text, strlen(text), &h, 1);
-    free(text);
+    int rc = text ? o->api->emit(call, output, order_id, strlen(order_id), text, len, &h, 1) : -1;
+    ofp_jw_free(w);
     return rc;
+}
+
+int ord_emit_command(orders *o, of_call *call, const char *output, const char *type,
+                     const char *order_id, const char *reason)
+{
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", order_id);
+    if (reason)
+        ofp_jw_str(&w, "reason", reason);
+    ofp_jw_end(&w);
+    return ord_emit(o, call, output, type, order_id, &w);
 }
 
 int ord_emit_status(orders *o, of_call *call, const char *order_id, const char *customer,
                     int64_t seq, const char *from, const char *to, const char *reason,
                     const char *at)
 {
-    json_t *doc =
-        json_pack("{s:s, s:s, s:I, s:o, s:s, s:s, s:s}", "order_id", order_id, "customer_id",
-                  customer, "seq", (json_int_t)seq, "from", from ? json_string(from) : json_null(),
-                  "to", to, "reason", reason, "at", at);
-    return ord_emit(o, call, "status", "order.status_changed", order_id, doc);
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", order_id);
+    ofp_jw_str(&w, "customer_id", customer);
+    ofp_jw_int(&w, "seq", seq);
+    ofp_jw_str(&w, "from", from);
+    ofp_jw_str(&w, "to", to);
+    ofp_jw_str(&w, "reason", reason);
+    ofp_jw_str(&w, "at", at);
+    ofp_jw_end(&w);
+    return ord_emit(o, call, "status", "order.status_changed", order_id, &w);
 }
 
 /* ---- reading and moving an order ------------------------------------------------------------ */

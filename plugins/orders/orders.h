@@ -9,6 +9,7 @@
 #include <orderflow/stage.h>
 
 #include "ofp_http.h"
+#include "ofp_json.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -62,9 +63,15 @@ int ord_text_eq(const of_db_value *v, const char *s);
 /* 1 for CONFIRMED, REJECTED, CANCELLED. */
 int ord_terminal(const char *status);
 
-/* Emits doc (consumed) on output with ce_type `type`, keyed by order_id; 0, or -1. */
+/* Emits the text of w on output with ce_type `type`, keyed by order_id, and frees w (the text
+ * is written with ofp_json.h: the events are made for every order, where a jansson document
+ * costs a dozen allocations); 0, or -1 (also when w has no text). */
 int ord_emit(orders *o, of_call *call, const char *output, const char *type, const char *order_id,
-             json_t *doc);
+             ofp_jw *w);
+
+/* Emits a command {order_id, reason} (reason NULL: {order_id}) as ord_emit does. */
+int ord_emit_command(orders *o, of_call *call, const char *output, const char *type,
+                     const char *order_id, const char *reason);
 
 /* Emits order.status_changed {order_id, customer_id, seq, from (NULL: JSON null), to, reason,
  * at} on "status", keyed by the order id; 0, or -1. */

@@ -349,10 +349,8 @@ static of_status cancel_order(void *instance, of_call *call, of_http_request *re
         return OF_RETRY;
     int release = strcmp(status, "RESERVED") == 0 || strcmp(status, "PAID") == 0;
     int refund = strcmp(status, "PAID") == 0;
-    if ((release && ord_emit(o, call, "inventory", "inventory.release", id,
-                             json_pack("{s:s, s:s}", "order_id", id, "reason", reason)) != 0) ||
-        (refund && ord_emit(o, call, "payment", "payment.refund", id,
-                            json_pack("{s:s, s:s}", "order_id", id, "reason", reason)) != 0)) {
+    if ((release && ord_emit_command(o, call, "inventory", "inventory.release", id, reason) != 0) ||
+        (refund && ord_emit_command(o, call, "payment", "payment.refund", id, reason) != 0)) {
         api->log(o->stage, OF_LOG_ERROR, "cancel %s: emitting a command failed", id);
         return ofp_internal_error(o->api, req);
     }

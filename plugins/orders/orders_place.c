@@ -459,19 +459,27 @@ static int insert_lines(orders *o, of_call *call, placement *const *ps, size_t n
 static of_status announce(orders *o, placement *p, int64_t now)
 {
     const of_host_api *api = o->api;
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < p->n; i++)
-        json_array_append_new(items, json_pack("{s:s, s:I, s:I}", "sku", p->lines[i].sku,
-                                               "quantity", (json_int_t)p->lines[i].quantity,
-                                               "unit_price_cents", (json_int_t)p->lines[i].price));
     char placed_at[40];
     ofp_rfc3339_ms(now, placed_at, sizeof(placed_at));
-    json_t *doc =
-        items ? json_pack("{s:s, s:s, s:o, s:I, s:s, s:s}", "order_id", p->id, "customer_id",
-                          p->customer, "items", items, "total_cents", (json_int_t)p->total,
-                          "currency", p->lines[0].currency, "placed_at", placed_at)
-              : NULL;
-    if (ord_emit(o, p->call, "placed", "order.placed", p->id, doc) != 0) {
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", p->id);
+    ofp_jw_str(&w, "customer_id", p->customer);
+    ofp_jw_array(&w, "items");
+    for (size_t i = 0; i < p->n; i++) {
+        ofp_jw_object(&w, NULL);
+        ofp_jw_str(&w, "sku", p->lines[i].sku);
+        ofp_jw_int(&w, "quantity", p->lines[i].quantity);
+        ofp_jw_int(&w, "unit_price_cents", p->lines[i].price);
+        ofp_jw_end(&w);
+    }
+    ofp_jw_end(&w);
+    ofp_jw_int(&w, "total_cents", p->total);
+    ofp_jw_str(&w, "currency", p->lines[0].currency);
+    ofp_jw_str(&w, "placed_at", placed_at);
+    ofp_jw_end(&w);
+    if (ord_emit(o, p->call, "placed", "order.placed", p->id, &w) != 0) {
         api->log(o->stage, OF_LOG_ERROR, "place: emitting order.placed failed");
         return ofp_internal_error(api, p->req);
     }

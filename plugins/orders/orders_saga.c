@@ -331,9 +331,8 @@ static of_status saga_apply(saga_set *set, of_call *call, const saga_ev *e)
         saga_not_in(o, e, so, "PENDING");
         /* Cancelled while PENDING, reserved after: give the stock back. */
         if (so->found && strcmp(so->status, "CANCELLED") == 0 &&
-            ord_emit(o, call, "inventory", "inventory.release", e->id,
-                     json_pack("{s:s, s:s}", "order_id", e->id, "reason",
-                               "order cancelled before the reservation")) != 0)
+            ord_emit_command(o, call, "inventory", "inventory.release", e->id,
+                             "order cancelled before the reservation") != 0)
             return emit_failed(o, call, "inventory.release");
         return OF_OK;
     case K_REJECTED:
@@ -364,17 +363,15 @@ static of_status saga_apply(saga_set *set, of_call *call, const saga_ev *e)
             if (!so->found || strcmp(so->status, "CANCELLED") != 0)
                 return OF_OK;
             /* A capture of a cancelled order: the money goes back. */
-            if (ord_emit(o, call, "payment", "payment.refund", e->id,
-                         json_pack("{s:s, s:s}", "order_id", e->id, "reason",
-                                   "payment captured after the order was cancelled")) != 0)
+            if (ord_emit_command(o, call, "payment", "payment.refund", e->id,
+                                 "payment captured after the order was cancelled") != 0)
                 return emit_failed(o, call, "payment.refund");
             api->counter_add(o->refunds, 1);
             api->log(o->stage, OF_LOG_INFO, "order %s: captured after its cancel, refund asked",
                      e->id);
             return OF_OK;
         }
-        if (ord_emit(o, call, "inventory", "inventory.commit", e->id,
-                     json_pack("{s:s}", "order_id", e->id)) != 0)
+        if (ord_emit_command(o, call, "inventory", "inventory.commit", e->id, NULL) != 0)
             return emit_failed(o, call, "inventory.commit");
         return OF_OK;
     }
@@ -388,8 +385,8 @@ static of_status saga_apply(saga_set *set, of_call *call, const saga_ev *e)
             saga_not_in(o, e, so, "RESERVED");
             return OF_OK;
         }
-        if (ord_emit(o, call, "inventory", "inventory.release", e->id,
-                     json_pack("{s:s, s:s}", "order_id", e->id, "reason", "payment declined")) != 0)
+        if (ord_emit_command(o, call, "inventory", "inventory.release", e->id,
+                             "payment declined") != 0)
             return emit_failed(o, call, "inventory.release");
         return OF_OK;
     case K_IGNORED:

@@ -22,6 +22,7 @@
 #include <orderflow/stage.h>
 
 #include "ofp_id.h"
+#include "ofp_json.h"
 #include "ofp_sql.h"
 #include "provider.h"
 
@@ -347,19 +348,21 @@ static int load_payment(payment *p, of_call *call, const char *order_id, int loc
     return 0;
 }
 
-/* Emits `doc` (consumed) as `ce_type` on "events", keyed by the order id. */
+/* Emits the text of w as `ce_type` on "events", keyed by the order id, and frees w. Written
+ * with ofp_json.h rather than as a jansson document: an event for every order. */
 static of_status emit_event(payment *p, of_call *call, const char *order_id, const char *ce_type,
-                            json_t *doc)
+                            ofp_jw *w)
 {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
+    size_t len = 0;
+    const char *text = ofp_jw_text(w, &len);
     if (!text) {
+        ofp_jw_free(w);
         p->api->set_reason(call, "out of memory");
         return OF_RETRY;
     }
     of_header h = {.name = "ce_type", .value = ce_type, .value_len = strlen(ce_type)};
-    int rc = p->api->emit(call, "events", order_id, strlen(order_id), text, strlen(text), &h, 1);
-    free(text);
+    int rc = p->api->emit(call, "events", order_id, strlen(order_id), text, len, &h, 1);
+    ofp_jw_free(w);
     if (rc != 0) {
         p->api->set_reason(call, "emit failed");
         return OF_RETRY;
@@ -367,21 +370,39 @@ static of_status emit_event(payment *p, of_call *call, const char *order_id, con
     return OF_OK;
 }
 
-static json_t *amount_event(const char *order_id, int64_t id, int64_t amount, const char *currency)
+static of_status emit_amount(payment *p, of_call *call, const char *ce_type, const char *order_id,
+                             int64_t id, int64_t amount, const char *currency)
 {
-    return json_pack("{s:s, s:I, s:I, s:s}", "order_id", order_id, "payment_id", (json_int_t)id,
-                     "amount_cents", (json_int_t)amount, "currency", currency);
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", order_id);
+    ofp_jw_int(&w, "payment_id", id);
+    ofp_jw_int(&w, "amount_cents", amount);
+    ofp_jw_str(&w, "currency", currency);
+    ofp_jw_end(&w);
+    return emit_event(p, call, order_id, ce_type, &w);
+}
+
+static of_status emit_declined(payment *p, of_call *call, const char *order_id, const char *reason)
+{
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "order_id", order_id);
+    ofp_jw_str(&w, "reason", reason);
+    ofp_jw_end(&w);
+    return emit_event(p, call, order_id, "payment.declined", &w);
 }
 
 static of_status emit_recorded(payment *p, of_call *call, const char *order_id,
                                const payment_row *row)
 {
     if (strcmp(row->state, "DECLINED") == 0)
-        return emit_event(p, call, order_id, "payment.declined",
-                          json_pack("{s:s, s:s}", "order_id", order_id, "reason", row->reason));
-    return emit_event(p, call, order_id,
-                      strcmp(row->state, "REFUNDED") == 0 ? "payment.refunded" : "payment.captured",
-                      amount_event(order_id, row->id, row->amount_cents, row->currency));
+        return emit_declined(p, call, order_id, row->reason);
+    return emit_amount(
+        p, call, strcmp(row->state, "REFUNDED") == 0 ? "payment.refunded" : "payment.captured",
+        order_id, row->id, row->amount_cents, row->currency);
 }
 
 /* ---- inventory.reserved: charge, in runs ---------------------------------------------------
@@ -616,13 +637,12 @@ static of_status run_answer(payment *p, of_call *call, pay_res *rs, size_t i)
         count(p, p->captured);
         p->api->log(p->stage, OF_LOG_DEBUG, "order %s: captured %" PRId64 " %s as payment %" PRId64,
                     r->order_id, r->amount_cents, r->currency, r->row.id);
-        return emit_event(p, call, r->order_id, "payment.captured",
-                          amount_event(r->order_id, r->row.id, r->amount_cents, r->currency));
+        return emit_amount(p, call, "payment.captured", r->order_id, r->row.id, r->amount_cents,
+                           r->currency);
     }
     count(p, p->declined);
     p->api->log(p->stage, OF_LOG_INFO, "order %s: declined: %s", r->order_id, r->row.reason);
-    return emit_event(p, call, r->order_id, "payment.declined",
-                      json_pack("{s:s, s:s}", "order_id", r->order_id, "reason", r->row.reason));
+    return emit_declined(p, call, r->order_id, r->row.reason);
 }
 
 /* One run (calls[0..n), checked into rs; the events of other types in it are left alone):
@@ -698,8 +718,8 @@ static of_status on_refund(payment *p, of_call *call, json_t *doc)
         return db_failed(p, call, "recording the refund");
     count(p, p->refunded);
     api->log(p->stage, OF_LOG_INFO, "order %s: payment %" PRId64 " refunded", order_id, row.id);
-    return emit_event(p, call, order_id, "payment.refunded",
-                      amount_event(order_id, row.id, row.amount_cents, row.currency));
+    return emit_amount(p, call, "payment.refunded", order_id, row.id, row.amount_cents,
+                       row.currency);
 }
 
 /* ---- process ------------------------------------------------------------------------------- */
