@@ -452,11 +452,17 @@ static of_event *event_from_message(const rd_kafka_message_t *m)
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
         const char *name;
         const void *value;
-        size_t size;
-        for (size_t i = 0;
-             rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-             i++)
-            if (of_event_add_header(ev, name, value, size) != 0)
+        size_t size, n = 0, bytes = 0;
+        /* Sized first, so the headers take one allocation (event.h). */
+        for (; rd_kafka_header_get_all(hdrs, n, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             n++)
+            bytes += strlen(name) + 1 + size + 1;
+        if (n && of_event_reserve_headers(ev, n, bytes) != 0)
+            goto fail;
+        for (size_t i = 0; i < n; i++)
+            if (rd_kafka_header_get_all(hdrs, i, &name, &value, &size) !=
+                    RD_KAFKA_RESP_ERR_NO_ERROR ||
+                of_event_add_header(ev, name, value, size) != 0)
                 goto fail;
     }
     return ev;
