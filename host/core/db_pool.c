@@ -56,6 +56,8 @@ struct of_db_rows {
     double *doubles;
     char **bufs;
     size_t *caps;
+    unsigned char *own; /* bufs[i] grew into an allocation of its own */
+    void *cols;         /* the arrays above and the first text buffers, one allocation */
     int has_row;
     int drop_stmt;                  /* the statement failed: close it instead of caching it */
     struct of_db_rows *next, *prev; /* the connection's open result sets */
@@ -974,17 +976,10 @@ void of_db_rows_free(of_db_rows *r)
     }
     if (r->meta)
         mysql_free_result(r->meta);
-    for (unsigned int i = 0; r->bufs && i < r->n_cols; i++)
-        free(r->bufs[i]);
-    free(r->bufs);
-    free(r->caps);
-    free(r->binds);
-    free(r->types);
-    free(r->lengths);
-    free(r->nulls);
-    free(r->errors);
-    free(r->ints);
-    free(r->doubles);
+    for (unsigned int i = 0; r->own && i < r->n_cols; i++)
+        if (r->own[i])
+            free(r->bufs[i]);
+    free(r->cols);
     if (r->prev)
         r->prev->next = r->next;
     else if (c && c->rows == r)
@@ -1011,6 +1006,68 @@ static void bind_column(of_db_rows *r, unsigned int i, enum enum_field_types as)
         b->buffer = r->bufs[i];
         b->buffer_length = (unsigned long)(r->caps[i] - 1); /* room for a NUL */
     }
+}
+
+/* The text buffer a column starts with: the longest value of this result (max_length, with
+ * STMT_ATTR_UPDATE_MAX_LENGTH), at least 64 bytes (dates and decimals formatted as text), at
+ * most COLUMN_BUF_MAX (a longer value grows its buffer on fetch), and a NUL. 0 for a column
+ * bound to a number. */
+static size_t first_cap(const MYSQL_FIELD *f)
+{
+    enum enum_field_types as;
+    (void)column_type(f, &as);
+    if (as != MYSQL_TYPE_STRING && as != MYSQL_TYPE_BLOB)
+        return 0;
+    unsigned long want = f->max_length;
+    if (want < 64)
+        want = 64;
+    if (want > COLUMN_BUF_MAX)
+        want = COLUMN_BUF_MAX;
+    return (size_t)want + 1;
+}
+
+/* Carves n items of size each from *at (kept aligned for what follows, the largest first). */
+static void *carve(char **at, size_t n, size_t size)
+{
+    void *p = *at;
+    *at += (n * size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    return p;
+}
+
+/* A result's per-column arrays and its first text buffers in one allocation: a query costs
+ * the calls of malloc of the client library and this one, not ten or more. 0 or -1. */
+static int cols_alloc(of_db_rows *r, unsigned int n)
+{
+    size_t text = 0;
+    for (unsigned int i = 0; i < n; i++)
+        text += first_cap(&r->fields[i]); /* < 2^32 columns of <= 64 KiB: no overflow */
+    const size_t a = sizeof(max_align_t);
+#define OF_COLS_ROOM(type) (((size_t)n * sizeof(type) + a - 1) / a * a)
+    size_t room = OF_COLS_ROOM(MYSQL_BIND) + OF_COLS_ROOM(int64_t) + OF_COLS_ROOM(double) +
+                  OF_COLS_ROOM(char *) + OF_COLS_ROOM(size_t) + OF_COLS_ROOM(unsigned long) +
+                  OF_COLS_ROOM(of_db_type) + OF_COLS_ROOM(my_bool) * 2 +
+                  OF_COLS_ROOM(unsigned char) + text;
+#undef OF_COLS_ROOM
+    char *at = r->cols = calloc(1, room);
+    if (!at)
+        return -1;
+    r->binds = carve(&at, n, sizeof(MYSQL_BIND));
+    r->ints = carve(&at, n, sizeof(int64_t));
+    r->doubles = carve(&at, n, sizeof(double));
+    r->bufs = carve(&at, n, sizeof(char *));
+    r->caps = carve(&at, n, sizeof(size_t));
+    r->lengths = carve(&at, n, sizeof(unsigned long));
+    r->types = carve(&at, n, sizeof(of_db_type));
+    r->nulls = carve(&at, n, sizeof(my_bool));
+    r->errors = carve(&at, n, sizeof(my_bool));
+    r->own = carve(&at, n, sizeof(unsigned char));
+    for (unsigned int i = 0; i < n; i++) {
+        if ((r->caps[i] = first_cap(&r->fields[i])) > 0) {
+            r->bufs[i] = at;
+            at += r->caps[i];
+        }
+    }
+    return 0;
 }
 
 /* One try of a query; NULL with the error set. */
@@ -1052,32 +1109,11 @@ static of_db_rows *query_once(of_db_conn *c, const char *sql, const of_db_value 
     }
     r->fields = mysql_fetch_fields(r->meta);
     unsigned int n = r->n_cols;
-    r->binds = calloc(n, sizeof(*r->binds));
-    r->types = calloc(n, sizeof(*r->types));
-    r->lengths = calloc(n, sizeof(*r->lengths));
-    r->nulls = calloc(n, sizeof(*r->nulls));
-    r->errors = calloc(n, sizeof(*r->errors));
-    r->ints = calloc(n, sizeof(*r->ints));
-    r->doubles = calloc(n, sizeof(*r->doubles));
-    r->bufs = calloc(n, sizeof(*r->bufs));
-    r->caps = calloc(n, sizeof(*r->caps));
-    if (!r->binds || !r->types || !r->lengths || !r->nulls || !r->errors || !r->ints ||
-        !r->doubles || !r->bufs || !r->caps)
+    if (cols_alloc(r, n) != 0)
         goto nomem;
     for (unsigned int i = 0; i < n; i++) {
         enum enum_field_types as;
         r->types[i] = column_type(&r->fields[i], &as);
-        if (as == MYSQL_TYPE_STRING || as == MYSQL_TYPE_BLOB) {
-            /* max_length: the longest value in this result (STMT_ATTR_UPDATE_MAX_LENGTH). */
-            unsigned long want = r->fields[i].max_length;
-            if (want < 64)
-                want = 64; /* dates and decimals formatted as text */
-            if (want > COLUMN_BUF_MAX)
-                want = COLUMN_BUF_MAX;
-            r->caps[i] = (size_t)want + 1;
-            if (!(r->bufs[i] = malloc(r->caps[i])))
-                goto nomem;
-        }
         bind_column(r, i, as);
     }
     if (mysql_stmt_bind_result(r->stmt, r->binds) != 0) {
@@ -1134,7 +1170,8 @@ int of_db_rows_next(of_db_rows *r)
                 return -1;
             }
             size_t need = (size_t)r->lengths[i] + 1;
-            char *nb = realloc(r->bufs[i], need);
+            /* The value is fetched again whole: the old buffer's bytes are not kept. */
+            char *nb = r->own[i] ? realloc(r->bufs[i], need) : malloc(need);
             if (!nb) {
                 of_db_conn_set_error(c, OF_DB_ERR_OTHER, 0,
                                      "out of memory for a %lu-byte value in column %u",
@@ -1142,6 +1179,7 @@ int of_db_rows_next(of_db_rows *r)
                 return -1;
             }
             r->bufs[i] = nb;
+            r->own[i] = 1;
             r->caps[i] = need;
             bind_column(r, i, as);
             if (mysql_stmt_fetch_column(r->stmt, &r->binds[i], i, 0) != 0) {
