@@ -97,7 +97,8 @@ def summarize(runs, knee):
             "e2e >= 10000/s sustained (knee)": knee >= 10000,
             "e2e p99 <= 250 ms at 70% of the knee": t["e2e_latency"]["p99_ms"] <= 250,
             "orderflowd RSS <= 64 MB through the soak": (t["rss_mb_max"] or 1e9) <= 64,
-            "no RSS growth in the soak (second half < 64 KB/min)": abs(t["rss_slope_kb_per_min_second_half"]) < 64,
+            # Growth is what the target forbids: memory given back (a negative slope) passes.
+            "no RSS growth in the soak (second half < +64 KB/min)": t["rss_slope_kb_per_min_second_half"] < 64,
         }
     if "scarce" in by or "quick-scarce" in by:
         sc = by.get("scarce") or by.get("quick-scarce")
