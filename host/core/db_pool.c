@@ -1026,11 +1026,17 @@ static size_t first_cap(const MYSQL_FIELD *f)
     return (size_t)want + 1;
 }
 
-/* Carves n items of size each from *at (kept aligned for what follows, the largest first). */
+/* n items of size each, rounded up so that what follows them stays aligned. */
+static size_t cols_room(size_t n, size_t size)
+{
+    return (n * size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+}
+
+/* Carves n items of size each from *at. */
 static void *carve(char **at, size_t n, size_t size)
 {
     void *p = *at;
-    *at += (n * size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    *at += cols_room(n, size);
     return p;
 }
 
@@ -1041,13 +1047,11 @@ static int cols_alloc(of_db_rows *r, unsigned int n)
     size_t text = 0;
     for (unsigned int i = 0; i < n; i++)
         text += first_cap(&r->fields[i]); /* < 2^32 columns of <= 64 KiB: no overflow */
-    const size_t a = sizeof(max_align_t);
-#define OF_COLS_ROOM(type) (((size_t)n * sizeof(type) + a - 1) / a * a)
-    size_t room = OF_COLS_ROOM(MYSQL_BIND) + OF_COLS_ROOM(int64_t) + OF_COLS_ROOM(double) +
-                  OF_COLS_ROOM(char *) + OF_COLS_ROOM(size_t) + OF_COLS_ROOM(unsigned long) +
-                  OF_COLS_ROOM(of_db_type) + OF_COLS_ROOM(my_bool) * 2 +
-                  OF_COLS_ROOM(unsigned char) + text;
-#undef OF_COLS_ROOM
+    size_t room = cols_room(n, sizeof(MYSQL_BIND)) + cols_room(n, sizeof(int64_t)) +
+                  cols_room(n, sizeof(double)) + cols_room(n, sizeof(char *)) +
+                  cols_room(n, sizeof(size_t)) + cols_room(n, sizeof(unsigned long)) +
+                  cols_room(n, sizeof(of_db_type)) + 2 * cols_room(n, sizeof(my_bool)) +
+                  cols_room(n, sizeof(unsigned char)) + text;
     char *at = r->cols = calloc(1, room);
     if (!at)
         return -1;

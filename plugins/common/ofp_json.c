@@ -93,35 +93,50 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+/* The bytes s (n of them) take escaped, or 0 when they are not UTF-8. */
+static size_t escaped_len(const unsigned char *s, size_t n)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t k = utf8_seq(s + i, n - i);
+            if (k == 0)
+                return 0;
+            out += k;
+            i += k;
+            continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\')
+            out += 1;
+        else if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
+                 c == '\t')
+            out += 2;
+        else
+            out += 6;
+        i++;
+    }
+    return out + 2; /* the quotes */
+}
+
 static void put_string(ofp_jw *w, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
-    /* At most 6 bytes out for a byte in, and the quotes: one reservation for the lot. */
-    if (n > (SIZE_MAX / 2) / 6) {
+    /* Measured first, so that the reservation is exact and a short string stays in the inline
+     * buffer. */
+    size_t out = escaped_len(s, n);
+    if (out == 0) {
         w->failed = 1;
         return;
     }
-    if (room(w, n * 6 + 2) != 0)
+    if (room(w, out) != 0)
         return;
     char *o = w->p + w->len;
     *o++ = '"';
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            *o++ = (char)c;
-            i++;
-            continue;
-        }
-        if (c >= 0x80) {
-            size_t k = utf8_seq(s + i, n - i);
-            if (k == 0) {
-                w->failed = 1;
-                w->p[w->len] = '\0';
-                return;
-            }
-            memcpy(o, s + i, k);
-            o += k;
-            i += k;
+        if (c >= 0x80 || (c >= 0x20 && c != '"' && c != '\\')) {
+            *o++ = (char)c; /* UTF-8 checked above */
             continue;
         }
         *o++ = '\\';
@@ -156,7 +171,6 @@ static void put_string(ofp_jw *w, const char *str, size_t n)
             *o++ = hex[c & 15];
         }
         }
-        i++;
     }
     *o++ = '"';
     w->len = (size_t)(o - w->p);

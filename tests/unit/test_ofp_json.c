@@ -131,6 +131,35 @@ static void test_nesting_and_growth(void **state)
     free(s);
 }
 
+/* A text that fits the inline buffer takes no allocation, long strings near its end included
+ * (the room a string needs is measured, not guessed at six bytes a byte). */
+static void test_small_text_stays_inline(void **state)
+{
+    (void)state;
+    ofp_jw w;
+    ofp_jw_init(&w);
+    ofp_jw_object(&w, NULL);
+    ofp_jw_str(&w, "delivery_id", "0190c3a1-7b2e-7c44-9a1d-3f5e6a7b8c9d");
+    ofp_jw_str(&w, "webhook_id", "0190c3a1-7b2e-7c44-9a1d-3f5e6a7b8c9e");
+    ofp_jw_str(&w, "type", "order.status_changed");
+    ofp_jw_str(&w, "timestamp", "2026-11-30T03:00:00.000Z");
+    ofp_jw_object(&w, "data");
+    ofp_jw_str(&w, "order_id", "0190c3a1-7b2e-7c44-9a1d-3f5e6a7b8c9f");
+    ofp_jw_str(&w, "customer_id", "customer-0042");
+    ofp_jw_int(&w, "seq", 3);
+    ofp_jw_str(&w, "from", "RESERVED");
+    ofp_jw_str(&w, "to", "PAID");
+    ofp_jw_str(&w, "reason", "payment captured (payment 1234567)");
+    ofp_jw_str(&w, "at", "2026-11-30T03:00:00.000Z");
+    ofp_jw_end(&w);
+    ofp_jw_end(&w);
+    size_t len = 0;
+    assert_non_null(ofp_jw_text(&w, &len));
+    assert_true(len > 300 && len < OFP_JW_INLINE);
+    assert_ptr_equal(w.p, w.inline_buf);
+    ofp_jw_free(&w);
+}
+
 static int writer_accepts(const char *s, size_t n)
 {
     ofp_jw w;
@@ -264,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_flat_object),
         cmocka_unit_test(test_every_ascii_byte_and_utf8),
         cmocka_unit_test(test_nesting_and_growth),
+        cmocka_unit_test(test_small_text_stays_inline),
         cmocka_unit_test(test_not_utf8_refused_like_jansson),
         cmocka_unit_test(test_out_of_place),
     };
