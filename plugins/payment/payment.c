@@ -21,6 +21,7 @@
  */
 #include <orderflow/stage.h>
 
+#include "charge_pool.h"
 #include "ofp_id.h"
 #include "ofp_json.h"
 #include "ofp_sql.h"
@@ -48,6 +49,7 @@ typedef struct payment {
     pay_url url;
     int64_t timeout_ms;
     char *api_key;
+    pay_pool *pool; /* NULL: charges one after another, on the worker */
     of_counter *captured, *declined, *refunded, *failures, *duplicates;
 } payment;
 
@@ -97,6 +99,14 @@ static const of_option options[] = {
      .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
      .min = 1,
      .max = 60000},
+    {.name = "provider_threads",
+     .type = OF_OPT_INT,
+     .default_value = "15",
+     .description = "helper threads that send a set's charges at once, beside the worker's own "
+                    "(http, or simulated with a latency); 0: one after another",
+     .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
+     .min = 0,
+     .max = PAY_POOL_MAX_THREADS},
     {.name = "api_key",
      .type = OF_OPT_STRING,
      .description = "http: sent as Authorization: Bearer",
@@ -130,6 +140,7 @@ static const of_migration migrations[] = {
 static void payment_free(payment *p)
 {
     const of_host_api *api = p->api;
+    pay_pool_free(p->pool);
     if (p->customers) {
         for (size_t i = 0; i < p->sim.n_customers; i++)
             api->free(p->customers[i]);
@@ -197,6 +208,17 @@ static int payment_init(of_stage *stage, const of_host_api *api, const of_config
             return -1;
         }
     }
+    /* Without a latency the simulated provider answers at once: helpers would only hand off. */
+    int64_t threads = api->config_int(cfg, "provider_threads");
+    if (threads > 0 && (p->provider == PROVIDER_HTTP || p->latency_ms > 0)) {
+        char err[160];
+        p->pool = pay_pool_new((unsigned)threads, "payment-charge", err, sizeof(err));
+        if (!p->pool) {
+            snprintf(errstr, errstr_size, "%s", err);
+            payment_free(p);
+            return -1;
+        }
+    }
     p->captured = api->counter_register(stage, "payments_captured_total", "charges captured");
     p->declined = api->counter_register(stage, "payments_declined_total", "charges declined");
     p->refunded = api->counter_register(stage, "payments_refunded_total", "payments refunded");
@@ -205,8 +227,10 @@ static int payment_init(of_stage *stage, const of_host_api *api, const of_config
     p->duplicates = api->counter_register(stage, "payments_duplicate_total",
                                           "reserved events for an order already charged");
     if (p->provider == PROVIDER_HTTP)
-        api->log(stage, OF_LOG_INFO, "payment provider: http://%s:%s%s (timeout %" PRId64 " ms)",
-                 p->url.host, p->url.port, p->url.path, p->timeout_ms);
+        api->log(stage, OF_LOG_INFO,
+                 "payment provider: http://%s:%s%s (timeout %" PRId64 " ms, %" PRId64
+                 " helper threads)",
+                 p->url.host, p->url.port, p->url.path, p->timeout_ms, p->pool ? threads : 0);
     else
         api->log(stage, OF_LOG_INFO,
                  "payment provider: simulated (decline over %" PRId64 " cents, %zu blocked "
@@ -408,9 +432,12 @@ static of_status emit_recorded(payment *p, of_call *call, const char *order_id,
 /* ---- inventory.reserved: charge, in runs ---------------------------------------------------
  *
  * The reserved events of a set (process_batch; process() hands over one) are taken in runs: the
- * payments of all their orders are read in one SELECT, each order is charged in the set's order,
- * and the new payments go in one INSERT; a refund between them ends a run, so it sees the
- * payments the events before it recorded. */
+ * payments of all their orders are read in one SELECT, the orders without one are charged at
+ * once (the charge pool's helpers beside the worker: a run takes about one provider call, not
+ * one per order), and the new payments go in one INSERT; a refund between them ends a run, so it
+ * sees the payments the events before it recorded. The answers are taken in the set's order and
+ * the first charge to try again ends what commits; the charges after it were sent too, and are
+ * sent again with the same idempotency keys when their events are. */
 
 /* A reserved event of a run, checked. */
 typedef enum pay_kind { PK_OTHER, PK_RESERVED, PK_REFUND } pay_kind;
@@ -422,8 +449,10 @@ typedef struct pay_res {
     payment_row row; /* its order's payment: read, or this run's */
     int from_run;    /* row is another event's of this run: its id comes with the INSERT */
     size_t same;     /* from_run: the index of that event */
+    int charge;      /* no payment and none earlier in the run: the provider is called */
+    int attempt;     /* charge: the event's try, read on the worker */
+    pay_result res;  /* charge: the provider's answer */
     int fresh;       /* charged here: row goes into the INSERT */
-    char ref[PAY_REF_MAX + 1];
 } pay_res;
 
 /* Checks an inventory.reserved: 0, or -1 with the reason set (rejected). */
@@ -504,50 +533,94 @@ static int run_load(payment *p, of_call *call, pay_res *rs, size_t n)
     return r < 0 ? -1 : 0;
 }
 
-/* Charges the order of rs[i] unless it has a payment (read, or charged earlier in the run). */
-static of_status run_charge(payment *p, of_call *call, pay_res *rs, size_t i)
+/* Which events of the run call the provider: a reserved event whose order has no payment, unless
+ * an earlier event of the run is for the same order (it is answered with that one's outcome). */
+static void run_plan(payment *p, of_call *const *calls, pay_res *rs, size_t n)
 {
-    const of_host_api *api = p->api;
-    pay_res *r = &rs[i];
-    if (r->row.found)
-        return OF_OK;
-    for (size_t j = 0; j < i; j++)
-        if (rs[j].kind == PK_RESERVED && strcmp(rs[j].order_id, r->order_id) == 0 &&
-            (rs[j].fresh || rs[j].from_run)) {
+    for (size_t i = 0; i < n; i++) {
+        pay_res *r = &rs[i];
+        if (r->kind != PK_RESERVED || r->row.found)
+            continue;
+        size_t j = 0;
+        while (j < i && !(rs[j].kind == PK_RESERVED && (rs[j].charge || rs[j].from_run) &&
+                          strcmp(rs[j].order_id, r->order_id) == 0))
+            j++;
+        if (j < i) {
             r->from_run = 1;
             r->same = rs[j].from_run ? rs[j].same : j;
-            return OF_OK;
+            continue;
         }
+        r->charge = 1;
+        r->attempt = p->api->event_attempt(calls[i]);
+    }
+}
+
+typedef struct charge_job {
+    const payment *p;
+    pay_res *rs;
+    const size_t *which; /* the indexes of rs to charge */
+} charge_job;
+
+/* One provider call (a job of the charge pool: no host function here). */
+static void charge_one(void *arg, size_t k)
+{
+    const charge_job *job = arg;
+    const payment *p = job->p;
+    pay_res *r = &job->rs[job->which[k]];
     pay_charge charge = {.order_id = r->order_id,
                          .customer_id = r->customer_id,
                          .amount_cents = r->amount_cents,
                          .currency = r->currency,
-                         .attempt = api->event_attempt(call)};
-    pay_result res;
+                         .attempt = r->attempt};
     if (p->provider == PROVIDER_HTTP) {
-        pay_http_charge(&p->url, p->api_key, p->timeout_ms, &charge, &res);
-    } else {
-        if (p->latency_ms > 0) {
-            struct timespec ts = {p->latency_ms / 1000, (p->latency_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        pay_sim_charge(&p->sim, &charge, &res);
+        pay_http_charge(&p->url, p->api_key, p->timeout_ms, &charge, &r->res);
+        return;
     }
-    if (res.verdict == PAY_RETRY) {
+    if (p->latency_ms > 0) {
+        struct timespec ts = {p->latency_ms / 1000, (p->latency_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    pay_sim_charge(&p->sim, &charge, &r->res);
+}
+
+/* Sends the run's charges, at once when there is a pool. 0, or -2 (out of memory). */
+static int run_send(payment *p, pay_res *rs, size_t n)
+{
+    size_t one, *which = &one, m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += rs[i].charge;
+    if (m > 1 && !(which = malloc(m * sizeof(*which))))
+        return -2;
+    m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rs[i].charge)
+            which[m++] = i;
+    charge_job job = {.p = p, .rs = rs, .which = which};
+    pay_pool_run(p->pool, charge_one, &job, m);
+    if (which != &one)
+        free(which);
+    return 0;
+}
+
+/* The provider's answer for rs[i], on the worker: OF_OK (row filled) or OF_RETRY. */
+static of_status run_settle(payment *p, of_call *call, pay_res *r)
+{
+    const of_host_api *api = p->api;
+    const pay_result *res = &r->res;
+    if (res->verdict == PAY_RETRY) {
         count(p, p->failures);
         api->log(p->stage, OF_LOG_WARN, "charge for order %s failed (attempt %d): %s", r->order_id,
-                 charge.attempt, res.reason);
-        api->set_reason(call, "%s", res.reason);
+                 r->attempt, res->reason);
+        api->set_reason(call, "%s", res->reason);
         return OF_RETRY;
     }
     r->fresh = 1;
     r->row.amount_cents = r->amount_cents;
     snprintf(r->row.currency, sizeof(r->row.currency), "%s", r->currency);
     snprintf(r->row.state, sizeof(r->row.state), "%s",
-             res.verdict == PAY_CAPTURED ? "CAPTURED" : "DECLINED");
+             res->verdict == PAY_CAPTURED ? "CAPTURED" : "DECLINED");
     snprintf(r->row.reason, sizeof(r->row.reason), "%s",
-             res.verdict == PAY_CAPTURED ? "" : res.reason);
-    snprintf(r->ref, sizeof(r->ref), "%s", res.verdict == PAY_CAPTURED ? res.ref : "");
+             res->verdict == PAY_CAPTURED ? "" : res->reason);
     return OF_OK;
 }
 
@@ -558,7 +631,7 @@ static void fresh_params(const pay_res *r, of_db_value *v)
     v[1] = (of_db_value)OF_DB_I(r->amount_cents);
     v[2] = (of_db_value)OF_DB_S(r->currency);
     v[3] = (of_db_value)OF_DB_S(r->row.state);
-    v[4] = captured ? (of_db_value)OF_DB_S(r->ref) : OF_DB_NULLV;
+    v[4] = captured ? (of_db_value)OF_DB_S(r->res.ref) : OF_DB_NULLV;
     v[5] = captured ? OF_DB_NULLV : (of_db_value)OF_DB_S(r->row.reason);
 }
 
@@ -657,9 +730,13 @@ static size_t run_reserved(payment *p, of_call *const *calls, pay_res *rs, size_
     if (reserved == 0)
         return n;
     int rc = run_load(p, calls[0], rs, n);
+    if (rc == 0) {
+        run_plan(p, calls, rs, n);
+        rc = run_send(p, rs, n);
+    }
     size_t k = 0;
     while (rc == 0 && k < n &&
-           (rs[k].kind != PK_RESERVED || (status[k] = run_charge(p, calls[k], rs, k)) == OF_OK))
+           (!rs[k].charge || (status[k] = run_settle(p, calls[k], &rs[k])) == OF_OK))
         k++;
     if (rc == 0 && k < n)
         return k; /* a charge to try again: the host retries it alone, nothing here commits */

@@ -4,7 +4,9 @@
  * takes them in sets: new orders charged once each and recorded with their own payment id (one
  * INSERT ... RETURNING for a set), an order seen twice in a set and one charged before answered
  * with the recorded payment, a refund after a charge of the same set finding it, a malformed event
- * dead-lettered without the others. The same events one at a time (batch 1) give the same. */
+ * dead-lettered without the others. The same events one at a time (batch 1) give the same. With
+ * the HTTP provider, a set's charges reach the provider at once (a stub that holds each request
+ * until no new one came for a while: one after another, it never holds two). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,10 +25,16 @@
 #include "plugin.h"
 #include "runner.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tpipe.h"
 
@@ -230,11 +238,215 @@ static void test_payments_one_by_one(void **state)
     run_set("pb1", 1);
 }
 
+/* ---- the HTTP provider: a set's charges at once ---------------------------------------------- */
+
+#define HOLD_MS   2000 /* the stub answers once no new request came for this long */
+#define HOLD_MAX  16
+#define N_CHARGES 6
+
+typedef struct hold_srv {
+    int lfd, port, stop[2];
+    int fds[HOLD_MAX];
+    size_t held, max_held, requests;
+    pthread_t thread;
+} hold_srv;
+
+/* Reads a request to the end of its body (Content-Length); 0 or -1. */
+static int read_whole(int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    while (len < sizeof(buf) - 1) {
+        struct pollfd q = {.fd = fd, .events = POLLIN};
+        if (poll(&q, 1, 5000) <= 0)
+            return -1;
+        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+        const char *e = strstr(buf, "\r\n\r\n"), *cl = strstr(buf, "Content-Length: ");
+        if (e && cl && len >= (size_t)(e + 4 - buf) + (size_t)atol(cl + 16))
+            return 0;
+    }
+    return -1;
+}
+
+static void answer_held(hold_srv *s)
+{
+    static const char ok[] =
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+        "Content-Length: 37\r\n\r\n{\"status\":\"captured\",\"ref\":\"ch_held\"}";
+    for (size_t i = 0; i < s->held; i++) {
+        if (send(s->fds[i], ok, sizeof(ok) - 1, MSG_NOSIGNAL) < 0)
+            print_message("stub: answer lost\n");
+        close(s->fds[i]);
+    }
+    s->held = 0;
+}
+
+/* Holds every charge until HOLD_MS pass without a new one, then answers them all (captured). */
+static void *hold_serve(void *arg)
+{
+    hold_srv *s = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s->lfd, .events = POLLIN},
+                              {.fd = s->stop[0], .events = POLLIN}};
+        int r = poll(p, 2, s->held ? HOLD_MS : 30000);
+        if (r < 0 || p[1].revents)
+            break;
+        if (r == 0) {
+            answer_held(s);
+            continue;
+        }
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        if (read_whole(fd) != 0 || s->held == HOLD_MAX) {
+            close(fd);
+            continue;
+        }
+        s->requests++;
+        s->fds[s->held++] = fd;
+        if (s->held > s->max_held)
+            s->max_held = s->held;
+    }
+    answer_held(s);
+    return NULL;
+}
+
+static void hold_start(hold_srv *s)
+{
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(pipe(s->stop), 0);
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s->lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t al = sizeof(a);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &al), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(listen(s->lfd, HOLD_MAX), 0);
+    assert_int_equal(pthread_create(&s->thread, NULL, hold_serve, s), 0);
+}
+
+static void hold_stop(hold_srv *s)
+{
+    assert_int_equal(write(s->stop[1], "x", 1), 1);
+    pthread_join(s->thread, NULL);
+    close(s->lfd);
+    close(s->stop[0]);
+    close(s->stop[1]);
+}
+
+/* Runs n reserved events (orders H0..) through a payment stage configured by keys/values, all
+ * queued before it starts, up to `attempts` tries each; checks that each order was charged once
+ * and captured with the reference `ref` (a LIKE pattern). */
+static void charge_orders(const char *pipeline, const char *const *keys, const char *const *values,
+                          size_t n_keys, int n, int attempts, const char *ref)
+{
+    char err[512] = "";
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
+    of_db_release(c);
+    of_bus *bus = of_membus_new();
+    of_metrics *metrics = of_metrics_new();
+    assert_non_null(bus);
+    assert_non_null(metrics);
+    of_membus_set_retain(bus, 1);
+    assert_int_equal(bus->ops->ensure_topic(bus, "in", 1, 1, err, sizeof(err)), 0);
+    for (int i = 0; i < n; i++) {
+        char order[16];
+        snprintf(order, sizeof(order), "H%d", i);
+        reserved(bus, order, 1000 + i, "EUR");
+    }
+    of_runner *runner = of_runner_new(bus, metrics);
+    assert_non_null(runner);
+    of_runner_set_db(runner, pool);
+    tpipe t;
+    tp_init(&t, pipeline);
+    tp_topic(&t, "in", 1);
+    tp_topic(&t, "events", 1);
+    tp_topic(&t, "in.dlq", 1);
+    of_stage_def *d = tp_stage(&t, "payment", plugin->desc, "in", "in.dlq");
+    tp_map(d, "events", "events");
+    d->config = of_config_from_pairs(plugin->desc->options, keys, values, n_keys, err, sizeof(err));
+    if (!d->config)
+        fail_msg("config: %s", err);
+    d->batch = 32;
+    d->retry.max_attempts = attempts;
+    if (of_runner_add_pipeline(runner, &t.p, err, sizeof(err)) != 0)
+        fail_msg("add_pipeline: %s", err);
+    if (of_runner_start(runner, err, sizeof(err)) != 0)
+        fail_msg("start: %s", err);
+    if (!of_membus_wait_idle(bus, 60000))
+        fail_msg("the bus did not become idle within 60 s");
+
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(runner, pipeline, "payment", &st), 0);
+    assert_int_equal(st.processed_ok, n);
+    assert_int_equal(st.dead_lettered, 0);
+    c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    of_db_value like = OF_DB_S(ref);
+    assert_int_equal(dbt_int(c,
+                             "SELECT COUNT(DISTINCT order_id) FROM payments WHERE state = "
+                             "'CAPTURED' AND provider_ref LIKE ?",
+                             &like, 1),
+                     n);
+    assert_int_equal(dbt_int(c, "SELECT COUNT(*) FROM payments", NULL, 0), n);
+    of_db_release(c);
+    joined j = {0};
+    of_membus_read_topic(bus, "events", event_cb, &j);
+    for (int i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "H%d:payment.captured:", i);
+        if (!strstr(j.buf, want))
+            fail_msg("no %s in %s", want, j.buf);
+    }
+    of_runner_free(runner);
+    of_config_free(d->config);
+    bus->ops->destroy(bus);
+    of_metrics_free(metrics);
+}
+
+static void test_http_charges_at_once(void **state)
+{
+    (void)state;
+    hold_srv srv;
+    hold_start(&srv);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/charges", srv.port);
+    const char *keys[] = {"provider", "url", "timeout", "provider_threads"},
+               *values[] = {"http", url, "30s", "7"};
+    charge_orders("pbh", keys, values, 4, N_CHARGES, 1, "ch\\_held");
+    hold_stop(&srv);
+    print_message("%zu charges, at most %zu at once\n", srv.requests, srv.max_held);
+    assert_int_equal(srv.requests, N_CHARGES);
+    /* The worker takes what is queued: its first set may hold a single event, the next ones
+     * what arrived meanwhile; one charge at a time would never hold two. */
+    assert_true(srv.max_held >= 2);
+}
+
+/* Charges at once that fail transiently here and there (the simulated provider's deterministic
+ * failures, with a latency so that the pool is used): what went through before the first failure
+ * commits, the rest is tried again, and every order ends charged once. */
+static void test_pool_charges_retried(void **state)
+{
+    (void)state;
+    const char *keys[] = {"latency", "transient_failure_rate", "provider_threads"},
+               *values[] = {"1ms", "0.3", "4"};
+    charge_orders("pbr", keys, values, 3, 24, 30, "sim\\_%");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_payments_in_sets),
         cmocka_unit_test(test_payments_one_by_one),
+        cmocka_unit_test(test_http_charges_at_once),
+        cmocka_unit_test(test_pool_charges_retried),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
