@@ -101,7 +101,7 @@ static const of_option options[] = {
      .max = 60000},
     {.name = "provider_threads",
      .type = OF_OPT_INT,
-     .default_value = "15",
+     .default_value = "31",
      .description = "helper threads that send a set's charges at once, beside the worker's own "
                     "(http, or simulated with a latency); 0: one after another",
      .flags = OF_OPT_HAS_MIN | OF_OPT_HAS_MAX,
