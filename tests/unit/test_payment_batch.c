@@ -17,6 +17,7 @@
 #include "test_db_util.h"
 
 #include "plugin_fixture.h"
+#include "test_listen.h"
 
 #include "bus.h"
 #include "metrics.h"
@@ -25,9 +26,7 @@
 #include "plugin.h"
 #include "runner.h"
 
-#include <arpa/inet.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -123,6 +122,64 @@ static long long id_of(const char *order)
     return id;
 }
 
+/* A payment stage on the memory bus: events are produced into "in" (ps_open) before it starts
+ * (ps_run), so its worker finds them queued. */
+typedef struct pstage {
+    of_bus *bus;
+    of_metrics *metrics;
+    of_runner *runner;
+    tpipe t;
+    of_stage_def *d;
+} pstage;
+
+static void ps_open(pstage *ps)
+{
+    char err[256];
+    memset(ps, 0, sizeof(*ps));
+    ps->bus = of_membus_new();
+    ps->metrics = of_metrics_new();
+    assert_non_null(ps->bus);
+    assert_non_null(ps->metrics);
+    of_membus_set_retain(ps->bus, 1);
+    assert_int_equal(ps->bus->ops->ensure_topic(ps->bus, "in", 1, 1, err, sizeof(err)), 0);
+}
+
+/* Starts the stage (config from keys/values) and waits until the bus is idle. */
+static void ps_run(pstage *ps, const char *pipeline, const char *const *keys,
+                   const char *const *values, size_t n_keys, int batch, int attempts)
+{
+    char err[512] = "";
+    ps->runner = of_runner_new(ps->bus, ps->metrics);
+    assert_non_null(ps->runner);
+    of_runner_set_db(ps->runner, pool);
+    tp_init(&ps->t, pipeline);
+    tp_topic(&ps->t, "in", 1);
+    tp_topic(&ps->t, "events", 1);
+    tp_topic(&ps->t, "in.dlq", 1);
+    ps->d = tp_stage(&ps->t, "payment", plugin->desc, "in", "in.dlq");
+    tp_map(ps->d, "events", "events");
+    ps->d->config =
+        of_config_from_pairs(plugin->desc->options, keys, values, n_keys, err, sizeof(err));
+    if (!ps->d->config)
+        fail_msg("config: %s", err);
+    ps->d->batch = batch;
+    ps->d->retry.max_attempts = attempts;
+    if (of_runner_add_pipeline(ps->runner, &ps->t.p, err, sizeof(err)) != 0)
+        fail_msg("add_pipeline: %s", err);
+    if (of_runner_start(ps->runner, err, sizeof(err)) != 0)
+        fail_msg("start: %s", err);
+    if (!of_membus_wait_idle(ps->bus, 60000))
+        fail_msg("the bus did not become idle within 60 s");
+}
+
+static void ps_close(pstage *ps)
+{
+    of_runner_free(ps->runner);
+    of_config_free(ps->d->config);
+    ps->bus->ops->destroy(ps->bus);
+    of_metrics_free(ps->metrics);
+}
+
 static void run_set(const char *pipeline, int batch)
 {
     char err[512] = "";
@@ -135,12 +192,9 @@ static void run_set(const char *pipeline, int batch)
                                  "'sim-C')"));
     of_db_release(c);
 
-    of_bus *bus = of_membus_new();
-    of_metrics *metrics = of_metrics_new();
-    assert_non_null(bus);
-    assert_non_null(metrics);
-    of_membus_set_retain(bus, 1);
-    assert_int_equal(bus->ops->ensure_topic(bus, "in", 1, 1, err, sizeof(err)), 0);
+    pstage ps;
+    ps_open(&ps);
+    of_bus *bus = ps.bus;
     reserved(bus, "A", 1000, "EUR");
     reserved(bus, "B", 9000, "EUR"); /* over 50.00: declined */
     reserved(bus, "A", 1000, "EUR"); /* A again, in the same set: not charged twice */
@@ -153,27 +207,8 @@ static void run_set(const char *pipeline, int batch)
     reserved(bus, "E", 3000, "USD");
     reserved(bus, "B", 9000, "EUR"); /* B again: the recorded decline */
 
-    of_runner *runner = of_runner_new(bus, metrics);
-    assert_non_null(runner);
-    of_runner_set_db(runner, pool);
-    tpipe t;
-    tp_init(&t, pipeline);
-    tp_topic(&t, "in", 1);
-    tp_topic(&t, "events", 1);
-    tp_topic(&t, "in.dlq", 1);
-    of_stage_def *d = tp_stage(&t, "payment", plugin->desc, "in", "in.dlq");
-    tp_map(d, "events", "events");
     const char *keys[] = {"decline_over_cents"}, *values[] = {"5000"};
-    d->config = of_config_from_pairs(plugin->desc->options, keys, values, 1, err, sizeof(err));
-    assert_non_null(d->config);
-    d->batch = batch;
-    d->retry.max_attempts = 1;
-    if (of_runner_add_pipeline(runner, &t.p, err, sizeof(err)) != 0)
-        fail_msg("add_pipeline: %s", err);
-    if (of_runner_start(runner, err, sizeof(err)) != 0)
-        fail_msg("start: %s", err);
-    if (!of_membus_wait_idle(bus, 30000))
-        fail_msg("the bus did not become idle within 30 s");
+    ps_run(&ps, pipeline, keys, values, 1, batch, 1);
 
     long long a = id_of("A"), dd = id_of("D"), e = id_of("E");
     assert_true(a > 0 && dd > 0 && e > 0 && a != dd && dd != e && a != e);
@@ -207,23 +242,20 @@ static void run_set(const char *pipeline, int batch)
     of_db_release(c);
 
     of_stage_stats st;
-    assert_int_equal(of_runner_stage_stats(runner, pipeline, "payment", &st), 0);
+    assert_int_equal(of_runner_stage_stats(ps.runner, pipeline, "payment", &st), 0);
     assert_int_equal(st.processed_ok, 8);
     assert_int_equal(st.skipped, 1);
     assert_int_equal(st.rejected, 2); /* "C " and X, not retried */
     assert_int_equal(st.dead_lettered, 2);
     const struct of_histogram *h =
-        of_metrics_find_histogram(metrics, "stage_transaction_events", pipeline, "payment");
+        of_metrics_find_histogram(ps.metrics, "stage_transaction_events", pipeline, "payment");
     assert_non_null(h);
     assert_int_equal(h->sum_micro, 8 * 1000000ULL);
     print_message("batch %d: %llu transactions for 8 events\n", batch,
                   (unsigned long long)h->count);
     if (batch > 1 && h->count > 5)
         fail_msg("%llu transactions for 8 events: no sets", (unsigned long long)h->count);
-    of_runner_free(runner);
-    of_config_free(d->config);
-    bus->ops->destroy(bus);
-    of_metrics_free(metrics);
+    ps_close(&ps);
 }
 
 static void test_payments_in_sets(void **state)
@@ -319,14 +351,7 @@ static void hold_start(hold_srv *s)
 {
     memset(s, 0, sizeof(*s));
     assert_int_equal(pipe(s->stop), 0);
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s->lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t al = sizeof(a);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &al), 0);
-    s->port = ntohs(a.sin_port);
-    assert_int_equal(listen(s->lfd, HOLD_MAX), 0);
+    s->lfd = tl_listen_loopback(HOLD_MAX, &s->port);
     assert_int_equal(pthread_create(&s->thread, NULL, hold_serve, s), 0);
 }
 
@@ -350,41 +375,17 @@ static void charge_orders(const char *pipeline, const char *const *keys, const c
     assert_non_null(c);
     DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
     of_db_release(c);
-    of_bus *bus = of_membus_new();
-    of_metrics *metrics = of_metrics_new();
-    assert_non_null(bus);
-    assert_non_null(metrics);
-    of_membus_set_retain(bus, 1);
-    assert_int_equal(bus->ops->ensure_topic(bus, "in", 1, 1, err, sizeof(err)), 0);
+    pstage ps;
+    ps_open(&ps);
     for (int i = 0; i < n; i++) {
         char order[16];
         snprintf(order, sizeof(order), "H%d", i);
-        reserved(bus, order, 1000 + i, "EUR");
+        reserved(ps.bus, order, 1000 + i, "EUR");
     }
-    of_runner *runner = of_runner_new(bus, metrics);
-    assert_non_null(runner);
-    of_runner_set_db(runner, pool);
-    tpipe t;
-    tp_init(&t, pipeline);
-    tp_topic(&t, "in", 1);
-    tp_topic(&t, "events", 1);
-    tp_topic(&t, "in.dlq", 1);
-    of_stage_def *d = tp_stage(&t, "payment", plugin->desc, "in", "in.dlq");
-    tp_map(d, "events", "events");
-    d->config = of_config_from_pairs(plugin->desc->options, keys, values, n_keys, err, sizeof(err));
-    if (!d->config)
-        fail_msg("config: %s", err);
-    d->batch = 32;
-    d->retry.max_attempts = attempts;
-    if (of_runner_add_pipeline(runner, &t.p, err, sizeof(err)) != 0)
-        fail_msg("add_pipeline: %s", err);
-    if (of_runner_start(runner, err, sizeof(err)) != 0)
-        fail_msg("start: %s", err);
-    if (!of_membus_wait_idle(bus, 60000))
-        fail_msg("the bus did not become idle within 60 s");
+    ps_run(&ps, pipeline, keys, values, n_keys, 32, attempts);
 
     of_stage_stats st;
-    assert_int_equal(of_runner_stage_stats(runner, pipeline, "payment", &st), 0);
+    assert_int_equal(of_runner_stage_stats(ps.runner, pipeline, "payment", &st), 0);
     assert_int_equal(st.processed_ok, n);
     assert_int_equal(st.dead_lettered, 0);
     c = of_db_acquire(pool, err, sizeof(err));
@@ -398,17 +399,14 @@ static void charge_orders(const char *pipeline, const char *const *keys, const c
     assert_int_equal(dbt_int(c, "SELECT COUNT(*) FROM payments", NULL, 0), n);
     of_db_release(c);
     joined j = {0};
-    of_membus_read_topic(bus, "events", event_cb, &j);
+    of_membus_read_topic(ps.bus, "events", event_cb, &j);
     for (int i = 0; i < n; i++) {
         char want[32];
         snprintf(want, sizeof(want), "H%d:payment.captured:", i);
         if (!strstr(j.buf, want))
             fail_msg("no %s in %s", want, j.buf);
     }
-    of_runner_free(runner);
-    of_config_free(d->config);
-    bus->ops->destroy(bus);
-    of_metrics_free(metrics);
+    ps_close(&ps);
 }
 
 static void test_http_charges_at_once(void **state)

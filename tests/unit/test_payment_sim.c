@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "provider.h"
+#include "test_listen.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -252,14 +253,7 @@ static void srv_start(srv *s, const char *response, size_t len, int silent)
     s->response_len = len;
     s->silent = silent;
     assert_int_equal(pipe(s->stop), 0);
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(s->lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t al = sizeof(a);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &al), 0);
-    s->port = ntohs(a.sin_port);
-    assert_int_equal(listen(s->lfd, 4), 0);
+    s->lfd = tl_listen_loopback(4, &s->port);
     assert_int_equal(pthread_create(&s->thread, NULL, serve, s), 0);
 }
 
