@@ -283,27 +283,64 @@ static void on_breaker_change(void *opaque, of_breaker_state from, of_breaker_st
     pthread_mutex_unlock(&rt->mu);
 }
 
-/* The event is finished (processed, published, or dead-lettered): mark its offset done and
- * commit the partition up to the lowest offset still pending. */
-static void finish_event(struct of_stage_rt *rt, const of_event *ev, uint64_t gen)
+/* Under rt->mu: commits the partition up to the lowest offset still pending. */
+static void commit_part_locked(struct of_stage_rt *rt, part_track *p)
 {
     of_stage *st = rt->st;
+    int64_t next = of_offtrack_committable(p->tracker);
+    if (next > p->committed) {
+        if (rt->runner->bus->ops->commit(rt->consumer, p->topic, p->partition, next) == 0)
+            p->committed = next;
+        else
+            of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
+                   "commit of %s[%" PRId32 "] at %" PRId64 " failed; retried with the next",
+                   p->topic, p->partition, next);
+    }
+    update_window_locked(rt, p);
+}
+
+/* The event is finished (processed, published, or dead-lettered): mark its offset done and
+ * commit its partition. */
+static void finish_event(struct of_stage_rt *rt, const of_event *ev, uint64_t gen)
+{
     pthread_mutex_lock(&rt->mu);
     /* A partition revoked meanwhile belongs to another consumer now: no commit for it. */
     part_track *p = live_part(rt, ev, gen);
-    if (p && of_offtrack_done(p->tracker, ev->offset) == 0) {
-        int64_t next = of_offtrack_committable(p->tracker);
-        if (next > p->committed) {
-            if (rt->runner->bus->ops->commit(rt->consumer, p->topic, p->partition, next) == 0)
-                p->committed = next;
-            else
-                of_log(OF_LVL_WARN, st->pipeline_name, stage_name(st),
-                       "commit of %s[%" PRId32 "] at %" PRId64 " failed; retried with the next",
-                       p->topic, p->partition, next);
-        }
-        update_window_locked(rt, p);
-    }
+    if (p && of_offtrack_done(p->tracker, ev->offset) == 0)
+        commit_part_locked(rt, p);
     in_flight_dec_locked(rt);
+    pthread_mutex_unlock(&rt->mu);
+}
+
+#define FINISH_PARTS 16 /* partitions a round's finish collects before committing them */
+
+/* The k events of a round finished together: as finish_event for each, under one lock and with
+ * one commit for each partition they are from instead of one for each event (a commit is a
+ * call into the bus, for Kafka an offset store with a partition list of its own). The partition
+ * trackers stay put meanwhile: they are added and dropped only under rt->mu. */
+static void finish_events(struct of_stage_rt *rt, qitem *const *items, size_t k)
+{
+    part_track *touched[FINISH_PARTS];
+    size_t nt = 0;
+    pthread_mutex_lock(&rt->mu);
+    for (size_t i = 0; i < k; i++) {
+        part_track *p = live_part(rt, items[i]->ev, items[i]->gen);
+        if (p && of_offtrack_done(p->tracker, items[i]->ev->offset) == 0) {
+            size_t j = 0;
+            while (j < nt && touched[j] != p)
+                j++;
+            if (j == nt && nt == FINISH_PARTS) {
+                for (j = 0; j < nt; j++)
+                    commit_part_locked(rt, touched[j]);
+                nt = j = 0;
+            }
+            if (j == nt)
+                touched[nt++] = p;
+        }
+        in_flight_dec_locked(rt);
+    }
+    for (size_t j = 0; j < nt; j++)
+        commit_part_locked(rt, touched[j]);
     pthread_mutex_unlock(&rt->mu);
 }
 
@@ -791,8 +828,9 @@ static void batch_settle(worker *w, qitem **items, of_call *calls, int64_t **ids
                    "marking outbox rows published failed: %s", why);
         stat_add(&st->stats.emitted, st->m_emitted, n);
         stat_add(&st->stats.processed_ok, st->m_processed_ok, 1);
-        finish_event(rt, items[i]->ev, items[i]->gen);
     }
+    if (published)
+        finish_events(rt, items, k);
 }
 
 /* Records the n events of a batch in the inbox in a few multi-row statements. 1 when all were

@@ -58,9 +58,9 @@ static int group_teardown(void **state)
     return pf_teardown(plugin, pool);
 }
 
-static void produce(of_bus *bus, const char *type, const char *payload)
+static void produce_key(of_bus *bus, const char *key, const char *type, const char *payload)
 {
-    of_event *ev = of_event_new("k", 1, payload, strlen(payload));
+    of_event *ev = of_event_new(key, strlen(key), payload, strlen(payload));
     assert_non_null(ev);
     assert_int_equal(of_event_add_header(ev, "ce_type", type, strlen(type)), 0);
     char err[256];
@@ -68,14 +68,26 @@ static void produce(of_bus *bus, const char *type, const char *payload)
     of_event_free(ev);
 }
 
-static void reserved(of_bus *bus, const char *order, int64_t cents, const char *currency)
+static void produce(of_bus *bus, const char *type, const char *payload)
+{
+    produce_key(bus, "k", type, payload);
+}
+
+/* An inventory.reserved keyed by `key` (events of one key keep their order). */
+static void reserved_key(of_bus *bus, const char *key, const char *order, int64_t cents,
+                         const char *currency)
 {
     char p[256];
     snprintf(p, sizeof(p),
              "{\"order_id\":\"%s\",\"customer_id\":\"cust-1\",\"total_cents\":%lld,"
              "\"currency\":\"%s\",\"items\":[]}",
              order, (long long)cents, currency);
-    produce(bus, "inventory.reserved", p);
+    produce_key(bus, key, "inventory.reserved", p);
+}
+
+static void reserved(of_bus *bus, const char *order, int64_t cents, const char *currency)
+{
+    reserved_key(bus, "k", order, cents, currency);
 }
 
 typedef struct joined {
@@ -130,9 +142,10 @@ typedef struct pstage {
     of_runner *runner;
     tpipe t;
     of_stage_def *d;
+    int partitions; /* of "in" */
 } pstage;
 
-static void ps_open(pstage *ps)
+static void ps_open(pstage *ps, int partitions)
 {
     char err[256];
     memset(ps, 0, sizeof(*ps));
@@ -141,7 +154,8 @@ static void ps_open(pstage *ps)
     assert_non_null(ps->bus);
     assert_non_null(ps->metrics);
     of_membus_set_retain(ps->bus, 1);
-    assert_int_equal(ps->bus->ops->ensure_topic(ps->bus, "in", 1, 1, err, sizeof(err)), 0);
+    ps->partitions = partitions;
+    assert_int_equal(ps->bus->ops->ensure_topic(ps->bus, "in", partitions, 1, err, sizeof(err)), 0);
 }
 
 /* Starts the stage (config from keys/values) and waits until the bus is idle. */
@@ -153,7 +167,7 @@ static void ps_run(pstage *ps, const char *pipeline, const char *const *keys,
     assert_non_null(ps->runner);
     of_runner_set_db(ps->runner, pool);
     tp_init(&ps->t, pipeline);
-    tp_topic(&ps->t, "in", 1);
+    tp_topic(&ps->t, "in", ps->partitions);
     tp_topic(&ps->t, "events", 1);
     tp_topic(&ps->t, "in.dlq", 1);
     ps->d = tp_stage(&ps->t, "payment", plugin->desc, "in", "in.dlq");
@@ -193,7 +207,7 @@ static void run_set(const char *pipeline, int batch)
     of_db_release(c);
 
     pstage ps;
-    ps_open(&ps);
+    ps_open(&ps, 1);
     of_bus *bus = ps.bus;
     reserved(bus, "A", 1000, "EUR");
     reserved(bus, "B", 9000, "EUR"); /* over 50.00: declined */
@@ -268,6 +282,41 @@ static void test_payments_one_by_one(void **state)
 {
     (void)state;
     run_set("pb1", 1);
+}
+
+/* A set whose events come from more partitions than a round's finish collects at once
+ * (FINISH_PARTS in host/core/runner.c, 16): every partition is committed to its end (the memory
+ * bus is idle only then). */
+static void test_set_across_partitions(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
+    of_db_release(c);
+    pstage ps;
+    ps_open(&ps, 48);
+    for (int i = 0; i < 192; i++) {
+        char order[16];
+        snprintf(order, sizeof(order), "P%d", i);
+        reserved_key(ps.bus, order, order, 100 + i, "EUR");
+    }
+    const char *keys[] = {"decline_over_cents"}, *values[] = {"0"};
+    ps_run(&ps, "pbp", keys, values, 1, 256, 1);
+    of_stage_stats st;
+    assert_int_equal(of_runner_stage_stats(ps.runner, "pbp", "payment", &st), 0);
+    assert_int_equal(st.processed_ok, 192);
+    const struct of_histogram *h =
+        of_metrics_find_histogram(ps.metrics, "stage_transaction_events", "pbp", "payment");
+    assert_non_null(h);
+    print_message("%llu transactions for 192 events from 48 partitions\n",
+                  (unsigned long long)h->count);
+    c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    assert_int_equal(dbt_int(c, "SELECT COUNT(*) FROM payments", NULL, 0), 192);
+    of_db_release(c);
+    ps_close(&ps);
 }
 
 /* ---- the HTTP provider: a set's charges at once ---------------------------------------------- */
@@ -376,7 +425,7 @@ static void charge_orders(const char *pipeline, const char *const *keys, const c
     DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
     of_db_release(c);
     pstage ps;
-    ps_open(&ps);
+    ps_open(&ps, 1);
     for (int i = 0; i < n; i++) {
         char order[16];
         snprintf(order, sizeof(order), "H%d", i);
@@ -441,9 +490,8 @@ static void test_pool_charges_retried(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_payments_in_sets),
-        cmocka_unit_test(test_payments_one_by_one),
-        cmocka_unit_test(test_http_charges_at_once),
+        cmocka_unit_test(test_payments_in_sets),      cmocka_unit_test(test_payments_one_by_one),
+        cmocka_unit_test(test_set_across_partitions), cmocka_unit_test(test_http_charges_at_once),
         cmocka_unit_test(test_pool_charges_retried),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
