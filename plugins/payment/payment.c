@@ -21,6 +21,7 @@
  */
 #include <orderflow/stage.h>
 
+#include "charge_memo.h"
 #include "charge_pool.h"
 #include "ofp_id.h"
 #include "ofp_json.h"
@@ -50,6 +51,7 @@ typedef struct payment {
     int64_t timeout_ms;
     char *api_key;
     pay_pool *pool; /* NULL: charges one after another, on the worker */
+    pay_memo *memo; /* answers to charges whose events run again (NULL: none kept) */
     of_counter *captured, *declined, *refunded, *failures, *duplicates;
 } payment;
 
@@ -141,6 +143,7 @@ static void payment_free(payment *p)
 {
     const of_host_api *api = p->api;
     pay_pool_free(p->pool);
+    pay_memo_free(p->memo);
     if (p->customers) {
         for (size_t i = 0; i < p->sim.n_customers; i++)
             api->free(p->customers[i]);
@@ -208,9 +211,13 @@ static int payment_init(of_stage *stage, const of_host_api *api, const of_config
             return -1;
         }
     }
-    /* Without a latency the simulated provider answers at once: helpers would only hand off. */
+    /* Without a latency the simulated provider answers at once, and the same again when asked
+     * again: helpers would only hand off, a memo only copy. */
+    int remote = p->provider == PROVIDER_HTTP || p->latency_ms > 0;
+    if (remote && !(p->memo = pay_memo_new()))
+        goto oom;
     int64_t threads = api->config_int(cfg, "provider_threads");
-    if (threads > 0 && (p->provider == PROVIDER_HTTP || p->latency_ms > 0)) {
+    if (threads > 0 && remote) {
         char err[160];
         p->pool = pay_pool_new((unsigned)threads, "payment-charge", err, sizeof(err));
         if (!p->pool) {
@@ -252,6 +259,13 @@ static void payment_shutdown(void *instance)
 }
 
 /* ---- helpers ---------------------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void count(payment *p, of_counter *c)
 {
@@ -436,8 +450,8 @@ static of_status emit_recorded(payment *p, of_call *call, const char *order_id,
  * once (the charge pool's helpers beside the worker: a run takes about one provider call, not
  * one per order), and the new payments go in one INSERT; a refund between them ends a run, so it
  * sees the payments the events before it recorded. The answers are taken in the set's order and
- * the first charge to try again ends what commits; the charges after it were sent too, and are
- * sent again with the same idempotency keys when their events are. */
+ * the first charge to try again ends the try: nothing commits, and the answers of the other
+ * charges are kept (charge_memo.h) for their events' next run instead of asking again. */
 
 /* A reserved event of a run, checked. */
 typedef enum pay_kind { PK_OTHER, PK_RESERVED, PK_REFUND } pay_kind;
@@ -451,6 +465,7 @@ typedef struct pay_res {
     size_t same;     /* from_run: the index of that event */
     int charge;      /* no payment and none earlier in the run: the provider is called */
     int attempt;     /* charge: the event's try, read on the worker */
+    int known;       /* charge: answered by the memo, not sent */
     pay_result res;  /* charge: the provider's answer */
     int fresh;       /* charged here: row goes into the INSERT */
 } pay_res;
@@ -552,7 +567,22 @@ static void run_plan(payment *p, of_call *const *calls, pay_res *rs, size_t n)
         }
         r->charge = 1;
         r->attempt = p->api->event_attempt(calls[i]);
+        r->known = pay_memo_take(p->memo, r->order_id, now_ms(), &r->res);
+        if (r->known)
+            p->api->log(p->stage, OF_LOG_DEBUG,
+                        "order %s: the provider's answer to its last try taken, not asked again",
+                        r->order_id);
     }
+}
+
+/* Keeps the definite answers of the run's charges: they were made, and their events run again
+ * (charge_memo.h; an answer to try again is not kept). */
+static void run_keep(payment *p, const pay_res *rs, size_t n)
+{
+    int64_t now = now_ms();
+    for (size_t i = 0; i < n; i++)
+        if (rs[i].charge)
+            pay_memo_put(p->memo, rs[i].order_id, &rs[i].res, now);
 }
 
 typedef struct charge_job {
@@ -588,12 +618,12 @@ static int run_send(payment *p, pay_res *rs, size_t n)
 {
     size_t one, *which = &one, m = 0;
     for (size_t i = 0; i < n; i++)
-        m += rs[i].charge;
+        m += rs[i].charge && !rs[i].known;
     if (m > 1 && !(which = malloc(m * sizeof(*which))))
         return -2;
     m = 0;
     for (size_t i = 0; i < n; i++)
-        if (rs[i].charge)
+        if (rs[i].charge && !rs[i].known)
             which[m++] = i;
     charge_job job = {.p = p, .rs = rs, .which = which};
     pay_pool_run(p->pool, charge_one, &job, m);
@@ -738,10 +768,14 @@ static size_t run_reserved(payment *p, of_call *const *calls, pay_res *rs, size_
     while (rc == 0 && k < n &&
            (!rs[k].charge || (status[k] = run_settle(p, calls[k], &rs[k])) == OF_OK))
         k++;
-    if (rc == 0 && k < n)
-        return k; /* a charge to try again: the host retries it alone, nothing here commits */
-    if (rc == 0)
-        rc = run_insert(p, calls[0], rs, n);
+    if (rc == 0 && k < n) {
+        /* A charge to try again: nothing here commits, the events before it run again without
+         * it and the host retries it alone; the others' answers are kept for their next run. */
+        run_keep(p, rs, n);
+        return k;
+    }
+    if (rc == 0 && (rc = run_insert(p, calls[0], rs, n)) != 0)
+        run_keep(p, rs, n);
     for (size_t i = 0; rc != 0 && i < n; i++) {
         if (rc == -2)
             p->api->set_reason(calls[i], "out of memory");

@@ -29,6 +29,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,9 +159,9 @@ static void ps_open(pstage *ps, int partitions)
     assert_int_equal(ps->bus->ops->ensure_topic(ps->bus, "in", partitions, 1, err, sizeof(err)), 0);
 }
 
-/* Starts the stage (config from keys/values) and waits until the bus is idle. */
-static void ps_run(pstage *ps, const char *pipeline, const char *const *keys,
-                   const char *const *values, size_t n_keys, int batch, int attempts)
+/* Starts the stage (config from keys/values). */
+static void ps_start(pstage *ps, const char *pipeline, const char *const *keys,
+                     const char *const *values, size_t n_keys, int batch, int attempts)
 {
     char err[512] = "";
     ps->runner = of_runner_new(ps->bus, ps->metrics);
@@ -182,6 +183,13 @@ static void ps_run(pstage *ps, const char *pipeline, const char *const *keys,
         fail_msg("add_pipeline: %s", err);
     if (of_runner_start(ps->runner, err, sizeof(err)) != 0)
         fail_msg("start: %s", err);
+}
+
+/* Starts the stage and waits until the bus is idle. */
+static void ps_run(pstage *ps, const char *pipeline, const char *const *keys,
+                   const char *const *values, size_t n_keys, int batch, int attempts)
+{
+    ps_start(ps, pipeline, keys, values, n_keys, batch, attempts);
     if (!of_membus_wait_idle(ps->bus, 60000))
         fail_msg("the bus did not become idle within 60 s");
 }
@@ -487,12 +495,140 @@ static void test_pool_charges_retried(void **state)
     charge_orders("pbr", keys, values, 3, 24, 30, "sim\\_%");
 }
 
+/* ---- a failed charge in a batch: the others' answers kept, not asked for again -------------- */
+
+enum { MEMO_ORDERS = 7 }; /* B0, F, G1..G5 */
+static const char *const memo_orders[MEMO_ORDERS] = {"B0", "F", "G1", "G2", "G3", "G4", "G5"};
+
+typedef struct memo_srv {
+    int lfd, port, stop[2], release[2];
+    _Atomic int asked[MEMO_ORDERS];
+    _Atomic int b0_held;
+    pthread_t thread;
+} memo_srv;
+
+/* Answers one charge: B0 once the test releases it, F's first try 500, the rest captured. */
+static void *memo_serve(void *arg)
+{
+    memo_srv *s = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s->lfd, .events = POLLIN},
+                              {.fd = s->stop[0], .events = POLLIN}};
+        if (poll(p, 2, 30000) <= 0 || p[1].revents)
+            break;
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        char buf[8192];
+        size_t len = 0;
+        ssize_t r;
+        struct pollfd q = {.fd = fd, .events = POLLIN};
+        while (len < sizeof(buf) - 1 && poll(&q, 1, 5000) > 0 &&
+               (r = recv(fd, buf + len, sizeof(buf) - 1 - len, 0)) > 0) {
+            len += (size_t)r;
+            buf[len] = '\0';
+            if (strstr(buf, "\"idempotency_key\""))
+                break;
+        }
+        buf[len] = '\0';
+        int which = -1;
+        for (int i = 0; i < MEMO_ORDERS; i++) {
+            char want[32];
+            snprintf(want, sizeof(want), "\"order_id\":\"%s\"", memo_orders[i]);
+            if (strstr(buf, want))
+                which = i;
+        }
+        int n = which >= 0 ? atomic_fetch_add(&s->asked[which], 1) + 1 : 0;
+        if (which == 0) {
+            atomic_store(&s->b0_held, 1);
+            struct pollfd rel = {.fd = s->release[0], .events = POLLIN};
+            poll(&rel, 1, 30000);
+        }
+        static const char ok[] = "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+                                 "Content-Length: 37\r\n\r\n"
+                                 "{\"status\":\"captured\",\"ref\":\"ch_memo\"}";
+        static const char down[] =
+            "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+        const char *answer = which == 1 && n == 1 ? down : ok;
+        if (send(fd, answer, strlen(answer), MSG_NOSIGNAL) < 0)
+            print_message("stub: answer lost\n");
+        close(fd);
+    }
+    return NULL;
+}
+
+static void test_failed_charge_keeps_the_others(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
+    of_db_release(c);
+    memo_srv srv;
+    memset(&srv, 0, sizeof(srv));
+    assert_int_equal(pipe(srv.stop), 0);
+    assert_int_equal(pipe(srv.release), 0);
+    srv.lfd = tl_listen_loopback(16, &srv.port);
+    assert_int_equal(pthread_create(&srv.thread, NULL, memo_serve, &srv), 0);
+
+    pstage ps;
+    ps_open(&ps, 1);
+    reserved(ps.bus, "B0", 100, "EUR");
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/charges", srv.port);
+    const char *keys[] = {"provider", "url", "timeout", "provider_threads"},
+               *values[] = {"http", url, "30s", "7"};
+    ps_start(&ps, "pbm", keys, values, 4, 32, 3);
+    /* While B0's charge is held, F and G1..G5 queue up behind it: the next batch is all six. */
+    for (int i = 0; i < 200 && !atomic_load(&srv.b0_held); i++)
+        usleep(50 * 1000);
+    assert_true(atomic_load(&srv.b0_held));
+    for (int i = 1; i < MEMO_ORDERS; i++)
+        reserved(ps.bus, memo_orders[i], 100 + i, "EUR");
+    of_stage_stats st;
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(of_runner_stage_stats(ps.runner, "pbm", "payment", &st), 0);
+        if (st.in_flight == MEMO_ORDERS)
+            break;
+        usleep(50 * 1000);
+    }
+    assert_int_equal(st.in_flight, MEMO_ORDERS);
+    assert_int_equal(write(srv.release[1], "x", 1), 1);
+    if (!of_membus_wait_idle(ps.bus, 60000))
+        fail_msg("the bus did not become idle within 60 s");
+
+    assert_int_equal(of_runner_stage_stats(ps.runner, "pbm", "payment", &st), 0);
+    assert_int_equal(st.processed_ok, MEMO_ORDERS);
+    c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    assert_int_equal(dbt_int(c, "SELECT COUNT(*) FROM payments WHERE state = 'CAPTURED'", NULL, 0),
+                     MEMO_ORDERS);
+    of_db_release(c);
+    ps_close(&ps);
+    assert_int_equal(write(srv.stop[1], "x", 1), 1);
+    pthread_join(srv.thread, NULL);
+    close(srv.lfd);
+    close(srv.stop[0]);
+    close(srv.stop[1]);
+    close(srv.release[0]);
+    close(srv.release[1]);
+    /* F twice (a 500, then captured); every other order once: the answers G1..G5 got in F's
+     * failed batch were kept for their next run. */
+    for (int i = 0; i < MEMO_ORDERS; i++)
+        if (atomic_load(&srv.asked[i]) != (i == 1 ? 2 : 1))
+            fail_msg("order %s asked %d times", memo_orders[i], atomic_load(&srv.asked[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_payments_in_sets),      cmocka_unit_test(test_payments_one_by_one),
-        cmocka_unit_test(test_set_across_partitions), cmocka_unit_test(test_http_charges_at_once),
+        cmocka_unit_test(test_payments_in_sets),
+        cmocka_unit_test(test_payments_one_by_one),
+        cmocka_unit_test(test_set_across_partitions),
+        cmocka_unit_test(test_http_charges_at_once),
         cmocka_unit_test(test_pool_charges_retried),
+        cmocka_unit_test(test_failed_charge_keeps_the_others),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
