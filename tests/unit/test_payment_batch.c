@@ -146,9 +146,14 @@ typedef struct pstage {
     int partitions; /* of "in" */
 } pstage;
 
+/* Also empties the payments table. */
 static void ps_open(pstage *ps, int partitions)
 {
     char err[256];
+    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
+    assert_non_null(c);
+    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
+    of_db_release(c);
     memset(ps, 0, sizeof(*ps));
     ps->bus = of_membus_new();
     ps->metrics = of_metrics_new();
@@ -205,17 +210,16 @@ static void ps_close(pstage *ps)
 static void run_set(const char *pipeline, int batch)
 {
     char err[512] = "";
+    pstage ps;
+    ps_open(&ps, 1);
     of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
     assert_non_null(c);
-    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
     /* C was charged before (a redelivery after its commit, say). */
     DBT_OK(c, of_db_exec_text(c, "INSERT INTO payments (id, order_id, amount_cents, currency, "
                                  "state, provider_ref) VALUES (777, 'C', 500, 'EUR', 'CAPTURED', "
                                  "'sim-C')"));
     of_db_release(c);
 
-    pstage ps;
-    ps_open(&ps, 1);
     of_bus *bus = ps.bus;
     reserved(bus, "A", 1000, "EUR");
     reserved(bus, "B", 9000, "EUR"); /* over 50.00: declined */
@@ -299,10 +303,7 @@ static void test_set_across_partitions(void **state)
 {
     (void)state;
     char err[512] = "";
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
-    of_db_release(c);
+    of_db_conn *c;
     pstage ps;
     ps_open(&ps, 48);
     for (int i = 0; i < 192; i++) {
@@ -428,10 +429,7 @@ static void charge_orders(const char *pipeline, const char *const *keys, const c
                           size_t n_keys, int n, int attempts, const char *ref)
 {
     char err[512] = "";
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
-    of_db_release(c);
+    of_db_conn *c;
     pstage ps;
     ps_open(&ps, 1);
     for (int i = 0; i < n; i++) {
@@ -561,10 +559,7 @@ static void test_failed_charge_keeps_the_others(void **state)
 {
     (void)state;
     char err[512] = "";
-    of_db_conn *c = of_db_acquire(pool, err, sizeof(err));
-    assert_non_null(c);
-    DBT_OK(c, of_db_exec_text(c, "DELETE FROM payments"));
-    of_db_release(c);
+    of_db_conn *c;
     memo_srv srv;
     memset(&srv, 0, sizeof(srv));
     assert_int_equal(pipe(srv.stop), 0);
