@@ -341,16 +341,16 @@ typedef struct hold_srv {
     pthread_t thread;
 } hold_srv;
 
-/* Reads a request to the end of its body (Content-Length); 0 or -1. */
-static int read_whole(int fd)
+/* Reads a request to the end of its body (Content-Length) into buf (NUL-terminated); 0 or -1. */
+static int read_whole(int fd, char *buf, size_t size)
 {
-    char buf[8192];
     size_t len = 0;
-    while (len < sizeof(buf) - 1) {
+    buf[0] = '\0';
+    while (len < size - 1) {
         struct pollfd q = {.fd = fd, .events = POLLIN};
         if (poll(&q, 1, 5000) <= 0)
             return -1;
-        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+        ssize_t n = recv(fd, buf + len, size - 1 - len, 0);
         if (n <= 0)
             return -1;
         len += (size_t)n;
@@ -392,7 +392,8 @@ static void *hold_serve(void *arg)
         int fd = accept(s->lfd, NULL, NULL);
         if (fd < 0)
             continue;
-        if (read_whole(fd) != 0 || s->held == HOLD_MAX) {
+        char req[8192];
+        if (read_whole(fd, req, sizeof(req)) != 0 || s->held == HOLD_MAX) {
             close(fd);
             continue;
         }
@@ -518,17 +519,7 @@ static void *memo_serve(void *arg)
         if (fd < 0)
             continue;
         char buf[8192];
-        size_t len = 0;
-        ssize_t r;
-        struct pollfd q = {.fd = fd, .events = POLLIN};
-        while (len < sizeof(buf) - 1 && poll(&q, 1, 5000) > 0 &&
-               (r = recv(fd, buf + len, sizeof(buf) - 1 - len, 0)) > 0) {
-            len += (size_t)r;
-            buf[len] = '\0';
-            if (strstr(buf, "\"idempotency_key\""))
-                break;
-        }
-        buf[len] = '\0';
+        read_whole(fd, buf, sizeof(buf)); /* a request cut short matches no order: answered 200 */
         int which = -1;
         for (int i = 0; i < MEMO_ORDERS; i++) {
             char want[32];
